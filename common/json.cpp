@@ -1,0 +1,139 @@
+#include "common/json.hpp"
+
+#include "common/error.hpp"
+
+namespace berth {
+
+namespace {
+const json& null_json() {
+  static const json n;
+  return n;
+}
+} // namespace
+
+const char* json_type_name(const json& j) {
+  switch (j.type()) {
+  case json::value_t::null: return "null";
+  case json::value_t::object: return "object";
+  case json::value_t::array: return "array";
+  case json::value_t::string: return "string";
+  case json::value_t::boolean: return "boolean";
+  case json::value_t::number_float: return "number (float)";
+  case json::value_t::number_integer:
+  case json::value_t::number_unsigned: return "number";
+  default: return "value";
+  }
+}
+
+void JsonView::bad(std::string_view what) const { fail("{}: {}", path_, what); }
+
+void JsonView::expect_object() const {
+  if (!j_->is_object()) bad(fmt::format("expected an object, got {}", json_type_name(*j_)));
+}
+
+JsonView JsonView::operator[](std::string_view key) const {
+  std::string sub = path_.empty() ? std::string(key) : path_ + "." + std::string(key);
+  if (j_->is_null()) return JsonView(null_json(), sub);
+  expect_object();
+  auto it = j_->find(key);
+  if (it == j_->end()) return JsonView(null_json(), sub);
+  return JsonView(*it, sub);
+}
+
+JsonView JsonView::at(size_t i) const {
+  return JsonView((*j_)[i], fmt::format("{}[{}]", path_, i));
+}
+
+std::string JsonView::as_string() const {
+  if (!j_->is_string()) bad(fmt::format("expected a string, got {}", json_type_name(*j_)));
+  return j_->get<std::string>();
+}
+
+int64_t JsonView::as_int() const {
+  if (j_->is_number_unsigned()) {
+    auto v = j_->get<uint64_t>();
+    if (v > static_cast<uint64_t>(INT64_MAX)) bad("number out of range");
+    return static_cast<int64_t>(v);
+  }
+  if (!j_->is_number_integer()) bad(fmt::format("expected an integer, got {}", json_type_name(*j_)));
+  return j_->get<int64_t>();
+}
+
+uint64_t JsonView::as_uint() const {
+  if (j_->is_number_unsigned()) return j_->get<uint64_t>();
+  if (j_->is_number_integer()) {
+    auto v = j_->get<int64_t>();
+    if (v < 0) bad(fmt::format("expected a non-negative integer, got {}", v));
+    return static_cast<uint64_t>(v);
+  }
+  bad(fmt::format("expected a non-negative integer, got {}", json_type_name(*j_)));
+}
+
+uint32_t JsonView::as_u32() const {
+  auto v = as_uint();
+  if (v > UINT32_MAX) bad(fmt::format("{} is out of range for a 32-bit value", v));
+  return static_cast<uint32_t>(v);
+}
+
+int32_t JsonView::as_i32() const {
+  auto v = as_int();
+  if (v < INT32_MIN || v > INT32_MAX) bad(fmt::format("{} is out of range for a 32-bit value", v));
+  return static_cast<int32_t>(v);
+}
+
+bool JsonView::as_bool() const {
+  if (!j_->is_boolean()) bad(fmt::format("expected a boolean, got {}", json_type_name(*j_)));
+  return j_->get<bool>();
+}
+
+std::vector<std::string> JsonView::as_string_list() const {
+  std::vector<std::string> out;
+  if (j_->is_null()) return out;
+  if (!j_->is_array()) bad(fmt::format("expected an array of strings, got {}", json_type_name(*j_)));
+  out.reserve(j_->size());
+  for (size_t i = 0; i < j_->size(); i++) out.push_back(at(i).as_string());
+  return out;
+}
+
+std::optional<std::string> JsonView::opt_string(std::string_view key) const {
+  auto v = (*this)[key];
+  if (v.is_null()) return std::nullopt;
+  return v.as_string();
+}
+
+std::optional<int64_t> JsonView::opt_int(std::string_view key) const {
+  auto v = (*this)[key];
+  if (v.is_null()) return std::nullopt;
+  return v.as_int();
+}
+
+std::optional<uint64_t> JsonView::opt_uint(std::string_view key) const {
+  auto v = (*this)[key];
+  if (v.is_null()) return std::nullopt;
+  return v.as_uint();
+}
+
+std::optional<bool> JsonView::opt_bool(std::string_view key) const {
+  auto v = (*this)[key];
+  if (v.is_null()) return std::nullopt;
+  return v.as_bool();
+}
+
+std::vector<std::string> JsonView::string_list(std::string_view key) const {
+  return (*this)[key].as_string_list();
+}
+
+void JsonView::each(const std::function<void(const JsonView&)>& fn) const {
+  if (j_->is_null()) return;
+  if (!j_->is_array()) bad(fmt::format("expected an array, got {}", json_type_name(*j_)));
+  for (size_t i = 0; i < j_->size(); i++) fn(at(i));
+}
+
+void JsonView::each_member(const std::function<void(const std::string&, const JsonView&)>& fn) const {
+  if (j_->is_null()) return;
+  expect_object();
+  for (auto it = j_->begin(); it != j_->end(); ++it)
+    fn(it.key(), JsonView(it.value(), path_.empty() ? it.key() : path_ + "." + it.key()));
+}
+
+} // namespace berth

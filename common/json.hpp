@@ -1,0 +1,60 @@
+// Typed, path-aware access to JSON documents: every error names the field it is
+// about ("process.args[0]: expected a string, got number").
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace berth {
+
+using json = nlohmann::json;
+
+class JsonView {
+public:
+  JsonView(const json& j, std::string path) : j_(&j), path_(std::move(path)) {}
+
+  const std::string& path() const { return path_; }
+  const json& raw() const { return *j_; }
+  bool is_null() const { return j_->is_null(); }
+  bool present() const { return !j_->is_null(); }
+
+  // Member access; a missing member is a null view.
+  JsonView operator[](std::string_view key) const;
+  JsonView at(size_t i) const;
+  size_t size() const { return j_->is_array() || j_->is_object() ? j_->size() : 0; }
+
+  std::string as_string() const;
+  int64_t as_int() const;
+  uint64_t as_uint() const;
+  uint32_t as_u32() const;
+  int32_t as_i32() const;
+  bool as_bool() const;
+  std::vector<std::string> as_string_list() const;
+
+  std::optional<std::string> opt_string(std::string_view key) const;
+  std::optional<int64_t> opt_int(std::string_view key) const;
+  std::optional<uint64_t> opt_uint(std::string_view key) const;
+  std::optional<bool> opt_bool(std::string_view key) const;
+  std::vector<std::string> string_list(std::string_view key) const; // empty when absent
+
+  // Iterates an array (absent = no iterations). Fails if present and not an array.
+  void each(const std::function<void(const JsonView&)>& fn) const;
+  // Iterates an object's members (absent = no iterations).
+  void each_member(const std::function<void(const std::string&, const JsonView&)>& fn) const;
+
+  void expect_object() const;
+  [[noreturn]] void bad(std::string_view what) const;
+
+private:
+  const json* j_;
+  std::string path_;
+};
+
+const char* json_type_name(const json& j);
+
+} // namespace berth

@@ -1,0 +1,35 @@
+// OCI hooks: parsed from config.json, run with the container state on stdin.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/json.hpp"
+
+namespace berth {
+
+struct Hook {
+  std::string path;
+  std::vector<std::string> args;
+  std::vector<std::string> env;
+  std::optional<int> timeout; // seconds; must be > 0 when set
+};
+
+struct Hooks {
+  std::vector<Hook> prestart, create_runtime, create_container, start_container, poststart, poststop;
+  bool empty() const {
+    return prestart.empty() && create_runtime.empty() && create_container.empty() &&
+           start_container.empty() && poststart.empty() && poststop.empty();
+  }
+};
+
+// Parses the top-level "hooks" object; paths must be absolute.
+Hooks parse_hooks(const JsonView& hooks);
+
+// Runs each hook in order (fork+exec, state JSON on stdin, stdout/stderr captured).
+// A hook that exits non-zero, is killed, or outlives its timeout throws an Error
+// naming the stage and hook: `createRuntime hook #1 (/bin/false): exit status 1: <stderr>`.
+void run_hooks(const std::vector<Hook>& hooks, const char* stage, const std::string& state_json);
+
+} // namespace berth
