@@ -1,1 +1,162 @@
-int main(){}
+// berth: an OCI runtime with runc's command line. This file only dispatches;
+// the work happens in runtime/lib.
+#include <seccomp.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <iostream>
+
+#include "common/error.hpp"
+#include "common/fs.hpp"
+#include "common/log.hpp"
+#include "runtime/lib/capabilities.hpp"
+#include "runtime/lib/cli.hpp"
+#include "runtime/lib/container.hpp"
+#include "runtime/lib/features.hpp"
+#include "runtime/lib/spec_template.hpp"
+#include "runtime/lib/state.hpp"
+
+using namespace berth;
+
+namespace {
+
+void print(const std::string& s) { write_all(STDOUT_FILENO, s); }
+
+void need_args(const cli::Command& cmd, size_t n, const char* usage) {
+  if (cmd.args.size() < n) fail("\"{}\" requires {} argument{}: {}", cmd.name, n, n == 1 ? "" : "s", usage);
+}
+
+CreateOptions create_options(const cli::Command& cmd) {
+  need_args(cmd, 1, "<container-id>");
+  CreateOptions o;
+  o.id = cmd.args[0];
+  o.bundle = cmd.value("bundle");
+  o.console_socket = cmd.value("console-socket");
+  o.pid_file = cmd.value("pid-file");
+  o.no_pivot = cmd.boolean("no-pivot");
+  o.no_new_keyring = cmd.boolean("no-new-keyring");
+  long long n = cmd.integer("preserve-fds", 0);
+  if (n < 0 || n > 65536) fail("--preserve-fds: {} is out of range", n);
+  o.preserve_fds = static_cast<int>(n);
+  return o;
+}
+
+std::string version_text() {
+  const scmp_version* v = seccomp_version();
+  return fmt::format("berth version {}\nspec: 1.2.0\nlibseccomp: {}.{}.{}\n", BERTH_VERSION, v->major, v->minor,
+                     v->micro);
+}
+
+// runc's list table: tabwriter with min width 12, padding 3.
+std::string render_table(const std::vector<nlohmann::ordered_json>& rows) {
+  std::vector<std::vector<std::string>> cells = {{"ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"}};
+  for (auto& r : rows)
+    cells.push_back({r["id"].get<std::string>(), std::to_string(r["pid"].get<int>()), r["status"].get<std::string>(),
+                     r["bundle"].get<std::string>(), r["created"].get<std::string>(), r["owner"].get<std::string>()});
+  std::vector<size_t> width(6, 0);
+  for (auto& row : cells)
+    for (size_t i = 0; i < row.size(); i++) width[i] = std::max(width[i], row[i].size());
+  std::string out;
+  for (auto& row : cells) {
+    for (size_t i = 0; i < row.size(); i++) {
+      out += row[i];
+      if (i + 1 < row.size()) out += std::string(std::max<size_t>(width[i] + 3, 12) - row[i].size(), ' ');
+    }
+    out += '\n';
+  }
+  return out;
+}
+
+int dispatch(const cli::Command& cmd) {
+  RuntimeContext ctx;
+  ctx.root = cmd.global.root.empty() ? default_state_root() : cmd.global.root;
+  ctx.systemd_cgroup = cmd.global.systemd_cgroup || cmd.global.cgroup_manager == "systemd";
+  const std::string& name = cmd.name;
+
+  if (name == "create") {
+    create_container(ctx, create_options(cmd));
+  } else if (name == "run") {
+    return run_container(ctx, create_options(cmd), cmd.boolean("detach"), cmd.boolean("keep"));
+  } else if (name == "start") {
+    need_args(cmd, 1, "<container-id>");
+    start_container(ctx, cmd.args[0]);
+  } else if (name == "state") {
+    need_args(cmd, 1, "<container-id>");
+    print(container_state(ctx, cmd.args[0]).dump(2) + "\n");
+  } else if (name == "list") {
+    auto rows = list_containers(ctx);
+    std::string format = cmd.value("format", "table");
+    if (cmd.boolean("quiet")) {
+      for (auto& r : rows) print(r["id"].get<std::string>() + "\n");
+    } else if (format == "json") {
+      print(nlohmann::ordered_json(rows).dump() + "\n");
+    } else if (format == "table") {
+      print(render_table(rows));
+    } else {
+      fail("invalid format option: {}", format);
+    }
+  } else if (name == "kill") {
+    need_args(cmd, 1, "<container-id> [signal]");
+    std::string sig_text = cmd.args.size() > 1 ? cmd.args[1] : "SIGTERM";
+    auto sig = parse_signal(sig_text);
+    if (!sig) fail("unknown signal \"{}\"", sig_text);
+    kill_container(ctx, cmd.args[0], *sig, cmd.boolean("all"));
+  } else if (name == "delete") {
+    need_args(cmd, 1, "<container-id>");
+    delete_container(ctx, cmd.args[0], cmd.boolean("force"));
+  } else if (name == "spec") {
+    std::string dir = cmd.value("bundle", ".");
+    std::string path = path_join(dir, "config.json");
+    if (path_exists(path)) fail("File {} exists. Remove it first", path);
+    write_file(path, default_spec(cmd.boolean("rootless")).dump(2) + "\n", true, 0644);
+  } else if (name == "features") {
+    print(features_document().dump(2) + "\n");
+  } else if (name == "checkpoint" || name == "restore") {
+    fail("{} is not supported: berth is built without CRIU support", name);
+  } else {
+    fail("\"{}\" is not implemented by this version of berth", name);
+  }
+  return 0;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  cli::Command cmd;
+  try {
+    cmd = cli::parse(argc, argv);
+  } catch (const Error& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 1;
+  }
+  log::Options lo;
+  lo.path = cmd.global.log;
+  lo.format = cmd.global.log_format == "json" ? log::Format::json : log::Format::text;
+  lo.debug = cmd.global.debug;
+  log::configure(lo);
+
+  if (cmd.show_version) {
+    print(version_text());
+    return 0;
+  }
+  if (cmd.show_help || cmd.name.empty()) {
+    print(cli::usage(cmd.name));
+    // A `checkpoint --help` that exits 0 would tell podman checkpointing works.
+    return cmd.name == "checkpoint" || cmd.name == "restore" ? 1 : 0;
+  }
+  int status = 0;
+  try {
+    status = dispatch(cmd);
+  } catch (const Error& e) {
+    log::finish(e.what());
+    std::fprintf(stderr, "%s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    log::finish(e.what());
+    std::fprintf(stderr, "%s\n", e.what());
+    return 1;
+  }
+  log::finish();
+  return status;
+}

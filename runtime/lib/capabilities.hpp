@@ -21,19 +21,23 @@ struct CapabilitySets {
 };
 
 // Parses process.capabilities ("CAP_SYS_ADMIN" names). Unknown names fail with the field
-// path, e.g. `process.capabilities.bounding[2]: unknown capability "CAP_FOO"`.
+// path, e.g. `process.capabilities.bounding[2]: unknown capability "CAP_FOO"`; names the running
+// kernel lacks are dropped with a warning, as runc does. A missing array is an empty set; each
+// set comes back sorted and without duplicates.
 CapabilitySets parse_capabilities(const JsonView& caps);
-// Capability number for a name like "CAP_NET_ADMIN" (also accepts "NET_ADMIN"); nullopt if unknown.
+// Capability number for a name like "CAP_NET_ADMIN" (also accepts "NET_ADMIN", any case, as
+// libcap does); nullopt if unknown. Numbers are not names.
 std::optional<int> capability_from_name(std::string_view name);
 // "CAP_CHOWN", ... for every capability this kernel and libcap know.
 std::vector<std::string> all_capability_names();
 // Highest capability number the running kernel supports (/proc/sys/kernel/cap_last_cap).
 int last_capability();
 
-// Drops from the bounding set every capability not in sets.bounding (needs CAP_SETPCAP).
+// Drops from the bounding set every capability not in sets.bounding (needs CAP_SETPCAP unless
+// nothing is left to drop). No-op when !sets.present.
 void drop_bounding_set(const CapabilitySets& sets);
-// Sets effective/permitted/inheritable with capset and raises the ambient set; call after
-// setuid with PR_SET_KEEPCAPS.
+// Sets effective/permitted/inheritable with capset, clears the ambient set and raises
+// sets.ambient; call after setuid with PR_SET_KEEPCAPS. No-op when !sets.present.
 void apply_capabilities(const CapabilitySets& sets);
 
 struct Rlimit {
@@ -44,9 +48,12 @@ struct Rlimit {
 std::vector<Rlimit> parse_rlimits(const JsonView& rlimits);
 void apply_rlimits(const std::vector<Rlimit>& limits);
 
-// Signal from "KILL", "SIGKILL", "sigkill", "9", "SIGRTMIN+3"; nullopt if unknown.
+// Signal from "KILL", "SIGKILL", "sigkill", "9", "SIGRTMIN+3", "RTMAX-2" (RT signals count
+// from glibc's SIGRTMIN, as runc does); nullopt if unknown or outside 1..SIGRTMAX.
 std::optional<int> parse_signal(std::string_view s);
-std::string signal_name(int sig); // "SIGKILL"
+// "SIGKILL", "SIGRTMIN+3", "SIGRTMAX-2" (split as kill -l); a bare number for the unnamed
+// 32 and 33. parse_signal(signal_name(n)) == n.
+std::string signal_name(int sig);
 
 struct SchedulerAttrs {
   bool present = false;
@@ -68,8 +75,9 @@ struct Personality {
 };
 SchedulerAttrs parse_scheduler(const JsonView& sched);  // process.scheduler
 IoPriority parse_io_priority(const JsonView& prio);     // process.ioPriority
-Personality parse_personality(const JsonView& pers);    // linux.personality
-void apply_scheduler(const SchedulerAttrs& s);           // sched_setattr on self
+Personality parse_personality(const JsonView& pers);    // linux.personality; any flag fails
+// sched_setattr on self. The spec has no clamp values, so SCHED_FLAG_UTIL_CLAMP_* reset to default.
+void apply_scheduler(const SchedulerAttrs& s);
 void apply_io_priority(const IoPriority& p);             // ioprio_set on self
 void apply_personality(const Personality& p);
 

@@ -1,12 +1,19 @@
 // runc-compatible command-line parsing for `berth`.
 //
-// Global flags come before the subcommand, in `--flag value` and `--flag=value`
-// forms; subcommand flags follow the subcommand (also `-f value`, `-f=value`, and
-// grouped short booleans like `-dt` are NOT accepted, as in runc). Parsing stops at
-// the first positional argument for commands whose trailing arguments belong to the
-// container process (exec), and at `--`.
+// Reproduces runc 1.1 exactly, i.e. urfave/cli v1.22.1 on top of Go's flag package:
+//  - Global flags come before the subcommand. Every flag accepts `--flag value`,
+//    `--flag=value`, `-flag value` and `-flag=value`; short aliases (`-b`) likewise.
+//    Grouped short booleans like `-dt` are NOT accepted, as in runc.
+//  - Bool flags take no separate value: `--flag` or `--flag=true|false` (`--flag false`
+//    makes "false" a positional argument).
+//  - Subcommand flags may also follow positional arguments: urfave moves every
+//    `-x` argument (and the non-dash word after it) in front before parsing, so
+//    `berth delete ctr --force` works as in runc. exec and ps skip that step: their
+//    flags stop at the first positional, and what follows (`ls -l`) is kept verbatim.
+//  - `--` ends flag parsing.
 #pragma once
 
+#include <chrono>
 #include <map>
 #include <optional>
 #include <string>
@@ -20,15 +27,15 @@ struct GlobalOptions {
   std::string log_format = "text"; // --log-format text|json
   bool debug = false;          // --debug
   bool systemd_cgroup = false; // --systemd-cgroup
-  std::string cgroup_manager;  // --cgroup-manager cgroupfs|systemd|disabled (crun compatible)
-  std::string rootless = "auto"; // --rootless true|false|auto
+  std::string cgroup_manager;  // --cgroup-manager cgroupfs|systemd|disabled (crun compatible); empty = not given
+  std::string rootless = "auto"; // --rootless, normalised to true|false|auto
 };
 
 struct Command {
   GlobalOptions global;
-  std::string name;            // subcommand, empty with --version/--help alone
+  std::string name;            // canonical subcommand ("delete" for `rm`); empty with --version/--help alone
   bool show_version = false;   // --version / -v before any subcommand
-  bool show_help = false;      // --help / -h (global or per command)
+  bool show_help = false;      // --help / -h (global or per command), `berth help [cmd]`, or no command at all
   // Flag values by canonical long name (without dashes); booleans hold "true"/"false".
   // Repeatable flags (--env, --cap, --additional-gids...) keep every value.
   std::map<std::string, std::vector<std::string>> flags;
@@ -38,18 +45,30 @@ struct Command {
   bool boolean(const std::string& flag) const;       // bool flag value (false when absent)
   std::string value(const std::string& flag, const std::string& def = "") const; // last value
   std::vector<std::string> values(const std::string& flag) const;
-  // Integer value; an unparsable value throws Error naming the flag.
+  // Integer value (Go syntax: 42, -1, 0x1f, 0o17, 0b101); an unparsable value throws
+  // Error naming the flag.
   long long integer(const std::string& flag, long long def) const;
+  // Go duration value ("5s", "1m30s", "500ms"); an unparsable value throws Error.
+  std::chrono::nanoseconds duration(const std::string& flag, std::chrono::nanoseconds def) const;
 };
 
 // Parses argv. Unknown commands or flags, missing flag values and bad booleans throw
-// berth::Error with runc-like text (e.g. `flag provided but not defined: -foo`).
+// berth::Error with runc's text (`flag provided but not defined: -foo`,
+// `flag needs an argument: -pid-file`, `No help topic for 'foo'`). runc prints
+// "Incorrect Usage." plus the usage for flag errors and exits 1; for an unknown
+// command it exits 3 — that is the caller's business.
 Command parse(int argc, char** argv);
 
-// Usage text: overall (empty command) or for one subcommand.
+// Checks the positional argument count the way runc's commands do, throwing
+// e.g. `berth: "start" requires exactly 1 argument(s)`. Call it after handling
+// show_help/show_version.
+void check_args(const Command& command);
+
+// Usage text: overall (empty command) or for one subcommand (aliases accepted).
+// An unknown command throws `No help topic for '<name>'`.
 std::string usage(const std::string& command);
 
-// Every subcommand name, in `berth --help` order.
+// Every subcommand name, in `berth --help` order (the built-in `help` is not included).
 std::vector<std::string> command_names();
 
 } // namespace berth::cli

@@ -1,1 +1,552 @@
-// placeholder
+#include "runtime/lib/container.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <linux/sched.h>
+
+#include <climits>
+#include <cstring>
+
+#include "common/error.hpp"
+#include "common/fs.hpp"
+#include "common/log.hpp"
+#include "runtime/lib/cgroup.hpp"
+#include "runtime/lib/dmz.hpp"
+#include "runtime/lib/hooks.hpp"
+#include "runtime/lib/process.hpp"
+#include "runtime/lib/spec.hpp"
+#include "runtime/lib/state.hpp"
+#include "runtime/lib/sync.hpp"
+#include "runtime/lib/terminal.hpp"
+
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
+#endif
+
+namespace berth {
+
+namespace {
+
+int pidfd_open(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
+
+// Kills and reaps a child the launch still owns when something fails.
+class ChildGuard {
+public:
+  void set(pid_t pid) {
+    pid_ = pid;
+    pidfd_.reset(pidfd_open(pid));
+  }
+  pid_t pid() const { return pid_; }
+  int pidfd() const { return pidfd_.get(); }
+  void release() { pid_ = -1; }
+  ~ChildGuard() {
+    if (pid_ <= 0) return;
+    if (pidfd_) ::syscall(SYS_pidfd_send_signal, pidfd_.get(), SIGKILL, nullptr, 0);
+    else ::kill(pid_, SIGKILL);
+    // We are a child subreaper, so even a re-parented grandchild is ours to reap.
+    while (::waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {
+    }
+  }
+
+private:
+  pid_t pid_ = -1;
+  UniqueFd pidfd_;
+};
+
+std::string absolute_path(const std::string& p) {
+  if (!p.empty() && p[0] == '/') return p;
+  char cwd[PATH_MAX];
+  if (!::getcwd(cwd, sizeof cwd)) fail_errno("getcwd");
+  return p.empty() || p == "." ? std::string(cwd) : path_join(cwd, p);
+}
+
+std::string resolve_bundle(const std::string& bundle) {
+  std::string abs = absolute_path(bundle);
+  char real[PATH_MAX];
+  if (!::realpath(abs.c_str(), real)) fail_errno("bundle {}", abs);
+  return real;
+}
+
+pid_t clone_container(unsigned long flags, int cgroup_fd, int* pidfd, bool* joined_cgroup) {
+  struct clone_args args = {};
+  args.flags = flags | CLONE_PIDFD;
+  args.pidfd = reinterpret_cast<uint64_t>(pidfd);
+  args.exit_signal = SIGCHLD;
+  if (cgroup_fd >= 0) {
+    args.flags |= CLONE_INTO_CGROUP;
+    args.cgroup = static_cast<uint64_t>(cgroup_fd);
+  }
+  long pid = ::syscall(SYS_clone3, &args, sizeof args);
+  if (pid >= 0) {
+    *joined_cgroup = cgroup_fd >= 0;
+    return static_cast<pid_t>(pid);
+  }
+  if (cgroup_fd >= 0 && errno != ENOSYS) {
+    // Some cgroups refuse CLONE_INTO_CGROUP (e.g. threaded or domain-invalid); join by pid instead.
+    args.flags &= ~CLONE_INTO_CGROUP;
+    args.cgroup = 0;
+    pid = ::syscall(SYS_clone3, &args, sizeof args);
+    if (pid >= 0) {
+      *joined_cgroup = false;
+      return static_cast<pid_t>(pid);
+    }
+  }
+  if (errno != ENOSYS) fail_errno("clone3 (flags {:#x})", flags);
+  // Kernels before 5.3: clone(2) without a stack behaves like fork.
+  *joined_cgroup = false;
+  *pidfd = -1;
+  pid = ::syscall(SYS_clone, flags | SIGCHLD, nullptr, nullptr, nullptr, nullptr);
+  if (pid < 0) fail_errno("clone (flags {:#x})", flags);
+  return static_cast<pid_t>(pid);
+}
+
+void write_id_maps(pid_t pid, const Spec& spec) {
+  auto render = [](const std::vector<IdMapping>& maps) {
+    std::string out;
+    for (auto& m : maps) out += fmt::format("{} {} {}\n", m.container_id, m.host_id, m.size);
+    return out;
+  };
+  with_context("write uid_map", [&] { write_file(fmt::format("/proc/{}/uid_map", pid), render(spec.uid_mappings), false); });
+  with_context("write gid_map", [&] { write_file(fmt::format("/proc/{}/gid_map", pid), render(spec.gid_mappings), false); });
+}
+
+void write_pid_file(const std::string& path, pid_t pid) {
+  if (path.empty()) return;
+  with_context("write pid file", [&] { write_file_atomic(path, std::to_string(pid), 0644); });
+}
+
+std::string state_json(const ContainerState& s, Status status) { return oci_state(s, status).dump(); }
+
+Hooks hooks_of(const ContainerState& s) {
+  if (!s.config.is_object() || !s.config.contains("hooks")) return {};
+  return parse_hooks(JsonView(s.config["hooks"], "hooks"));
+}
+
+// Waits until a process (not necessarily our child) has exited.
+bool wait_exit(pid_t pid, int pidfd, int timeout_ms) {
+  UniqueFd own;
+  if (pidfd < 0) {
+    own.reset(pidfd_open(pid));
+    pidfd = own.get();
+    if (pidfd < 0) return errno == ESRCH;
+  }
+  struct pollfd pfd = {pidfd, POLLIN, 0};
+  int n;
+  do {
+    n = ::poll(&pfd, 1, timeout_ms);
+  } while (n < 0 && errno == EINTR);
+  return n > 0;
+}
+
+// Deletes what a stopped (or force-killed) container leaves: poststop hooks, cgroup, state.
+void destroy(StateDir& dir, const ContainerState& s) {
+  try {
+    run_hooks(hooks_of(s).poststop, "poststop", state_json(s, Status::stopped));
+  } catch (const Error& e) {
+    log::warn("{}", e.what());
+  }
+  cgroup_destroy(s.cgroup_path);
+  dir.remove();
+}
+
+void signal_init(const ContainerState& s, int sig) {
+  UniqueFd pidfd(pidfd_open(s.pid));
+  if (pidfd) {
+    // The pidfd pins the process: re-check it is still our init, then signal race-free.
+    if (!init_alive(s)) fail("container not running");
+    if (::syscall(SYS_pidfd_send_signal, pidfd.get(), sig, nullptr, 0) == 0) return;
+  } else if (errno == ESRCH) {
+    fail("container not running");
+  } else if (init_alive(s) && ::kill(s.pid, sig) == 0) {
+    return;
+  }
+  if (errno == ESRCH) fail("container not running");
+  fail_errno("kill container");
+}
+
+void signal_all(const ContainerState& s, int sig) {
+  auto pids = s.cgroup_path.empty() ? std::vector<pid_t>{} : cgroup_pids(s.cgroup_path);
+  if (pids.empty()) {
+    signal_init(s, sig);
+    return;
+  }
+  for (pid_t p : pids)
+    if (::kill(p, sig) < 0 && errno != ESRCH) fail_errno("kill process {} of the container", p);
+}
+
+enum class Mode { create, run_detached, run_foreground };
+
+struct Launch {
+  Spec spec;
+  ContainerState state;
+  UniqueFd sync;
+  UniqueFd pty_master;
+};
+
+// Waits for the foreground container and forwards signals; returns its exit status.
+int supervise(pid_t init, int pidfd, pid_t relay) {
+  sigset_t all;
+  sigfillset(&all);
+  UniqueFd sfd(::signalfd(-1, &all, SFD_CLOEXEC));
+  if (!sfd) fail_errno("signalfd");
+  int status = -1;
+  for (;;) {
+    // Reap first: SIGCHLD may have arrived before the signalfd existed.
+    for (;;) {
+      int ws;
+      pid_t p = ::waitpid(-1, &ws, WNOHANG);
+      if (p <= 0) break;
+      if (p == init) status = WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
+    }
+    if (status >= 0) break;
+    struct signalfd_siginfo si;
+    ssize_t n = ::read(sfd.get(), &si, sizeof si);
+    if (n != sizeof si) {
+      if (n < 0 && errno == EINTR) continue;
+      fail_errno("read signalfd");
+    }
+    int sig = static_cast<int>(si.ssi_signo);
+    if (sig == SIGCHLD) continue;
+    if (sig == SIGWINCH && relay > 0) {
+      ::kill(relay, SIGWINCH);
+      continue;
+    }
+    if (pidfd >= 0) ::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0);
+    else ::kill(init, sig);
+  }
+  if (relay > 0) {
+    // The relay drains the pty and exits when the container side hangs up.
+    while (::waitpid(relay, nullptr, 0) < 0 && errno == EINTR) {
+    }
+  }
+  return status;
+}
+
+int launch(const RuntimeContext& ctx, const CreateOptions& opts, Mode mode, bool keep) {
+  Launch l;
+  std::string bundle = resolve_bundle(opts.bundle);
+  l.spec = load_spec(bundle);
+  const Spec& spec = l.spec;
+  bool detached = mode != Mode::run_foreground;
+  if (spec.process.terminal && detached && opts.console_socket.empty())
+    fail("cannot allocate tty if berth will detach without setting console socket");
+  if (!spec.process.terminal && !opts.console_socket.empty())
+    fail("cannot use console socket if berth will not detach or allocate tty");
+  for (int fd = 3; fd < 3 + opts.preserve_fds; fd++)
+    if (::fcntl(fd, F_GETFD) < 0) fail("--preserve-fds {}: fd {} is not open", opts.preserve_fds, fd);
+  if (ctx.systemd_cgroup)
+    fail("--systemd-cgroup: the systemd cgroup driver is not available in this build; use the cgroupfs driver");
+  if (!spec.has_namespace(CLONE_NEWNS)) fail("config.json: linux.namespaces: a mount namespace is required");
+  std::string pid_file = opts.pid_file.empty() ? "" : absolute_path(opts.pid_file);
+
+  UniqueFd console;
+  if (!opts.console_socket.empty())
+    console = with_context("connect to console socket", [&] { return connect_unix(opts.console_socket); });
+
+  std::vector<std::pair<int, int>> joins;
+  std::vector<UniqueFd> join_fds;
+  unsigned long new_flags = 0;
+  for (auto& ns : spec.namespaces) {
+    if (ns.path.empty()) {
+      new_flags |= static_cast<unsigned long>(ns.flag);
+      continue;
+    }
+    UniqueFd fd(::open(ns.path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) fail_errno("open {} namespace path {}", ns.type, ns.path);
+    joins.emplace_back(ns.flag, fd.get());
+    join_fds.push_back(std::move(fd));
+  }
+
+  StateDir dir = StateDir::create(ctx.root, opts.id);
+  Cgroup cgroup = Cgroup::create(spec.cgroups_path, opts.id);
+  apply_resources(cgroup.path(), spec.resources);
+
+  UniqueFd fifo;
+  if (mode == Mode::create) {
+    if (::mkfifoat(dir.fd(), "exec.fifo", 0600) < 0) fail_errno("create exec fifo");
+    fifo.reset(::openat(dir.fd(), "exec.fifo", O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+    if (!fifo) fail_errno("open exec fifo");
+  }
+  UniqueFd dir_path_fd(::open(dir.path().c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  UniqueFd dmz;
+  if (!spec.has_namespace(CLONE_NEWUSER)) dmz = create_dmz_fd();
+
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) fail_errno("socketpair");
+  l.sync.reset(sv[0]);
+  UniqueFd child_end(sv[1]);
+
+  ::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+  sigset_t all, old;
+  sigfillset(&all);
+  if (mode == Mode::run_foreground) ::sigprocmask(SIG_BLOCK, &all, &old);
+
+  InitContext ic;
+  ic.spec = &spec;
+  ic.id = opts.id;
+  ic.sync_fd = child_end.get();
+  ic.console_fd = console.get();
+  ic.relay_terminal = spec.process.terminal && !console;
+  ic.fifo_fd = fifo.get();
+  ic.state_dir_fd = mode == Mode::create ? dir_path_fd.get() : -1;
+  ic.dmz_fd = dmz.get();
+  ic.preserve_fds = opts.preserve_fds;
+  ic.no_pivot = opts.no_pivot;
+  ic.no_new_keyring = opts.no_new_keyring;
+  ic.joins = joins;
+  ic.new_flags = new_flags;
+  ic.flags_in_clone = !namespaces_need_intermediate(spec);
+
+  int pidfd = -1;
+  bool in_cgroup = false;
+  pid_t pid = clone_container(ic.flags_in_clone ? new_flags : 0, cgroup.enabled() ? cgroup.dir_fd() : -1, &pidfd,
+                              &in_cgroup);
+  if (pid == 0) {
+    ::close(l.sync.release());
+    ::close(dir.fd());
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    container_init(ic);
+  }
+  UniqueFd first_pidfd(pidfd);
+  ChildGuard guard;
+  guard.set(pid);
+  child_end.reset();
+  fifo.reset();
+  dmz.reset();
+  console.reset();
+  join_fds.clear();
+  if (!in_cgroup) cgroup.add_process(pid);
+
+  ContainerState& st = l.state;
+  st.id = opts.id;
+  st.pid = pid;
+  st.bundle = bundle;
+  st.rootfs = spec.root_path;
+  st.created = log::rfc3339_now();
+  st.cgroup_path = cgroup.path();
+  st.annotations = spec.annotations;
+  st.oci_version = spec.oci_version;
+  if (spec.raw.contains("hooks")) st.config = {{"hooks", spec.raw["hooks"]}};
+
+  for (bool created = false; !created;) {
+    sync::Message m = sync::recv(l.sync.get(), "the container was created");
+    switch (m.type) {
+    case sync::Msg::error:
+      throw Error(m.err, m.payload);
+    case sync::Msg::need_idmap:
+      write_id_maps(pid, spec);
+      sync::send(l.sync.get(), sync::Msg::idmap_done);
+      break;
+    case sync::Msg::init_pid: {
+      auto init = parse_int(m.payload);
+      if (!init) fail("sync: bad init pid \"{}\"", m.payload);
+      int ws = 0;
+      while (::waitpid(pid, &ws, 0) < 0 && errno == EINTR) {
+      }
+      guard.release();
+      st.pid = static_cast<pid_t>(*init);
+      guard.set(st.pid);
+      break;
+    }
+    case sync::Msg::mounts_done: {
+      auto ps = read_proc_stat(st.pid);
+      st.pid_start_time = ps ? ps->start_time : 0;
+      std::string s = state_json(st, Status::creating);
+      run_hooks(spec.hooks.prestart, "prestart", s);
+      run_hooks(spec.hooks.create_runtime, "createRuntime", s);
+      sync::send(l.sync.get(), sync::Msg::hooks_done, s);
+      break;
+    }
+    case sync::Msg::pty_master:
+      l.pty_master = recv_fd(l.sync.get());
+      break;
+    case sync::Msg::created:
+      created = true;
+      break;
+    default:
+      fail("sync: unexpected message {}", static_cast<uint32_t>(m.type));
+    }
+  }
+
+  dir.save(st);
+  write_pid_file(pid_file, st.pid);
+
+  if (mode == Mode::create) {
+    guard.release();
+    cgroup.commit();
+    dir.commit();
+    return 0;
+  }
+
+  // run: start the process now and wait until it has been exec'd (the sync socket closes).
+  sync::send(l.sync.get(), sync::Msg::start);
+  sync::Message m;
+  if (sync::try_recv(l.sync.get(), m)) {
+    if (m.type == sync::Msg::error) throw Error(m.err, m.payload);
+    fail("sync: unexpected message {} after start", static_cast<uint32_t>(m.type));
+  }
+  l.sync.reset();
+  try {
+    run_hooks(spec.hooks.poststart, "poststart", state_json(st, Status::running));
+  } catch (...) {
+    if (!pid_file.empty()) ::unlink(pid_file.c_str());
+    throw;
+  }
+  cgroup.commit();
+  dir.commit();
+  if (mode == Mode::run_detached) {
+    guard.release();
+    return 0;
+  }
+
+  pid_t relay = -1;
+  if (l.pty_master) {
+    relay = ::fork();
+    if (relay < 0) fail_errno("fork terminal relay");
+    if (relay == 0) {
+      ::sigprocmask(SIG_SETMASK, &old, nullptr);
+      try {
+        relay_pty(l.pty_master.get());
+      } catch (const Error& e) {
+        log::warn("terminal relay: {}", e.what());
+      }
+      ::_exit(0);
+    }
+    l.pty_master.reset();
+  }
+  int status = supervise(st.pid, guard.pidfd(), relay);
+  guard.release();
+  ::sigprocmask(SIG_SETMASK, &old, nullptr);
+  if (!keep) destroy(dir, st);
+  return status;
+}
+
+} // namespace
+
+void create_container(const RuntimeContext& ctx, const CreateOptions& opts) { launch(ctx, opts, Mode::create, false); }
+
+int run_container(const RuntimeContext& ctx, const CreateOptions& opts, bool detach, bool keep) {
+  return launch(ctx, opts, detach ? Mode::run_detached : Mode::run_foreground, keep);
+}
+
+void start_container(const RuntimeContext& ctx, const std::string& id) {
+  StateDir dir = StateDir::open(ctx.root, id, true);
+  ContainerState st = dir.load();
+  Status status = current_status(dir, st);
+  if (status == Status::stopped) fail("cannot start a container that has stopped");
+  if (status != Status::created) fail("cannot start an already running container");
+  UniqueFd fifo(::openat(dir.fd(), "exec.fifo", O_WRONLY | O_NONBLOCK | O_CLOEXEC));
+  if (!fifo) {
+    if (errno == ENXIO) fail("cannot start a container that has stopped");
+    fail_errno("open exec fifo");
+  }
+  if (::write(fifo.get(), "0", 1) != 1) fail_errno("write exec fifo");
+  // The init holds the read end until it execs (close-on-exec) or dies: POLLERR.
+  for (;;) {
+    struct pollfd pfd = {fifo.get(), 0, 0};
+    int n = ::poll(&pfd, 1, 100);
+    if (n > 0) break;
+    if (n < 0 && errno != EINTR) fail_errno("wait for the container to start");
+    if (n == 0 && !init_alive(st)) break;
+  }
+  fifo.reset();
+  ::unlinkat(dir.fd(), "exec.fifo", 0);
+  std::string err_text;
+  try {
+    err_text = read_file_at(dir.fd(), "start.error");
+  } catch (const Error&) {
+  }
+  if (!err_text.empty()) {
+    ::unlinkat(dir.fd(), "start.error", 0);
+    json j = json::parse(err_text, nullptr, false);
+    if (j.is_object()) throw Error(j.value("errno", 0), j.value("msg", "start failed"));
+    fail("start failed");
+  }
+  try {
+    run_hooks(hooks_of(st).poststart, "poststart", state_json(st, Status::running));
+  } catch (...) {
+    signal_all(st, SIGKILL);
+    throw;
+  }
+}
+
+nlohmann::ordered_json container_state(const RuntimeContext& ctx, const std::string& id) {
+  StateDir dir = StateDir::open(ctx.root, id, false);
+  ContainerState st = dir.load();
+  return oci_state(st, current_status(dir, st));
+}
+
+std::vector<nlohmann::ordered_json> list_containers(const RuntimeContext& ctx) {
+  std::vector<nlohmann::ordered_json> out;
+  DIR* d = ::opendir(ctx.root.c_str());
+  if (!d) {
+    if (errno == ENOENT) return out;
+    fail_errno("open state root {}", ctx.root);
+  }
+  std::vector<std::string> ids;
+  while (auto* e = ::readdir(d))
+    if (e->d_name[0] != '.') ids.emplace_back(e->d_name);
+  ::closedir(d);
+  std::sort(ids.begin(), ids.end());
+  for (auto& id : ids) {
+    try {
+      auto dir = StateDir::try_open(ctx.root, id, false);
+      if (!dir) continue;
+      ContainerState st = dir->load();
+      out.push_back(oci_state(st, current_status(*dir, st)));
+    } catch (const Error& e) {
+      log::warn("list: skipping {}: {}", id, e.what());
+    }
+  }
+  return out;
+}
+
+void kill_container(const RuntimeContext& ctx, const std::string& id, int signal, bool all) {
+  StateDir dir = StateDir::open(ctx.root, id, false);
+  ContainerState st = dir.load();
+  if (current_status(dir, st) == Status::stopped) fail("container not running");
+  if (all)
+    signal_all(st, signal);
+  else
+    signal_init(st, signal);
+}
+
+void delete_container(const RuntimeContext& ctx, const std::string& id, bool force) {
+  auto dir = StateDir::try_open(ctx.root, id, true);
+  if (!dir) {
+    if (force) return;
+    fail("container does not exist");
+  }
+  ContainerState st = dir->load();
+  Status status = current_status(*dir, st);
+  if (status == Status::running || status == Status::paused) {
+    if (!force) fail("cannot delete container {} that is not stopped: {}", id, status_name(status));
+  }
+  if (status != Status::stopped) {
+    // A created container never ran user code: deleting it needs no --force (as runc).
+    UniqueFd pidfd(pidfd_open(st.pid));
+    if (!st.cgroup_path.empty()) {
+      std::string thaw = st.cgroup_path + "/cgroup.freeze";
+      if (cgroup_frozen(st.cgroup_path)) write_file(thaw, "0", false);
+    }
+    try {
+      signal_all(st, SIGKILL);
+    } catch (const Error&) {
+    }
+    if (!wait_exit(st.pid, pidfd.get(), 10000)) log::warn("container {} init did not exit after SIGKILL", id);
+  }
+  destroy(*dir, st);
+}
+
+} // namespace berth

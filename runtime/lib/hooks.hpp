@@ -24,12 +24,15 @@ struct Hooks {
   }
 };
 
-// Parses the top-level "hooks" object; paths must be absolute.
+// Parses the top-level "hooks" object (absent: no hooks); paths must be absolute.
+// Errors name the field: `hooks.poststart[0].path: must be an absolute path`.
 Hooks parse_hooks(const JsonView& hooks);
 
 // Runs each hook in order (fork+exec, state JSON on stdin, stdout/stderr captured).
 // A hook that exits non-zero, is killed, or outlives its timeout throws an Error
-// naming the stage and hook: `createRuntime hook #1 (/bin/false): exit status 1: <stderr>`.
+// naming the stage and hook, indexed from 0 like runc and the config field:
+// `createRuntime hook #0 (/bin/false): exit status 1: <stderr>`. Safe to call in the
+// container's init before or after pivot_root: it needs only fork/exec/pipe/poll.
 void run_hooks(const std::vector<Hook>& hooks, const char* stage, const std::string& state_json);
 
 } // namespace berth

@@ -1,1 +1,403 @@
-// placeholder
+#include "runtime/lib/process.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <linux/keyctl.h>
+
+#include "common/error.hpp"
+#include "common/fs.hpp"
+#include "runtime/lib/dmz.hpp"
+#include "runtime/lib/state.hpp"
+#include "runtime/lib/sync.hpp"
+#include "runtime/lib/terminal.hpp"
+
+#ifndef CLONE_NEWTIME
+#define CLONE_NEWTIME 0x00000080
+#endif
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+namespace berth {
+
+namespace {
+
+constexpr const char* kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+std::string env_value(const std::vector<std::string>& env, std::string_view key) {
+  for (auto it = env.rbegin(); it != env.rend(); ++it)
+    if (it->size() > key.size() && it->compare(0, key.size(), key) == 0 && (*it)[key.size()] == '=')
+      return it->substr(key.size() + 1);
+  return {};
+}
+
+void set_ids_to_root() {
+  if (::setresgid(0, 0, 0) < 0) fail_errno("setresgid(0) in the user namespace");
+  if (::setresuid(0, 0, 0) < 0) fail_errno("setresuid(0) in the user namespace");
+}
+
+void join_namespaces(const InitContext& c, bool user_only) {
+  for (auto& [flag, fd] : c.joins) {
+    if ((flag == CLONE_NEWUSER) != user_only) continue;
+    if (::setns(fd, flag) < 0) fail_errno("join {} namespace", namespace_proc_name(flag));
+  }
+}
+
+void request_idmap(const InitContext& c) {
+  sync::send(c.sync_fd, sync::Msg::need_idmap);
+  sync::expect(c.sync_fd, sync::Msg::idmap_done, "uid/gid mapping");
+  set_ids_to_root();
+}
+
+void write_time_offsets(const Spec& s) {
+  std::string text;
+  for (auto& [clock, secs] : s.time_offsets)
+    text += fmt::format("{} {} {}\n", clock, secs, s.time_offsets_nanos.at(clock));
+  if (!text.empty())
+    with_context("set time namespace offsets", [&] { write_file("/proc/self/timens_offsets", text, false); });
+}
+
+// The slow path: join, unshare, and fork the real init when the pid or time
+// namespace only applies to children. Returns in the process that becomes init.
+void enter_namespaces_stepwise(InitContext& c) {
+  const Spec& s = *c.spec;
+  join_namespaces(c, /*user_only=*/true);
+  bool joined_user = false, joined_pid = false;
+  for (auto& [flag, fd] : c.joins) {
+    joined_user |= flag == CLONE_NEWUSER;
+    joined_pid |= flag == CLONE_NEWPID;
+  }
+  if (joined_user) set_ids_to_root();
+  join_namespaces(c, /*user_only=*/false);
+  if (c.new_flags & CLONE_NEWUSER) {
+    if (::unshare(CLONE_NEWUSER) < 0) fail_errno("create user namespace");
+    request_idmap(c);
+  }
+  unsigned long rest = c.new_flags & ~static_cast<unsigned long>(CLONE_NEWUSER);
+  if (rest && ::unshare(static_cast<int>(rest)) < 0) fail_errno("create namespaces (flags {:#x})", rest);
+  if (rest & CLONE_NEWTIME) write_time_offsets(s);
+  if (!(rest & (CLONE_NEWPID | CLONE_NEWTIME)) && !joined_pid) return;
+  pid_t pid = ::fork();
+  if (pid < 0) fail_errno("fork the container init");
+  if (pid > 0) {
+    sync::send(c.sync_fd, sync::Msg::init_pid, std::to_string(pid));
+    ::_exit(0);
+  }
+}
+
+void set_hostname(const Spec& s) {
+  if (!s.hostname.empty() && ::sethostname(s.hostname.data(), s.hostname.size()) < 0)
+    fail_errno("sethostname {}", s.hostname);
+  if (!s.domainname.empty() && ::setdomainname(s.domainname.data(), s.domainname.size()) < 0)
+    fail_errno("setdomainname {}", s.domainname);
+}
+
+void write_sysctls(const Spec& s) {
+  for (auto& [key, value] : s.sysctl) {
+    std::string path = "/proc/sys/" + key;
+    for (size_t i = 10; i < path.size(); i++)
+      if (path[i] == '.') path[i] = '/';
+    with_context(fmt::format("sysctl {}", key), [&] { write_file(path, value, false); });
+  }
+}
+
+void setup_terminal(InitContext& c) {
+  const ProcessSpec& p = c.spec->process;
+  PtyPair pty = open_pty();
+  if (p.console_size) set_window_size(pty.master.get(), p.console_size->first, p.console_size->second);
+  if (c.console_fd >= 0) {
+    send_fd(c.console_fd, pty.master.get(), "/dev/ptmx");
+    ::close(c.console_fd);
+    c.console_fd = -1;
+  } else {
+    sync::send(c.sync_fd, sync::Msg::pty_master);
+    send_fd(c.sync_fd, pty.master.get(), "pty");
+  }
+  pty.master.reset();
+  make_controlling_terminal(pty.slave.get());
+}
+
+void join_session_keyring(const std::string& id) {
+  std::string name = "_ses." + id;
+  if (::syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.c_str(), 0, 0, 0) < 0 && errno != ENOSYS &&
+      errno != EACCES && errno != EPERM && errno != EDQUOT)
+    fail_errno("join session keyring");
+}
+
+void wait_for_start(const InitContext& c) {
+  if (c.fifo_fd < 0) {
+    sync::expect(c.sync_fd, sync::Msg::start, "start");
+    return;
+  }
+  // `berth start` opens the fifo for writing and writes one byte.
+  for (;;) {
+    struct pollfd pfd = {c.fifo_fd, POLLIN, 0};
+    int n = ::poll(&pfd, 1, -1);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) fail_errno("wait for start");
+    char b;
+    ssize_t r = ::read(c.fifo_fd, &b, 1);
+    if (r == 1) return;
+    if (r < 0 && errno != EAGAIN && errno != EINTR) fail_errno("read exec fifo");
+    if (r == 0) ::usleep(1000); // a writer came and went without writing; keep waiting
+  }
+}
+
+void apply_credentials(const ProcessSpec& p, bool setgroups_allowed) {
+  if (::prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0) fail_errno("prctl(PR_SET_KEEPCAPS)");
+  if (setgroups_allowed) {
+    std::vector<gid_t> groups = p.additional_gids;
+    if (::setgroups(groups.size(), groups.data()) < 0) fail_errno("setgroups");
+  }
+  if (::setresgid(p.gid, p.gid, p.gid) < 0) fail_errno("setresgid {}", p.gid);
+  if (::setresuid(p.uid, p.uid, p.uid) < 0) fail_errno("setresuid {}", p.uid);
+  if (::prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) < 0) fail_errno("prctl(PR_SET_KEEPCAPS, 0)");
+}
+
+void reset_signals() {
+  sigset_t all;
+  sigemptyset(&all);
+  if (::sigprocmask(SIG_SETMASK, &all, nullptr) < 0) fail_errno("reset signal mask");
+  struct sigaction dfl = {};
+  dfl.sa_handler = SIG_DFL;
+  for (int sig = 1; sig < NSIG; sig++)
+    if (sig != SIGKILL && sig != SIGSTOP) ::sigaction(sig, &dfl, nullptr);
+}
+
+// Every fd but stdio and the preserved ones is closed by the exec (CVE-2024-21626).
+void seal_fds(int preserve_fds) {
+  unsigned first_closed = 3u + static_cast<unsigned>(preserve_fds);
+  if (::syscall(SYS_close_range, first_closed, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
+    // Kernels before 5.11: mark each open fd close-on-exec.
+    DIR* d = ::opendir("/proc/self/fd");
+    if (!d) fail_errno("open /proc/self/fd");
+    int own = ::dirfd(d);
+    while (auto* e = ::readdir(d)) {
+      auto fd = parse_int(e->d_name);
+      if (fd && *fd >= static_cast<int64_t>(first_closed) && *fd != own) ::fcntl(static_cast<int>(*fd), F_SETFD, FD_CLOEXEC);
+    }
+    ::closedir(d);
+  }
+  for (int fd = 3; fd < static_cast<int>(first_closed); fd++) {
+    int flags = ::fcntl(fd, F_GETFD);
+    if (flags >= 0) ::fcntl(fd, F_SETFD, flags & ~FD_CLOEXEC);
+  }
+}
+
+void check_cwd_inside_container() {
+  char buf[4096];
+  if (!::getcwd(buf, sizeof buf)) fail_errno("getcwd");
+  if (buf[0] != '/') fail("current working directory is outside of the container's root (\"{}\")", buf);
+}
+
+void send_seccomp_listener(int sock, int notify_fd, const InitContext& c, const std::string& state_json) {
+  json state = json::parse(state_json);
+  json msg = {{"ociVersion", state.value("ociVersion", "1.2.0")},
+              {"fds", json::array({"seccompFd"})},
+              {"pid", state.value("pid", 0)},
+              {"metadata", c.spec->seccomp->listener_metadata},
+              {"state", state}};
+  send_fd(sock, notify_fd, msg.dump());
+}
+
+void report_start_error(const InitContext& c, const Error& e) {
+  if (c.state_dir_fd < 0) return;
+  int fd = ::openat(c.state_dir_fd, "start.error", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return;
+  json j = {{"errno", e.code()}, {"msg", e.message()}};
+  std::string text = j.dump();
+  ssize_t n = ::write(fd, text.data(), text.size());
+  (void)n;
+  ::close(fd);
+}
+
+std::string with_status(const std::string& state_json, const char* status) {
+  json j = json::parse(state_json);
+  j["status"] = status;
+  return j.dump();
+}
+
+[[noreturn]] void run_init(InitContext& c) {
+  const Spec& s = *c.spec;
+  const ProcessSpec& p = s.process;
+
+  if (!c.flags_in_clone) {
+    enter_namespaces_stepwise(c);
+  } else {
+    if (c.new_flags & CLONE_NEWUSER) request_idmap(c);
+    join_namespaces(c, /*user_only=*/false);
+  }
+  for (auto& [flag, fd] : c.joins) ::close(fd);
+  c.joins.clear();
+
+  if (p.terminal || c.console_fd >= 0) ::setsid();
+  if (!c.no_new_keyring) join_session_keyring(c.id);
+
+  RootfsConfig rootfs;
+  rootfs.rootfs = s.root_path;
+  rootfs.readonly = s.root_readonly;
+  rootfs.rootfs_propagation = s.rootfs_propagation;
+  rootfs.mounts = s.mounts;
+  rootfs.devices = s.devices;
+  rootfs.masked_paths = s.masked_paths;
+  rootfs.readonly_paths = s.readonly_paths;
+  rootfs.user_namespace = s.has_namespace(CLONE_NEWUSER);
+  rootfs.no_pivot = c.no_pivot;
+  rootfs.mount_label = s.mount_label;
+  prepare_rootfs(rootfs);
+
+  sync::send(c.sync_fd, sync::Msg::mounts_done);
+  std::string state_json = sync::expect(c.sync_fd, sync::Msg::hooks_done, "createRuntime hooks").payload;
+  run_hooks(s.hooks.create_container, "createContainer", state_json);
+
+  UniqueFd listener;
+  if (s.seccomp && !s.seccomp->listener_path.empty()) listener = connect_unix(s.seccomp->listener_path);
+
+  enter_rootfs(rootfs);
+  finalize_rootfs(rootfs);
+  write_sysctls(s);
+  set_hostname(s);
+  if (p.terminal) setup_terminal(c);
+
+  if (::chdir(p.cwd.c_str()) < 0) {
+    if (errno != ENOENT) fail_errno("chdir to cwd (\"{}\") set in config.json", p.cwd);
+    mkdir_p(p.cwd);
+    if (::chdir(p.cwd.c_str()) < 0) fail_errno("chdir to cwd (\"{}\") set in config.json", p.cwd);
+  }
+  check_cwd_inside_container();
+  std::string exe = resolve_executable(p.args[0], p.env);
+
+  if (p.oom_score_adj)
+    with_context("set oom_score_adj",
+                 [&] { write_file("/proc/self/oom_score_adj", std::to_string(*p.oom_score_adj), false); });
+  apply_rlimits(p.rlimits);
+
+  ::prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0); // `create` exits while we wait for start
+  sync::send(c.sync_fd, sync::Msg::created);
+
+  try {
+    wait_for_start(c);
+    run_hooks(s.hooks.start_container, "startContainer", with_status(state_json, "created"));
+
+    if (!p.apparmor_profile.empty()) {
+      auto enabled = try_read_file("/sys/module/apparmor/parameters/enabled");
+      if (!enabled || trim(*enabled) != "Y")
+        fail("apparmor profile \"{}\" requested but AppArmor is not enabled on this host", p.apparmor_profile);
+      std::string cmd = "exec " + p.apparmor_profile;
+      with_context("apply apparmor profile", [&] { write_file("/proc/self/attr/apparmor/exec", cmd, false); });
+    }
+    if (!p.selinux_label.empty())
+      with_context("set selinux exec label", [&] { write_file("/proc/self/attr/exec", p.selinux_label, false); });
+    apply_personality(s.personality);
+    apply_scheduler(p.scheduler);
+    apply_io_priority(p.io_priority);
+
+    if (p.capabilities.present) drop_bounding_set(p.capabilities);
+    int notify_fd = -1;
+    if (s.seccomp && !p.no_new_privileges) notify_fd = seccomp::load(*s.seccomp);
+    bool setgroups_allowed = true;
+    if (s.has_namespace(CLONE_NEWUSER)) {
+      auto sg = try_read_file("/proc/self/setgroups");
+      setgroups_allowed = !sg || trim(*sg) != "deny";
+    }
+    apply_credentials(p, setgroups_allowed);
+    if (p.capabilities.present) apply_capabilities(p.capabilities);
+    if (p.no_new_privileges && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) fail_errno("set no_new_privs");
+    if (s.seccomp && p.no_new_privileges) notify_fd = seccomp::load(*s.seccomp);
+    if (notify_fd >= 0 && listener) {
+      send_seccomp_listener(listener.get(), notify_fd, c, with_status(state_json, "creating"));
+      ::close(notify_fd);
+    }
+    listener.reset();
+    ::umask(p.umask.value_or(022));
+    reset_signals();
+    seal_fds(c.preserve_fds);
+    if (c.dmz_fd >= 0)
+      exec_via_dmz(c.dmz_fd, exe, p.args, p.env);
+    else {
+      std::vector<char*> argv, envp;
+      for (auto& a : p.args) argv.push_back(const_cast<char*>(a.c_str()));
+      argv.push_back(nullptr);
+      for (auto& e : p.env) envp.push_back(const_cast<char*>(e.c_str()));
+      envp.push_back(nullptr);
+      ::execve(exe.c_str(), argv.data(), envp.data());
+    }
+    fail_errno("exec: \"{}\"", p.args[0]);
+  } catch (Error& e) {
+    report_start_error(c, e);
+    throw;
+  }
+}
+
+} // namespace
+
+bool namespaces_need_intermediate(const Spec& spec) {
+  bool new_user = false, any_join = false;
+  for (auto& ns : spec.namespaces) {
+    if (!ns.path.empty()) {
+      any_join = true;
+      if (ns.flag == CLONE_NEWUSER || ns.flag == CLONE_NEWPID) return true;
+    } else if (ns.flag == CLONE_NEWUSER) {
+      new_user = true;
+    }
+  }
+  if (new_user && any_join) return true;
+  return !spec.time_offsets.empty();
+}
+
+std::string resolve_executable(const std::string& arg0, const std::vector<std::string>& env) {
+  auto check = [](const std::string& path) -> int {
+    struct stat st;
+    if (::stat(path.c_str(), &st) < 0) return errno;
+    if (S_ISDIR(st.st_mode)) return EACCES;
+    if (!(st.st_mode & 0111)) return EACCES;
+    return 0;
+  };
+  if (arg0.find('/') != std::string::npos) {
+    int err = check(arg0);
+    if (err == ENOENT) fail_code(err, "exec: \"{}\": stat {}", arg0, arg0);
+    if (err) fail_code(err, "exec: \"{}\"", arg0);
+    return arg0;
+  }
+  std::string path = env_value(env, "PATH");
+  if (path.empty()) path = kDefaultPath;
+  int denied = 0;
+  for (auto& dir : split(path, ':', false)) {
+    std::string candidate = path_join(dir.empty() ? "." : dir, arg0);
+    int err = check(candidate);
+    if (err == 0) return candidate;
+    if (err == EACCES) denied = err;
+  }
+  if (denied) fail_code(denied, "exec: \"{}\"", arg0);
+  fail("exec: \"{}\": executable file not found in $PATH", arg0);
+}
+
+void container_init(InitContext& c) {
+  try {
+    run_init(c);
+  } catch (const Error& e) {
+    try {
+      sync::send(c.sync_fd, sync::Msg::error, e.message(), e.code());
+    } catch (...) {
+    }
+  } catch (const std::exception& e) {
+    try {
+      sync::send(c.sync_fd, sync::Msg::error, e.what(), 0);
+    } catch (...) {
+    }
+  }
+  ::_exit(1);
+}
+
+} // namespace berth

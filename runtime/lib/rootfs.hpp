@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -18,21 +19,27 @@ struct IdMapping {
 };
 
 struct MountSpec {
-  std::string destination; // absolute, inside the container
-  std::string type;        // "bind" for bind mounts (also set when options contain bind/rbind)
+  std::string destination; // absolute and lexically clean, inside the container
+  std::string type;        // "bind" for bind mounts (also set when options contain bind/rbind);
+                           // "cgroup" is mounted as the container's cgroup2 view
   std::string source;      // absolute host path for binds (relative ones resolved against the bundle)
-  unsigned long flags = 0;       // MS_* flags to set
+  unsigned long flags = 0;       // MS_* flags to set (MS_RDONLY, MS_NOSUID, ..., MS_REMOUNT)
   unsigned long clear_flags = 0; // MS_* flags to clear ("rw", "suid", ...)
-  unsigned long propagation = 0; // MS_SHARED/MS_SLAVE/MS_PRIVATE/MS_UNBINDABLE (| MS_REC)
-  bool recursive = false;        // rbind, or r-prefixed attributes (rro, rnosuid...)
+  unsigned long propagation = 0; // MS_SHARED/MS_SLAVE/MS_PRIVATE/MS_UNBINDABLE (| MS_REC); last one wins
+  bool recursive = false;        // rbind: the whole subtree of the source
+  uint64_t rec_attr_set = 0, rec_attr_clr = 0; // MOUNT_ATTR_* from rro, rnosuid, ...: every mount of the tree
   bool tmpcopyup = false;
+  bool idmap = false;            // idmap/ridmap option, or uidMappings given
+  bool recursive_idmap = false;  // ridmap
   std::string data;              // fs options passed as data ("mode=755,size=65536k")
   std::vector<IdMapping> uid_mappings, gid_mappings; // idmapped mount
+
+  bool is_bind() const { return type == "bind"; }
 };
 
 struct DeviceSpec {
   std::string path; // absolute in the container
-  char type;        // 'c', 'b', 'u', 'p'
+  char type = 'c';  // 'c', 'b', 'u', 'p'
   int64_t major = 0, minor = 0;
   std::optional<uint32_t> file_mode;
   std::optional<uint32_t> uid, gid;
@@ -53,15 +60,20 @@ struct RootfsConfig {
   bool user_namespace = false; // container has its own user ns: bind devices instead of mknod
   bool no_pivot = false;
   std::string mount_label;
+  // The container's own mappings, used by idmap mounts that carry none (as runc does).
+  std::vector<IdMapping> uid_mappings, gid_mappings;
 };
 
 // Before pivot_root: sets the propagation of /, makes the rootfs a mount point,
 // performs every mount (destinations resolved inside the rootfs with no symlink
-// escape), creates /dev nodes and links.
+// escape), creates /dev nodes and links. Runs in the container's new mount
+// namespace, still seeing the host's / (bind sources and host devices).
 void prepare_rootfs(const RootfsConfig& cfg);
 // pivot_root into the rootfs (or MS_MOVE + chroot with no_pivot) and detach the old root.
 void enter_rootfs(const RootfsConfig& cfg);
-// After pivot_root: masked paths, read-only paths, read-only root.
+// After pivot_root: read-only tmpfs and /dev mounts, read-only paths, masked
+// paths, read-only root. Call it after writing sysctls: /proc/sys is usually a
+// read-only path.
 void finalize_rootfs(const RootfsConfig& cfg);
 
 // Flag tables, shared with `berth features`.

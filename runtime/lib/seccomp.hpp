@@ -18,6 +18,10 @@ struct ArgCondition {
 };
 struct Rule {
   std::vector<std::string> names;
+  // Native syscall numbers resolved by parse(), parallel to names, so load()
+  // does not resolve them again. Left empty by hand-built rules: load() then
+  // resolves the names itself.
+  std::vector<int> syscalls;
   uint32_t action; // SCMP_ACT_* value (errno/trace data folded in)
   std::vector<ArgCondition> args;
 };
@@ -36,7 +40,8 @@ struct Profile {
 std::unique_ptr<Profile> parse(const JsonView& seccomp);
 
 // Compiles and loads the filter into the calling process. Returns the notify fd
-// when the profile uses SCMP_ACT_NOTIFY, else -1.
+// when the profile uses SCMP_ACT_NOTIFY, else -1. Does not set no_new_privs:
+// the caller does (or holds CAP_SYS_ADMIN).
 int load(const Profile& profile);
 
 // For `berth features`.

@@ -22,13 +22,15 @@ void make_controlling_terminal(int slave);
 // Connects to a unix stream socket at path (paths longer than sun_path go through /proc/self/fd).
 UniqueFd connect_unix(const std::string& path);
 // Sends one fd with SCM_RIGHTS and payload (runc sends the pty name as payload).
+// An empty payload travels as one NUL byte, which recv_fd turns back into "".
 void send_fd(int sock, int fd, std::string_view payload);
 // Receives one fd; payload (if non-null) receives the data bytes.
 UniqueFd recv_fd(int sock, std::string* payload = nullptr);
 
 // `berth run` with a terminal and no --console-socket: relays between our stdin/stdout
 // and the pty master (stdin in raw mode when it is a tty, SIGWINCH forwarded) until
-// the master reports hang-up. Restores the terminal before returning.
+// the master reports hang-up. Restores the terminal before returning. The caller must
+// have closed its own copies of the slave, or the hang-up never comes.
 void relay_pty(int master);
 
 } // namespace berth

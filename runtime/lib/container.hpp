@@ -1,0 +1,37 @@
+// The container lifecycle as the CLI exposes it: create, start, run, state, list,
+// kill, delete. Each call is one short-lived process, as with runc.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common/json.hpp"
+
+namespace berth {
+
+struct RuntimeContext {
+  std::string root; // state root (--root)
+  bool systemd_cgroup = false;
+};
+
+struct CreateOptions {
+  std::string id;
+  std::string bundle; // empty: cwd
+  std::string console_socket;
+  std::string pid_file;
+  bool no_pivot = false;
+  bool no_new_keyring = false;
+  int preserve_fds = 0;
+};
+
+void create_container(const RuntimeContext& ctx, const CreateOptions& opts);
+void start_container(const RuntimeContext& ctx, const std::string& id);
+// create + start; in the foreground waits and returns the container's exit status
+// (128+signal when killed) and deletes it unless keep. Detached: returns 0 once started.
+int run_container(const RuntimeContext& ctx, const CreateOptions& opts, bool detach, bool keep);
+nlohmann::ordered_json container_state(const RuntimeContext& ctx, const std::string& id);
+std::vector<nlohmann::ordered_json> list_containers(const RuntimeContext& ctx);
+void kill_container(const RuntimeContext& ctx, const std::string& id, int signal, bool all);
+void delete_container(const RuntimeContext& ctx, const std::string& id, bool force);
+
+} // namespace berth
