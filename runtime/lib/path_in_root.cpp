@@ -44,7 +44,7 @@ std::string clean_path(std::string_view path) {
     out += '/';
     out += part;
   }
-  if (out.empty()) out = "/";
+  if (out.empty()) out.push_back('/');
   return out;
 }
 

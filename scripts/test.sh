@@ -1,0 +1,35 @@
+#!/bin/bash
+# Every test, from a fresh Debian 12 machine: install, build, unit tests, then the
+# integration suite against the real kernel (root, private mount namespace).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup-deps.sh || exit 1
+scripts/build.sh >/dev/null || { echo "build failed"; scripts/build.sh; exit 1; }
+
+results=$(mktemp -d /tmp/berth-results.XXXXXX)
+trap 'rm -rf "$results"' EXIT
+status=0
+
+echo "== unit tests"
+./build/tests/unit-tests --gtest_brief=1 --gtest_output="xml:$results/unit.xml" || status=1
+
+echo "== integration tests (runtime)"
+tests/run-integration.sh --junitxml="$results/integration.xml" -q || status=1
+
+# One summary line over every suite.
+python3 - "$results" <<'PY'
+import sys, glob, xml.etree.ElementTree as ET
+passed = failed = skipped = 0
+for f in glob.glob(sys.argv[1] + "/*.xml"):
+    root = ET.parse(f).getroot()
+    suites = [root] if root.tag == "testsuite" else root.iter("testsuite")
+    for s in suites:
+        t, fl, er, sk = (int(s.get(k, 0)) for k in ("tests", "failures", "errors", "skipped"))
+        if root.tag == "testsuites" and s is root:
+            continue
+        passed += t - fl - er - sk
+        failed += fl + er
+        skipped += sk
+print(f"total: {passed} passed, {failed} failed, {skipped} skipped")
+PY
+exit $status
