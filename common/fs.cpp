@@ -63,7 +63,7 @@ void write_file(const std::string& path, std::string_view data, bool create, mod
   with_context(fmt::format("write {}", path), [&] { write_all(fd.get(), data); });
 }
 
-void write_file_atomic(const std::string& path, std::string_view data, mode_t mode) {
+void write_file_atomic(const std::string& path, std::string_view data, mode_t mode, bool durable) {
   auto slash = path.rfind('/');
   std::string dir = slash == std::string::npos ? "." : path.substr(0, slash);
   std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
@@ -72,7 +72,7 @@ void write_file_atomic(const std::string& path, std::string_view data, mode_t mo
   if (!fd) fail_errno("open {}", tmp);
   try {
     write_all(fd.get(), data);
-    if (::fsync(fd.get()) < 0) fail_errno("fsync {}", tmp);
+    if (durable && ::fsync(fd.get()) < 0) fail_errno("fsync {}", tmp);
   } catch (...) {
     ::unlink(tmp.c_str());
     throw;

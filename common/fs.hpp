@@ -18,8 +18,9 @@ std::string read_file_at(int dirfd, const std::string& path);
 std::optional<std::string> try_read_file(const std::string& path);
 // Opens with O_WRONLY|O_TRUNC (O_CREAT when create is set) and writes all of data.
 void write_file(const std::string& path, std::string_view data, bool create = true, mode_t mode = 0644);
-// Writes dir/.name.tmp, fsyncs it, renames it onto dir/name.
-void write_file_atomic(const std::string& path, std::string_view data, mode_t mode = 0644);
+// Writes dir/.name.tmp, renames it onto dir/name. With durable, fsyncs before the
+// rename (for data that must survive a crash; runtime state under /run need not).
+void write_file_atomic(const std::string& path, std::string_view data, mode_t mode = 0644, bool durable = true);
 void mkdir_p(const std::string& path, mode_t mode = 0755);
 bool path_exists(const std::string& path);
 

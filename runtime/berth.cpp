@@ -73,6 +73,7 @@ int dispatch(const cli::Command& cmd) {
   ctx.root = cmd.global.root.empty() ? default_state_root() : cmd.global.root;
   ctx.systemd_cgroup = cmd.global.systemd_cgroup || cmd.global.cgroup_manager == "systemd";
   const std::string& name = cmd.name;
+  cli::check_args(cmd);
 
   if (name == "create") {
     create_container(ctx, create_options(cmd));
@@ -136,14 +137,14 @@ int main(int argc, char** argv) {
   lo.debug = cmd.global.debug;
   log::configure(lo);
 
-  if (cmd.show_version) {
-    print(version_text());
-    return 0;
-  }
-  if (cmd.show_help || cmd.name.empty()) {
+  if (cmd.show_help || (cmd.name.empty() && !cmd.show_version)) {
     print(cli::usage(cmd.name));
     // A `checkpoint --help` that exits 0 would tell podman checkpointing works.
     return cmd.name == "checkpoint" || cmd.name == "restore" ? 1 : 0;
+  }
+  if (cmd.show_version) {
+    print(version_text());
+    return 0;
   }
   int status = 0;
   try {

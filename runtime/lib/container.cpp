@@ -123,7 +123,7 @@ void write_id_maps(pid_t pid, const Spec& spec) {
 
 void write_pid_file(const std::string& path, pid_t pid) {
   if (path.empty()) return;
-  with_context("write pid file", [&] { write_file_atomic(path, std::to_string(pid), 0644); });
+  with_context("write pid file", [&] { write_file_atomic(path, std::to_string(pid), 0644, /*durable=*/false); });
 }
 
 std::string state_json(const ContainerState& s, Status status) { return oci_state(s, status).dump(); }

@@ -48,9 +48,11 @@ void setattr(int fd, unsigned int flags, mount_attr attr, const char* what) {
   if (::mount_setattr(fd, "", AT_EMPTY_PATH | flags, &attr, sizeof attr) < 0) fail_errno("{}", what);
 }
 
+// An empty message stands for "the mount itself failed": the caller's context
+// ("mount proc to /proc (in rootfs ...)") then says it all.
 void attach(int mount_fd, int target_fd) {
   if (::move_mount(mount_fd, "", target_fd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
-    fail_errno("move_mount");
+    fail_errno("");
 }
 
 // After mount(2) onto /proc/self/fd/N, N still names the covered directory:
@@ -120,7 +122,7 @@ void bind_legacy(MountContext& ctx, const MountSpec& m) {
   Resolved target = open_in_root(ctx.root_fd, m.destination, Create::like_source, source.get());
   if (::mount(ProcFdPath(source.get()).c_str(), ProcFdPath(target.fd.get()).c_str(), nullptr,
               MS_BIND | (m.recursive ? MS_REC : 0), nullptr) < 0)
-    fail_errno("mount");
+    fail_errno("");
 
   UniqueFd top;
   // A bind keeps the source's flags; a second, remounting call sets ours. As
@@ -190,9 +192,10 @@ void bind(MountContext& ctx, const MountSpec& m) {
   ssize_t n;
   while ((n = ::read(fs_fd, buf, sizeof buf - 1)) > 0) {
     buf[n] = '\0';
-    if (buf[0] == 'e' && buf[1] == ' ') detail = buf + 2;
+    if (buf[0] == 'e' && buf[1] == ' ') detail = std::string(trim(buf + 2));
   }
   if (detail.empty()) fail_code(err, "{}", what);
+  if (what.empty()) fail_code(err, "{}", detail);
   fail_code(err, "{}: {}", what, detail);
 }
 
@@ -277,7 +280,7 @@ void mount_filesystem(MountContext& ctx, const MountSpec& m, std::string_view ty
   constexpr unsigned long kNotForNewMounts = MS_REMOUNT | MS_BIND | MS_REC;
   if (::mount(source.c_str(), ProcFdPath(target.fd.get()).c_str(), std::string(type).c_str(),
               flags & ~kNotForNewMounts, data.empty() ? nullptr : data.c_str()) < 0)
-    fail_errno("mount");
+    fail_errno("");
   if (!original && !m.propagation) return;
   UniqueFd top = reopen_top(ctx, m);
   if (original) copy_up(original.get(), top.get());
@@ -335,9 +338,9 @@ UniqueFd make_filesystem(std::string_view type, const std::string& source, unsig
     if (value.size() >= 2 && value.front() == '"' && value.back() == '"') value = value.substr(1, value.size() - 2);
     set(std::string(opt.substr(0, eq)), std::string(value).c_str());
   });
-  if (::fsconfig(fs.get(), FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) < 0) fail_fs(fs.get(), "create");
+  if (::fsconfig(fs.get(), FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) < 0) fail_fs(fs.get(), "");
   UniqueFd mnt(::fsmount(fs.get(), FSMOUNT_CLOEXEC, static_cast<unsigned>(attrs)));
-  if (!mnt) fail_errno("fsmount");
+  if (!mnt) fail_errno("");
   return mnt;
 }
 
@@ -373,7 +376,8 @@ void mount_entry(MountContext& ctx, const MountSpec& m) {
   if (m.flags & MS_REMOUNT) return remount(ctx, m);
   if (m.is_bind()) return bind(ctx, m);
 
-  std::string_view type = m.type == "cgroup" ? "cgroup2" : m.type;
+  std::string_view type = m.type;
+  if (type == "cgroup") type = "cgroup2";
   try {
     mount_filesystem(ctx, m, type);
   } catch (const Error& e) {

@@ -167,9 +167,9 @@ MountSpec parse_mount(const JsonView& m, const std::string& bundle) {
   std::string d = dest.as_string();
   check_no_nul(dest, d);
   if (d.empty()) dest.bad("must not be empty");
-  if (d[0] != '/')
-    log::warn("{} \"{}\" is not an absolute path, taking it as \"/{}\"", dest.path(), d, d);
   spec.destination = mnt::clean_path(d);
+  if (d[0] != '/') // runc 1.1 accepts these too, with a warning
+    log::warn("{} \"{}\" is not an absolute path, taking it as \"{}\"", dest.path(), d, spec.destination);
 
   spec.type = m.opt_string("type").value_or("");
   spec.source = m.opt_string("source").value_or("");

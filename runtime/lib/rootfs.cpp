@@ -246,8 +246,10 @@ void prepare_rootfs(const RootfsConfig& cfg) {
     try {
       mnt::mount_entry(ctx, m);
     } catch (Error& e) {
-      e.wrap(fmt::format("mount {} to {} (in rootfs {})", m.source.empty() ? m.type : m.source, m.destination,
-                         cfg.rootfs));
+      std::string what = fmt::format("mount {} to {} (in rootfs {})", m.source.empty() ? m.type : m.source,
+                                     m.destination, cfg.rootfs);
+      if (e.message().empty()) throw Error(e.code(), what); // the mount call itself failed
+      e.wrap(what);
       throw;
     }
   }

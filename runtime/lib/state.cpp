@@ -156,7 +156,7 @@ ContainerState StateDir::load() const {
 }
 
 void StateDir::save(const ContainerState& s) const {
-  write_file_atomic(path_ + "/state.json", s.to_json().dump(), 0600);
+  write_file_atomic(path_ + "/state.json", s.to_json().dump(), 0600, /*durable=*/false);
 }
 
 void StateDir::remove() {

@@ -57,27 +57,50 @@ def all_hooks_bundle(bundle):
     return d
 
 
-def test_hooks_run_in_order_with_state(env, bundle):
+RUNC_POSTSTART = pytest.mark.skip_runc(
+    "runc 1.1.5 runs poststart hooks during create, before startContainer (fixed in runc 1.2)")
+
+
+def test_all_hooks_run_once_with_state(env, bundle):
     d = all_hooks_bundle(bundle)
     res = assert_ok(env.create(bundle))
     cid = res.cid
-    assert order(d) == ["prestart", "createRuntime", "createContainer"], order(d)
     assert_ok(env.start(cid))
     H.wait_for(lambda: len(order(d)) >= 5, what="start hooks")
-    assert order(d) == STAGES[:5], order(d)
     pid = env.state(cid)["pid"]
     assert_ok(env.kill(cid, "KILL"))
     env.wait_status(cid, "stopped")
     assert_ok(env.delete(cid))
-    assert order(d) == STAGES, order(d)
+    assert sorted(order(d)) == sorted(STAGES), order(d)
     for stage in STAGES:
         st = json.loads((d / f"{stage}.json").read_text())
         assert st["id"] == cid, (stage, st)
         assert "ociVersion" in st and "status" in st, (stage, st)
         assert os.path.realpath(st["bundle"]) == os.path.realpath(bundle), (stage, st)
-        if stage != "poststop":
+        if stage in ("createContainer", "startContainer") and not H.is_berth():
+            # runc 1.1 reports the pid as seen inside the container (1) to these hooks;
+            # the spec (and berth) use the host's view.
+            assert st["pid"] in (pid, 1), (stage, st)
+        elif stage != "poststop":
             assert st["pid"] == pid, (stage, st)
         assert (d / f"{stage}.args").read_text().split() == [stage, "x", "y"], stage
+    env.assert_no_trace(cid, bundle)
+
+
+@RUNC_POSTSTART
+def test_hooks_run_in_order(env, bundle):
+    d = all_hooks_bundle(bundle)
+    res = assert_ok(env.create(bundle))
+    cid = res.cid
+    assert order(d) == ["prestart", "createRuntime", "createContainer"], order(d)
+    assert_ok(env.start(cid))
+    # poststart runs before `start` returns
+    assert order(d) == STAGES[:5], order(d)
+    assert_ok(env.kill(cid, "KILL"))
+    env.wait_status(cid, "stopped")
+    assert order(d) == STAGES[:5], "poststop ran before delete"
+    assert_ok(env.delete(cid))
+    assert order(d) == STAGES, order(d)
     env.assert_no_trace(cid, bundle)
 
 
@@ -95,6 +118,7 @@ def test_hook_state_status_values(env, bundle):
     assert got == want
 
 
+@RUNC_POSTSTART
 def test_run_runs_all_hooks(env, bundle):
     d = all_hooks_bundle(bundle)
     set_args(bundle, "true")
@@ -145,6 +169,7 @@ def test_missing_hook_binary_fails_create(env, bundle):
     env.assert_no_trace(res.cid, bundle)
 
 
+@RUNC_POSTSTART
 def test_failing_poststart_fails_start(env, bundle):
     add_hooks(bundle, {"poststart": [{"path": "/bin/sh", "args": ["sh", "-c", "echo poststart-no >&2; exit 1"]}]})
     set_args(bundle, "sleep", "1000")
