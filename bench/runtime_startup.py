@@ -227,7 +227,11 @@ class Runner:
                 p.register(pfd, select.POLLIN)
                 if not p.poll(self.timeout * 1000):
                     c.timed_out = True
-                    os.kill(pid, signal.SIGKILL)
+                    # its own process group (setpgroup=0): take helpers it forked too
+                    try:
+                        os.killpg(pid, signal.SIGKILL)
+                    except OSError:
+                        os.kill(pid, signal.SIGKILL)
             finally:
                 os.close(pfd)
         _, status, ru = os.wait4(pid, 0)
@@ -252,7 +256,10 @@ class Runner:
                 return
             time.sleep(0.05)
         try:
-            os.kill(pid, signal.SIGKILL)
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass
+        try:
             os.waitpid(pid, 0)
         except ChildProcessError:
             pass
@@ -381,8 +388,11 @@ class Bench:
         cid = f"{self.tag}-{rt.name}-{phase}-{self.seq_no}"
         b = os.path.join(rt.bundles, cid)
         os.mkdir(b)
+        cfg = spec(self.rootfs, list(args), f"{self.cg_parent}/{cid}")
+        if self.o.no_ambient:
+            del cfg["process"]["capabilities"]["ambient"]
         with open(os.path.join(b, "config.json"), "w") as f:
-            json.dump(spec(self.rootfs, list(args), f"{self.cg_parent}/{cid}"), f)
+            json.dump(cfg, f)
         return cid, b
 
     def drop_bundle(self, b):
@@ -431,6 +441,7 @@ class Bench:
             except (OSError, ValueError):
                 raise _SplitFail("create succeeded but wrote no valid --pid-file", c)
             if check_state:
+                rt.preflight["cgroup_placement"] = self.placement(cpid, cid)
                 s = self.state(rt, cid)
                 if s.get("status") != "created" or int(s.get("pid", 0)) != cpid:
                     raise _SplitFail(f"state after create: {s!r} (expected status created, "
@@ -461,6 +472,22 @@ class Bench:
                 rt.live.discard(cid)
             reap_orphans()
             self.drop_bundle(b)
+
+    @staticmethod
+    def placement(pid, cid):
+        """Hierarchies (from /proc/PID/cgroup) in which the container's init sits in the cgroup
+        named after its id: tells which cgroup work a runtime did on this host."""
+        try:
+            with open(f"/proc/{pid}/cgroup") as f:
+                lines = f.read().split()
+        except OSError:
+            return None
+        ours, other = [], []
+        for l in lines:
+            hid, ctrl, path = l.split(":", 2)
+            name = ctrl or "unified(cgroup2)"
+            (ours if path.rstrip("/").endswith("/" + cid) else other).append(name)
+        return {"in_container_cgroup": ours, "elsewhere": other}
 
     def state(self, rt, cid):
         c = self.runner.call(rt.argv("state", cid))
@@ -716,8 +743,9 @@ class Bench:
         o = self.o
         self.rootfs, self.bb_info = build_rootfs(self.tmp, self.log)
         paths = {"berth": o.berth, "crun": o.crun, "runc": o.runc}
-        for name in o.runtimes:
-            p = paths.get(name) or shutil.which(name) or name
+        for spec_ in o.runtimes:
+            name, _, p = spec_.partition("=")
+            p = p or paths.get(name) or shutil.which(name) or name
             if not os.path.isabs(p):
                 p = shutil.which(p) or os.path.abspath(p)
             st = os.path.join(self.tmp, "state-" + name)
@@ -791,6 +819,7 @@ def build_report(bench):
                    "order": [rt.name for rt in rts], "interleaved": True,
                    "workload": "/bin/true", "bundle": bench.bb_info,
                    "cgroup_parent": bench.cg_parent, "rss_runs": o.rss_runs,
+                   "config_deviation": "no ambient capabilities" if o.no_ambient else None,
                    "rss_method": bench.rss_skipped or "GNU time -f %M per call (KiB)",
                    "hybrid_cgroup2_controllers_hidden":
                        os.environ.get("BERTH_BENCH_CC_HIDDEN") == "1",
@@ -890,6 +919,14 @@ def print_table(bench, rep, base):
     for rt in bench.rts:
         print(f"{rt.name}: {rt.path}  {rt.version}")
     for rt in bench.rts:
+        pl = rt.preflight.get("cgroup_placement")
+        if pl:
+            print(f"{rt.name} cgroup placement: container cgroup in "
+                  f"{len(pl['in_container_cgroup'])} hierarchies "
+                  f"({','.join(pl['in_container_cgroup']) or 'none'})"
+                  + (f"; left in the caller's cgroup for {','.join(pl['elsewhere'])}"
+                     if pl["elsewhere"] else ""))
+    for rt in bench.rts:
         for f in rt.failures:
             print(f"\n{rt.name} FAILED in {f['phase']}: {f['what']}")
             if "rc" in f:
@@ -901,6 +938,9 @@ def print_table(bench, rep, base):
     if bench.cgroup_report:
         print(f"\ncontainer cgroups left behind after delete (removed by the benchmark): "
               f"{bench.cgroup_report}")
+    if bench.o.no_ambient:
+        print("\nNOTE: --no-ambient: the bundle has no ambient capabilities (not the runc spec "
+              "default)")
     print(f"\nmethod: {bench.o.runs} runs (a), {bench.o.split_runs} create/start/delete (d), "
           f"{bench.o.warmup} warm-ups, interleaved {' '.join(names)}; {bench.o.seq} in a row x "
           f"{bench.o.seq_rounds} rounds (c, median). Quote medians and ratios, not p90 or "
@@ -922,19 +962,26 @@ def parse_args(argv):
     ap.add_argument("--seq", type=int, default=100, help="containers in a row for (c) (100)")
     ap.add_argument("--seq-rounds", type=int, default=3, help="rounds of (c), median (3)")
     ap.add_argument("--runtimes", default="berth,crun,runc",
-                    help="comma-separated, in interleave order (berth,crun,runc)")
+                    help="comma-separated NAME or NAME=PATH, in interleave order "
+                         "(berth,crun,runc)")
     ap.add_argument("--berth", default=os.path.join(os.path.dirname(here), "build", "runtime",
                                                     "berth"), help="berth binary")
     ap.add_argument("--crun", default=None, help="crun binary (from PATH)")
     ap.add_argument("--runc", default=None, help="runc binary (from PATH)")
+    ap.add_argument("--no-ambient", action="store_true",
+                    help="drop process.capabilities.ambient from the bundle, for every runtime "
+                         "(the `runc spec` default asks for ambient caps that are not "
+                         "inheritable; runc and crun ignore the failure to raise them)")
     ap.add_argument("--timeout", type=float, default=30, help="seconds per runtime call (30)")
     ap.add_argument("--out", help="write the results as JSON to this file")
     ap.add_argument("--keep-tmp", action="store_true", help="keep the temp dir")
     ap.add_argument("--in-ns", action="store_true", help=argparse.SUPPRESS)
     o = ap.parse_args(argv)
     o.runtimes = [r.strip() for r in o.runtimes.split(",") if r.strip()]
-    if not o.runtimes or len(set(o.runtimes)) != len(o.runtimes):
-        ap.error("--runtimes needs distinct names")
+    names = [r.partition("=")[0] for r in o.runtimes]
+    if not names or len(set(names)) != len(names) or not all(
+            n.isalnum() for n in names):
+        ap.error("--runtimes needs distinct alphanumeric names (NAME or NAME=PATH)")
     if o.split_runs is None:
         o.split_runs = o.runs
     if o.runs < 1:

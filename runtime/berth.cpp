@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include <cstdio>
-#include <iostream>
 
 #include "common/error.hpp"
 #include "common/fs.hpp"

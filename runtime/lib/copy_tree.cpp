@@ -43,7 +43,8 @@ void copy_metadata(int fd, const struct stat& st) {
 void copy_file(int src_dir, int dst_dir, const char* name, const struct stat& st) {
   UniqueFd in(::openat(src_dir, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
   if (!in) fail_errno("open {}", name);
-  UniqueFd out(::openat(dst_dir, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, st.st_mode & 0777));
+  UniqueFd out(
+      ::openat(dst_dir, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, st.st_mode & 0777));
   if (!out) fail_errno("create {}", name);
   for (off_t left = st.st_size; left > 0;) {
     ssize_t n = ::sendfile(out.get(), in.get(), nullptr, static_cast<size_t>(left));
@@ -108,7 +109,8 @@ void copy_dir(int src, int dst) {
     errno = 0;
     const dirent* e = ::readdir(dir);
     if (!e) break;
-    if (e->d_name[0] == '.' && (e->d_name[1] == '\0' || (e->d_name[1] == '.' && e->d_name[2] == '\0'))) continue;
+    if (e->d_name[0] == '.' && (e->d_name[1] == '\0' || (e->d_name[1] == '.' && e->d_name[2] == '\0')))
+      continue;
     copy_entry(src, dst, e->d_name);
   }
   if (errno != 0) fail_errno("read directory");
@@ -116,6 +118,8 @@ void copy_dir(int src, int dst) {
 
 } // namespace
 
-void copy_tree(int src_dir, int dst_dir) { copy_dir(src_dir, dst_dir); }
+void copy_tree(int src_dir, int dst_dir) {
+  copy_dir(src_dir, dst_dir);
+}
 
 } // namespace berth::mnt

@@ -67,8 +67,8 @@ struct DefaultDevice {
   unsigned major, minor;
 };
 // What every container gets, as runc and crun: c, 0666, root-owned.
-constexpr DefaultDevice kDefaultDevices[] = {{"/dev/null", 1, 3},   {"/dev/zero", 1, 5},
-                                             {"/dev/full", 1, 7},   {"/dev/random", 1, 8},
+constexpr DefaultDevice kDefaultDevices[] = {{"/dev/null", 1, 3},    {"/dev/zero", 1, 5},
+                                             {"/dev/full", 1, 7},    {"/dev/random", 1, 8},
                                              {"/dev/urandom", 1, 9}, {"/dev/tty", 5, 0}};
 
 bool has_mount_at(const RootfsConfig& cfg, std::string_view dest, bool binds_only) {
@@ -124,7 +124,8 @@ private:
 };
 
 void link(int dev_fd, const char* target, const char* name) {
-  if (::symlinkat(target, dev_fd, name) < 0 && errno != EEXIST) fail_errno("symlink /dev/{} -> {}", name, target);
+  if (::symlinkat(target, dev_fd, name) < 0 && errno != EEXIST)
+    fail_errno("symlink /dev/{} -> {}", name, target);
 }
 
 } // namespace

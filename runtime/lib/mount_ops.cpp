@@ -31,13 +31,17 @@ MountAttrs attrs_from_ms(unsigned long set, unsigned long clear) {
   };
   MountAttrs a;
   for (auto [ms, attr] : kBits) {
-    if (set & ms) a.set |= attr;
-    else if (clear & ms) a.clr |= attr;
+    if (set & ms)
+      a.set |= attr;
+    else if (clear & ms)
+      a.clr |= attr;
   }
   // The atime settings are an enum; as in mount(2), strictatime beats noatime
   // beats relatime, and clearing any of them means the default, relatime.
-  if (set & MS_STRICTATIME) a.set |= MOUNT_ATTR_STRICTATIME;
-  else if (set & MS_NOATIME) a.set |= MOUNT_ATTR_NOATIME;
+  if (set & MS_STRICTATIME)
+    a.set |= MOUNT_ATTR_STRICTATIME;
+  else if (set & MS_NOATIME)
+    a.set |= MOUNT_ATTR_NOATIME;
   if ((set | clear) & (MS_STRICTATIME | MS_NOATIME | MS_RELATIME)) a.clr |= MOUNT_ATTR__ATIME;
   return a;
 }
@@ -59,6 +63,14 @@ void attach(int mount_fd, int target_fd) {
 // look the destination up again to reach the new mount.
 UniqueFd reopen_top(MountContext& ctx, const MountSpec& m) {
   return open_in_root(ctx.root_fd, m.destination, Create::no).fd;
+}
+
+// New-API mounts start private (detached clones and fsmount results are) and
+// stay private when attached under a parent that is not shared, which none is
+// until some mount asks for shared: "rprivate", the usual option, is then a no-op.
+bool needs_propagation(MountContext& ctx, unsigned long propagation) {
+  if (propagation & MS_SHARED) ctx.shared_seen = true;
+  return propagation && (ctx.shared_seen || !(propagation & MS_PRIVATE));
 }
 
 bool selinux_enabled() {
@@ -86,8 +98,7 @@ UniqueFd make_userns(const std::string& uid_map, const std::string& gid_map) {
     pid_t pid;
     ~Reaper() {
       ::kill(pid, SIGKILL);
-      while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
-      }
+      while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {}
     }
   } reaper{static_cast<pid_t>(pid)};
 
@@ -116,7 +127,8 @@ int userns_for(MountContext& ctx, const MountSpec& m) {
 
 void bind_legacy(MountContext& ctx, const MountSpec& m) {
   if (m.idmap) fail_code(ENOSYS, "idmapped mounts need mount_setattr (Linux 5.12)");
-  if (m.rec_attr_set || m.rec_attr_clr) fail_code(ENOSYS, "recursive mount attributes need mount_setattr (Linux 5.12)");
+  if (m.rec_attr_set || m.rec_attr_clr)
+    fail_code(ENOSYS, "recursive mount attributes need mount_setattr (Linux 5.12)");
   UniqueFd source(::open(m.source.c_str(), O_PATH | O_CLOEXEC));
   if (!source) fail_errno("open bind source");
   Resolved target = open_in_root(ctx.root_fd, m.destination, Create::like_source, source.get());
@@ -138,8 +150,8 @@ void bind_legacy(MountContext& ctx, const MountSpec& m) {
       struct statvfs st;
       if (errno != EPERM || ::fstatvfs(top.get(), &st) < 0) fail_errno("remount bind");
       constexpr std::pair<unsigned long, unsigned long> kLocked[] = {
-          {ST_RDONLY, MS_RDONLY}, {ST_NOSUID, MS_NOSUID}, {ST_NODEV, MS_NODEV},
-          {ST_NOEXEC, MS_NOEXEC}, {ST_NOATIME, MS_NOATIME}, {ST_NODIRATIME, MS_NODIRATIME},
+          {ST_RDONLY, MS_RDONLY},    {ST_NOSUID, MS_NOSUID},   {ST_NODEV, MS_NODEV},
+          {ST_NOEXEC, MS_NOEXEC},    {ST_NOATIME, MS_NOATIME}, {ST_NODIRATIME, MS_NODIRATIME},
           {ST_RELATIME, MS_RELATIME}};
       for (auto [st_flag, ms] : kLocked)
         if ((st.f_flag & st_flag) && !(m.clear_flags & ms)) flags |= ms;
@@ -177,9 +189,10 @@ void bind(MountContext& ctx, const MountSpec& m) {
   }
   if (!top.empty()) setattr(tree.get(), 0, {top.set, top.clr, 0, 0}, "set mount attributes");
   if (m.rec_attr_set || m.rec_attr_clr)
-    setattr(tree.get(), AT_RECURSIVE, {m.rec_attr_set, m.rec_attr_clr, 0, 0}, "set recursive mount attributes");
+    setattr(tree.get(), AT_RECURSIVE, {m.rec_attr_set, m.rec_attr_clr, 0, 0},
+            "set recursive mount attributes");
   attach(tree.get(), target.fd.get());
-  if (m.propagation) apply_propagation(tree.get(), m.propagation);
+  if (needs_propagation(ctx, m.propagation)) apply_propagation(tree.get(), m.propagation);
 }
 
 // ---- other filesystems ----------------------------------------------------
@@ -214,9 +227,11 @@ void each_data_option(std::string_view data, Fn&& fn) {
 
 // The data string: an existing directory lends its mode to a tmpfs (as runc
 // does; an explicit mode= later wins), and the SELinux mount label is added.
-std::string filesystem_data(MountContext& ctx, const MountSpec& m, std::string_view type, const Resolved& target) {
+std::string filesystem_data(MountContext& ctx, const MountSpec& m, std::string_view type,
+                            const Resolved& target) {
   std::string data;
-  if (type == "tmpfs" && target.existed) {
+  bool has_mode = starts_with(m.data, "mode=") || m.data.find(",mode=") != std::string::npos;
+  if (type == "tmpfs" && target.existed && !has_mode) {
     struct stat st;
     if (::fstat(target.fd.get(), &st) == 0) data = fmt::format("mode={:04o}", st.st_mode & 07777);
   }
@@ -239,7 +254,13 @@ void copy_up(int original_dir, int tmpfs_root) {
 void mount_filesystem(MountContext& ctx, const MountSpec& m, std::string_view type) {
   // procfs and sysfs must land on a real directory, never through a symlink.
   bool strict_target = type == "proc" || type == "sysfs";
-  Resolved target = open_in_root(ctx.root_fd, m.destination, Create::directory, -1, strict_target);
+  Resolved target;
+  try {
+    target = open_in_root(ctx.root_fd, m.destination, Create::directory, -1, strict_target);
+  } catch (const Error& e) {
+    if (!strict_target || e.code() != ENOTDIR) throw;
+    fail_code(ENOTDIR, "{} must be mounted on a directory, not on a file or a symlink", type);
+  }
   std::string data = filesystem_data(ctx, m, type, target);
   const std::string& source = m.source.empty() ? m.type : m.source;
 
@@ -272,7 +293,7 @@ void mount_filesystem(MountContext& ctx, const MountSpec& m, std::string_view ty
     if (mnt) {
       if (original) copy_up(original.get(), mnt.get());
       attach(mnt.get(), target.fd.get());
-      if (m.propagation) apply_propagation(mnt.get(), m.propagation);
+      if (needs_propagation(ctx, m.propagation)) apply_propagation(mnt.get(), m.propagation);
       return;
     }
   }
@@ -335,7 +356,8 @@ UniqueFd make_filesystem(std::string_view type, const std::string& source, unsig
     size_t eq = opt.find('=');
     if (eq == std::string_view::npos) return set(std::string(opt), nullptr);
     std::string_view value = opt.substr(eq + 1);
-    if (value.size() >= 2 && value.front() == '"' && value.back() == '"') value = value.substr(1, value.size() - 2);
+    if (value.size() >= 2 && value.front() == '"' && value.back() == '"')
+      value = value.substr(1, value.size() - 2);
     set(std::string(opt.substr(0, eq)), std::string(value).c_str());
   });
   if (::fsconfig(fs.get(), FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) < 0) fail_fs(fs.get(), "");
@@ -362,13 +384,14 @@ void apply_propagation(int mount_fd, unsigned long propagation) {
 
 void bind_onto(const char* source, int target_fd, bool recursive) {
   if (kernel_apis().new_mount) {
-    UniqueFd tree(::open_tree(AT_FDCWD, source, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (recursive ? AT_RECURSIVE : 0)));
+    unsigned flags = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (recursive ? AT_RECURSIVE : 0);
+    UniqueFd tree(::open_tree(AT_FDCWD, source, flags));
     if (!tree) fail_errno("open_tree {}", source);
     attach(tree.get(), target_fd);
     return;
   }
-  if (::mount(source, ProcFdPath(target_fd).c_str(), nullptr, MS_BIND | (recursive ? MS_REC : 0), nullptr) < 0)
-    fail_errno("bind {}", source);
+  unsigned long flags = MS_BIND | (recursive ? MS_REC : 0);
+  if (::mount(source, ProcFdPath(target_fd).c_str(), nullptr, flags, nullptr) < 0) fail_errno("bind {}", source);
 }
 
 void mount_entry(MountContext& ctx, const MountSpec& m) {

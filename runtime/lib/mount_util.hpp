@@ -44,8 +44,8 @@ enum class Create {
 };
 
 struct Resolved {
-  UniqueFd fd;          // O_PATH
-  bool existed = true;  // false when the last component was created
+  UniqueFd fd;         // O_PATH
+  bool existed = true; // false when the last component was created
 };
 
 // Opens `path` inside the tree rooted at `root_fd` as if `root_fd` were "/":
@@ -79,6 +79,7 @@ struct MountContext {
   const RootfsConfig& cfg;
   // User namespaces made for idmapped mounts, reused across mounts with the same mappings.
   std::vector<std::pair<std::string, UniqueFd>> userns_cache;
+  bool shared_seen = false; // some mount was made shared: propagation can no longer be assumed
 };
 
 // Performs one entry of "mounts" (mount_ops.cpp).

@@ -25,7 +25,9 @@ KernelApis& kernel_apis() {
   return apis;
 }
 
-ProcFdPath::ProcFdPath(int fd) { std::snprintf(buf_, sizeof buf_, "/proc/self/fd/%d", fd); }
+ProcFdPath::ProcFdPath(int fd) {
+  std::snprintf(buf_, sizeof buf_, "/proc/self/fd/%d", fd);
+}
 
 std::string clean_path(std::string_view path) {
   std::string out;
@@ -84,8 +86,7 @@ int openat2_in_root(int root_fd, const std::string& path, bool nofollow_dir) {
 // The fallback: walks one component at a time with O_NOFOLLOW, expanding
 // symlinks by hand. `dirs` holds the real directories from the root down, so
 // ".." pops one and an absolute link target empties it: nothing goes above root.
-Resolved walk_in_root(int root_fd, std::string_view path, Create create, int source_fd,
-                      bool nofollow_dir) {
+Resolved walk_in_root(int root_fd, std::string_view path, Create create, int source_fd, bool nofollow_dir) {
   std::vector<UniqueFd> dirs;
   auto current = [&] { return dirs.empty() ? root_fd : dirs.back().get(); };
   std::string todo(path); // components still to walk; link targets are spliced in front
@@ -118,7 +119,7 @@ Resolved walk_in_root(int root_fd, std::string_view path, Create create, int sou
     struct stat st;
     if (::fstat(fd.get(), &st) < 0) fail_errno("stat {} inside the rootfs", path);
     if (S_ISLNK(st.st_mode)) {
-      if (last && nofollow_dir) fail_code(ENOTDIR, "{} is a symlink, not a directory", path);
+      if (last && nofollow_dir) fail_code(ENOTDIR, "resolve {} inside the rootfs", path);
       if (++links > kMaxSymlinks) fail_code(ELOOP, "resolve {} inside the rootfs", path);
       char target[4096];
       ssize_t n = ::readlinkat(fd.get(), "", target, sizeof target);
@@ -146,8 +147,7 @@ Resolved walk_in_root(int root_fd, std::string_view path, Create create, int sou
 
 } // namespace
 
-Resolved open_in_root(int root_fd, std::string_view path, Create create, int source_fd,
-                      bool nofollow_dir) {
+Resolved open_in_root(int root_fd, std::string_view path, Create create, int source_fd, bool nofollow_dir) {
   if (!kernel_apis().openat2) return walk_in_root(root_fd, path, create, source_fd, nofollow_dir);
 
   std::string p(path);
@@ -165,8 +165,8 @@ Resolved open_in_root(int root_fd, std::string_view path, Create create, int sou
   std::string clean = clean_path(path);
   size_t slash = clean.rfind('/');
   if (clean == "/") fail_code(ENOENT, "resolve / inside the rootfs");
-  Resolved parent = open_in_root(root_fd, std::string_view(clean).substr(0, slash ? slash : 1),
-                                 Create::directory);
+  Resolved parent =
+      open_in_root(root_fd, std::string_view(clean).substr(0, slash ? slash : 1), Create::directory);
   const char* name = clean.c_str() + slash + 1;
   bool as_file = creates_file(create, source_fd);
   if (make_node(parent.fd.get(), name, as_file) < 0) {

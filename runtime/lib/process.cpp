@@ -255,6 +255,8 @@ std::string with_status(const std::string& state_json, const char* status) {
   rootfs.user_namespace = s.has_namespace(CLONE_NEWUSER);
   rootfs.no_pivot = c.no_pivot;
   rootfs.mount_label = s.mount_label;
+  rootfs.uid_mappings = s.uid_mappings;
+  rootfs.gid_mappings = s.gid_mappings;
   prepare_rootfs(rootfs);
 
   sync::send(c.sync_fd, sync::Msg::mounts_done);
@@ -265,8 +267,8 @@ std::string with_status(const std::string& state_json, const char* status) {
   if (s.seccomp && !s.seccomp->listener_path.empty()) listener = connect_unix(s.seccomp->listener_path);
 
   enter_rootfs(rootfs);
+  write_sysctls(s); // before finalize_rootfs makes /proc/sys read-only
   finalize_rootfs(rootfs);
-  write_sysctls(s);
   set_hostname(s);
   if (p.terminal) setup_terminal(c);
 

@@ -39,7 +39,9 @@ void set_propagation(const char* path, unsigned long propagation) {
 
 // Propagation types that would let mounts under the rootfs reach the host, or
 // make pivot_root fail, if the rootfs mount inherited them.
-bool shares_mounts(unsigned long propagation) { return propagation & (MS_SHARED | MS_UNBINDABLE); }
+bool shares_mounts(unsigned long propagation) {
+  return propagation & (MS_SHARED | MS_UNBINDABLE);
+}
 
 // Makes the mount that holds `path` private, walking up until a mount point is
 // met (EINVAL means "not a mount point"), as runc does.
@@ -136,7 +138,7 @@ void make_readonly(const char* path) {
   if (::statvfs(path, &st) < 0) fail_errno("statvfs {}", path);
   unsigned long flags = MS_REMOUNT | MS_BIND | MS_RDONLY;
   constexpr std::pair<unsigned long, unsigned long> kKeep[] = {
-      {ST_NOSUID, MS_NOSUID},   {ST_NODEV, MS_NODEV},         {ST_NOEXEC, MS_NOEXEC},
+      {ST_NOSUID, MS_NOSUID},   {ST_NODEV, MS_NODEV},           {ST_NOEXEC, MS_NOEXEC},
       {ST_NOATIME, MS_NOATIME}, {ST_NODIRATIME, MS_NODIRATIME}, {ST_RELATIME, MS_RELATIME}};
   for (auto [st_flag, ms] : kKeep)
     if (st.f_flag & st_flag) flags |= ms;
@@ -208,7 +210,8 @@ private:
     dev_null_.reset(::open("/dev/null", O_PATH | O_CLOEXEC));
     struct stat st;
     if (!dev_null_ || ::fstat(dev_null_.get(), &st) < 0) fail_errno("open /dev/null");
-    if (!S_ISCHR(st.st_mode) || st.st_rdev != makedev(1, 3)) fail("the container's /dev/null is not the null device");
+    if (!S_ISCHR(st.st_mode) || st.st_rdev != makedev(1, 3))
+      fail("the container's /dev/null is not the null device");
     return dev_null_.get();
   }
 
@@ -253,15 +256,18 @@ void prepare_rootfs(const RootfsConfig& cfg) {
       throw;
     }
   }
-  with_context(fmt::format("set up /dev (in rootfs {})", cfg.rootfs), [&] { mnt::setup_dev(root.get(), cfg); });
+  with_context(fmt::format("set up /dev (in rootfs {})", cfg.rootfs),
+               [&] { mnt::setup_dev(root.get(), cfg); });
 }
 
 void enter_rootfs(const RootfsConfig& cfg) {
   UniqueFd new_root(::open(cfg.rootfs.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!new_root) fail_errno("open the rootfs {}", cfg.rootfs);
   with_context(fmt::format("enter the rootfs {}", cfg.rootfs), [&] {
-    if (cfg.no_pivot) move_into(cfg.rootfs, new_root.get());
-    else pivot_into(new_root.get());
+    if (cfg.no_pivot)
+      move_into(cfg.rootfs, new_root.get());
+    else
+      pivot_into(new_root.get());
   });
   // Shared or unbindable can only be given to the new root now: before, it
   // would have reached the host, and pivot_root refuses shared mounts.

@@ -19,19 +19,19 @@ struct IdMapping {
 };
 
 struct MountSpec {
-  std::string destination; // absolute and lexically clean, inside the container
-  std::string type;        // "bind" for bind mounts (also set when options contain bind/rbind);
-                           // "cgroup" is mounted as the container's cgroup2 view
-  std::string source;      // absolute host path for binds (relative ones resolved against the bundle)
+  std::string destination;       // absolute and lexically clean, inside the container
+  std::string type;              // "bind" for bind mounts (also set when options contain bind/rbind);
+                                 // "cgroup" is mounted as the container's cgroup2 view
+  std::string source;            // absolute host path for binds (relative ones resolved against the bundle)
   unsigned long flags = 0;       // MS_* flags to set (MS_RDONLY, MS_NOSUID, ..., MS_REMOUNT)
   unsigned long clear_flags = 0; // MS_* flags to clear ("rw", "suid", ...)
   unsigned long propagation = 0; // MS_SHARED/MS_SLAVE/MS_PRIVATE/MS_UNBINDABLE (| MS_REC); last one wins
   bool recursive = false;        // rbind: the whole subtree of the source
   uint64_t rec_attr_set = 0, rec_attr_clr = 0; // MOUNT_ATTR_* from rro, rnosuid, ...: every mount of the tree
   bool tmpcopyup = false;
-  bool idmap = false;            // idmap/ridmap option, or uidMappings given
-  bool recursive_idmap = false;  // ridmap
-  std::string data;              // fs options passed as data ("mode=755,size=65536k")
+  bool idmap = false;                                // idmap/ridmap option, or uidMappings given
+  bool recursive_idmap = false;                      // ridmap
+  std::string data;                                  // fs options passed as data ("mode=755,size=65536k")
   std::vector<IdMapping> uid_mappings, gid_mappings; // idmapped mount
 
   bool is_bind() const { return type == "bind"; }
@@ -51,9 +51,10 @@ std::vector<MountSpec> parse_mounts(const JsonView& mounts, const std::string& b
 std::vector<DeviceSpec> parse_devices(const JsonView& devices);
 
 struct RootfsConfig {
-  std::string rootfs;         // absolute host path
-  bool readonly = false;      // root.readonly
-  unsigned long rootfs_propagation = 0; // linux.rootfsPropagation, 0 = default (rslave... as runc: MS_SLAVE|MS_REC)
+  std::string rootfs;    // absolute host path
+  bool readonly = false; // root.readonly
+  // linux.rootfsPropagation (MS_* | MS_REC); 0 = runc's default: / rslave, the rootfs mount private.
+  unsigned long rootfs_propagation = 0;
   std::vector<MountSpec> mounts;
   std::vector<DeviceSpec> devices;
   std::vector<std::string> masked_paths, readonly_paths;

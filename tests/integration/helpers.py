@@ -31,7 +31,7 @@ RUNTIME = os.environ.get("RUNTIME") or str(DEFAULT_RUNTIME)
 # Parent of every container cgroup the suite creates: /berth-test/<testkey>/<name>.
 CGROUP_PARENT = "berth-test"
 
-DEFAULT_TIMEOUT = float(os.environ.get("BERTH_ITEST_TIMEOUT", "60"))
+DEFAULT_TIMEOUT = float(os.environ.get("BERTH_ITEST_TIMEOUT", "30"))
 
 libc = ctypes.CDLL(None, use_errno=True)
 PR_SET_CHILD_SUBREAPER = 36
@@ -140,6 +140,33 @@ def host(cmd, check=True, timeout=60, **kw) -> subprocess.CompletedProcess:
     if check and p.returncode != 0:
         raise AssertionError(f"host command {cmd} failed rc={p.returncode}: {err.strip()}")
     return cp
+
+
+class Background:
+    """Run fn() in a thread; result() re-raises its exception."""
+
+    def __init__(self, fn):
+        self._res = None
+        self._exc = None
+        self._t = threading.Thread(target=self._run, args=(fn,), daemon=True)
+        self._t.start()
+
+    def _run(self, fn):
+        try:
+            self._res = fn()
+        except BaseException as e:  # noqa: BLE001
+            self._exc = e
+
+    def done(self) -> bool:
+        return not self._t.is_alive()
+
+    def result(self, timeout=None):
+        self._t.join(timeout)
+        if self._t.is_alive():
+            raise AssertionError(f"background call still running after {timeout}s")
+        if self._exc:
+            raise self._exc
+        return self._res
 
 
 def proc_stat(pid: int):

@@ -4,7 +4,6 @@ import os
 import pty
 import struct
 import termios
-import threading
 
 import pytest
 
@@ -110,25 +109,20 @@ def test_run_with_terminal_under_pty(env, bundle):
     terminal_bundle(bundle)
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 111, 0, 0))
-    box = {}
     cid = env.new_id()
-
-    def run():
-        box["res"] = env.runtime("run", "--bundle", bundle, cid, stdin=slave, stdout=slave, stderr=slave,
-                                 start_new_session=True, preexec_fn=_ctty, timeout=60)
-    t = threading.Thread(target=run)
-    t.start()
+    bg = H.Background(lambda: env.runtime("run", "--bundle", bundle, cid, stdin=slave, stdout=slave,
+                                          stderr=slave, start_new_session=True, preexec_fn=_ctty))
     try:
         H.read_until(master, b"# ", timeout=20)  # busybox root prompt
         os.write(master, b"stty size; echo $((6*7)); exit 4\n")
         out = H.strip_ansi(H.read_until(master, b"42", timeout=10))
-        t.join(30)
-        assert not t.is_alive(), "run did not return after the container exited"
+        res = bg.result(H.DEFAULT_TIMEOUT + 10)
     finally:
         os.close(slave)
-        t.join(30)
+        with __import__("contextlib").suppress(Exception):
+            bg.result(H.DEFAULT_TIMEOUT + 10)
         os.close(master)
-    assert box["res"].rc == 4, box["res"]
+    assert res.rc == 4, res
     assert "33 111" in out, f"the winsize of run's terminal should be copied: {out!r}"
     env.assert_no_trace(cid, bundle)
 

@@ -64,8 +64,9 @@ public:
   }
   ~TempDir() {
     // FTW_MOUNT: never descend into something still mounted.
-    ::nftw(path_.c_str(), [](const char* p, const struct stat*, int, FTW*) { return ::remove(p) < 0 ? 0 : 0; },
-           32, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
+    ::nftw(
+        path_.c_str(), [](const char* p, const struct stat*, int, FTW*) { return ::remove(p) < 0 ? 0 : 0; },
+        32, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
   }
   const std::string& path() const { return path_; }
   std::string operator/(std::string_view rel) const { return path_join(path_, rel); }
@@ -109,9 +110,9 @@ Outcome run_in_mount_ns(const std::function<void()>& fn) {
   return WEXITSTATUS(status) == 0 ? Outcome::passed : Outcome::failed;
 }
 
-#define IN_MOUNT_NS(...)                                                                           \
-  do {                                                                                             \
-    if (run_in_mount_ns(__VA_ARGS__) == Outcome::skipped) GTEST_SKIP() << "skipped in the child";  \
+#define IN_MOUNT_NS(...)                                                                                     \
+  do {                                                                                                       \
+    if (run_in_mount_ns(__VA_ARGS__) == Outcome::skipped) GTEST_SKIP() << "skipped in the child";            \
   } while (0)
 
 void write(const std::string& path, std::string_view text, mode_t mode = 0644) {
@@ -301,8 +302,9 @@ TEST(MountParse, ErrorsNameTheField) {
             "mounts[1].destination: required");
   EXPECT_EQ(error_of([] { mounts_from(R"([{"destination": 3}])"); }),
             "mounts[0].destination: expected a string, got number");
-  EXPECT_EQ(error_of([] { mounts_from(R"([{"destination": "/a", "type": "tmpfs", "options": ["ro", 1]}])"); }),
-            "mounts[0].options[1]: expected a string, got number");
+  EXPECT_EQ(
+      error_of([] { mounts_from(R"([{"destination": "/a", "type": "tmpfs", "options": ["ro", 1]}])"); }),
+      "mounts[0].options[1]: expected a string, got number");
   EXPECT_EQ(error_of([] { mounts_from(R"([{"destination": "/a"}])"); }),
             "mounts[0].type: required for a mount that is not a bind mount");
   EXPECT_EQ(error_of([] { mounts_from(R"([{"destination": "/a", "options": ["rbind"]}])"); }),
@@ -317,14 +319,17 @@ TEST(MountParse, ErrorsNameTheField) {
                 "uidMappings": [{"containerID": 0, "size": 1}], "gidMappings": []}])");
             }),
             "mounts[0].uidMappings[0].hostID: required");
-  EXPECT_EQ(error_of([] { mounts_from(R"([{"destination": "/a", "type": "tmpfs", "options": ["idmap"]}])"); }),
-            "mounts[0].options: idmapped mounts must be bind mounts");
-  EXPECT_EQ(error_of([] { mounts_from(R"({"destination": "/a"})"); }), "mounts: expected an array, got object");
+  EXPECT_EQ(
+      error_of([] { mounts_from(R"([{"destination": "/a", "type": "tmpfs", "options": ["idmap"]}])"); }),
+      "mounts[0].options: idmapped mounts must be bind mounts");
+  EXPECT_EQ(error_of([] { mounts_from(R"({"destination": "/a"})"); }),
+            "mounts: expected an array, got object");
 }
 
 TEST(MountParse, KnownOptionsListEverything) {
   auto names = known_mount_options();
-  for (const char* n : {"ro", "rbind", "rprivate", "rro", "rnoatime", "tmpcopyup", "idmap", "ridmap", "nosymfollow"})
+  for (const char* n :
+       {"ro", "rbind", "rprivate", "rro", "rnoatime", "tmpcopyup", "idmap", "ridmap", "nosymfollow"})
     EXPECT_NE(std::find(names.begin(), names.end(), n), names.end()) << n;
   EXPECT_TRUE(std::is_sorted(names.begin(), names.end()));
 }
@@ -366,7 +371,9 @@ TEST(DeviceParse, ErrorsNameTheField) {
             "linux.devices[0].major: required for a 'c' device");
   EXPECT_EQ(error_of([] { devices_from(R"([{"path": "/dev/x", "type": "b", "major": 1, "minor": -1}])"); }),
             "linux.devices[0].minor: -1 is out of range (0 to 1048575)");
-  EXPECT_EQ(error_of([] { devices_from(R"([{"path": "/dev/x", "type": "u", "major": 1, "minor": 1, "uid": -1}])"); }),
+  EXPECT_EQ(error_of([] {
+              devices_from(R"([{"path": "/dev/x", "type": "u", "major": 1, "minor": 1, "uid": -1}])");
+            }),
             "linux.devices[0].uid: expected a non-negative integer, got -1");
 }
 
@@ -387,7 +394,7 @@ TEST_P(RootfsApiTest, ResolverStaysInsideAndCreates) {
   auto r = mnt::open_in_root(root_fd.get(), "/abs/x", mnt::Create::directory);
   EXPECT_FALSE(r.existed);
   EXPECT_TRUE(S_ISDIR(stat_of(root + outside + "/x").st_mode)); // created under the rootfs
-  EXPECT_EQ(::access((outside + "/x").c_str(), F_OK), -1);       // not outside
+  EXPECT_EQ(::access((outside + "/x").c_str(), F_OK), -1);      // not outside
 
   r = mnt::open_in_root(root_fd.get(), "/etc/up/etc/up/made", mnt::Create::file);
   EXPECT_TRUE(S_ISREG(stat_of(root + "/made").st_mode));
@@ -398,10 +405,15 @@ TEST_P(RootfsApiTest, ResolverStaysInsideAndCreates) {
 
   r = mnt::open_in_root(root_fd.get(), "/etc", mnt::Create::no);
   EXPECT_TRUE(r.existed);
-  EXPECT_EQ(stat_of(root + "/etc").st_ino, [&] { struct stat st; ::fstat(r.fd.get(), &st); return st.st_ino; }());
+  EXPECT_EQ(stat_of(root + "/etc").st_ino, [&] {
+    struct stat st;
+    ::fstat(r.fd.get(), &st);
+    return st.st_ino;
+  }());
 
-  EXPECT_NE(error_of([&] { mnt::open_in_root(root_fd.get(), "/missing", mnt::Create::no); }).find("no such file"),
-            std::string::npos);
+  EXPECT_NE(
+      error_of([&] { mnt::open_in_root(root_fd.get(), "/missing", mnt::Create::no); }).find("no such file"),
+      std::string::npos);
   EXPECT_NE(error_of([&] { mnt::open_in_root(root_fd.get(), "/loop/x", mnt::Create::directory); }), "");
   EXPECT_NE(error_of([&] { mnt::open_in_root(root_fd.get(), "/abs", mnt::Create::no, -1, true); }), "");
   mnt::kernel_apis().openat2 = true;
@@ -434,8 +446,12 @@ TEST_P(RootfsApiTest, PreparesMountsDevicesAndLinks) {
     EXPECT_EQ(fs_type(r + "/dev/mqueue"), kMqueueMagic);
 
     // Default devices: c, 0666, right numbers; configured ones keep their mode and owner.
-    for (auto [name, major, minor] : {std::tuple{"null", 1u, 3u}, {"zero", 1u, 5u}, {"full", 1u, 7u},
-                                      {"random", 1u, 8u}, {"urandom", 1u, 9u}, {"tty", 5u, 0u}}) {
+    for (auto [name, major, minor] : {std::tuple{"null", 1u, 3u},
+                                      {"zero", 1u, 5u},
+                                      {"full", 1u, 7u},
+                                      {"random", 1u, 8u},
+                                      {"urandom", 1u, 9u},
+                                      {"tty", 5u, 0u}}) {
       auto st = stat_of(r + "/dev/" + name);
       EXPECT_TRUE(S_ISCHR(st.st_mode)) << name;
       EXPECT_EQ(st.st_mode & 07777, 0666u) << name;
@@ -488,8 +504,10 @@ TEST_P(RootfsApiTest, SymlinkEscapesStayInsideTheRootfs) {
     select_api();
     RootfsConfig cfg = b.config(R"([
       {"destination": "/evil/x", "type": "tmpfs", "source": "tmpfs"},
-      {"destination": "/etc/up/)" + rel_outside + R"(/y", "type": "tmpfs", "source": "tmpfs"},
-      {"destination": "/../../../../../../)" + rel_outside + R"(/z", "type": "bind", "source": "host"}])");
+      {"destination": "/etc/up/)" +
+                                rel_outside + R"(/y", "type": "tmpfs", "source": "tmpfs"},
+      {"destination": "/../../../../../../)" +
+                                rel_outside + R"(/z", "type": "bind", "source": "host"}])");
     prepare_rootfs(cfg);
     for (const char* name : {"x", "y", "z"}) {
       EXPECT_EQ(::access((outside + "/" + name).c_str(), F_OK), -1) << name << " was created outside";
@@ -636,6 +654,28 @@ TEST_P(RootfsApiTest, SharedRootfsPropagation) {
   });
 }
 
+TEST_P(RootfsApiTest, PropagationOptionsApply) {
+  Bundle b;
+  IN_MOUNT_NS([&] {
+    select_api();
+    prepare_rootfs(b.config(R"([
+      {"destination": "/shared", "type": "tmpfs", "source": "tmpfs", "options": ["rshared"]},
+      {"destination": "/shared/private", "type": "tmpfs", "source": "tmpfs", "options": ["rprivate"]},
+      {"destination": "/shared/inherits", "type": "bind", "source": "host"},
+      {"destination": "/unbindable", "source": "host", "options": ["rbind", "runbindable"]}])"));
+    auto line_of = [&](const std::string& dest) {
+      for (const auto& line : split(read_file("/proc/self/mountinfo"), '\n'))
+        if (split(line, ' ')[4] == b.rootfs + dest) return line;
+      return std::string();
+    };
+    EXPECT_NE(line_of("/shared").find(" shared:"), std::string::npos) << line_of("/shared");
+    EXPECT_EQ(line_of("/shared/private").find(" shared:"), std::string::npos) << line_of("/shared/private");
+    // Attached under a shared parent, a new mount joins the propagation.
+    EXPECT_NE(line_of("/shared/inherits").find(" shared:"), std::string::npos) << line_of("/shared/inherits");
+    EXPECT_NE(line_of("/unbindable").find(" unbindable"), std::string::npos) << line_of("/unbindable");
+  });
+}
+
 TEST_P(RootfsApiTest, UserNamespaceBindsDevices) {
   Bundle b;
   IN_MOUNT_NS([&] {
@@ -677,7 +717,8 @@ TEST_P(RootfsApiTest, IdmappedBindShowsMappedOwners) {
       "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 10}],
       "gidMappings": [{"containerID": 0, "hostID": 2000, "size": 10}]}])");
     if (GetParam() == Api::legacy) {
-      EXPECT_NE(error_of([&] { prepare_rootfs(cfg); }).find("idmapped mounts need mount_setattr"), std::string::npos);
+      EXPECT_NE(error_of([&] { prepare_rootfs(cfg); }).find("idmapped mounts need mount_setattr"),
+                std::string::npos);
       return;
     }
     try {
@@ -698,7 +739,9 @@ TEST_P(RootfsApiTest, ErrorsNameTheMount) {
   ASSERT_EQ(::symlink("/etc", (b.rootfs + "/fakeproc").c_str()), 0);
   IN_MOUNT_NS([&] {
     select_api();
-    auto attempt = [&](const std::string& mounts) { return error_of([&] { prepare_rootfs(b.config(mounts)); }); };
+    auto attempt = [&](const std::string& mounts) {
+      return error_of([&] { prepare_rootfs(b.config(mounts)); });
+    };
     std::string in = " (in rootfs " + b.rootfs + "): ";
     EXPECT_EQ(attempt(R"([{"destination": "/x", "type": "bind", "source": "/nonexistent"}])"),
               "mount /nonexistent to /x" + in + "open bind source: no such file or directory");
@@ -709,9 +752,11 @@ TEST_P(RootfsApiTest, ErrorsNameTheMount) {
                   .find("mount proc to /fakeproc" + in),
               std::string::npos);
     // The new mount API names the rejected option; mount(2) cannot.
-    std::string bad_option = GetParam() == Api::modern ? "option size=lots: tmpfs: Bad value for 'size': " : "";
-    EXPECT_EQ(attempt(R"([{"destination": "/t", "type": "tmpfs", "source": "tmpfs", "options": ["size=lots"]}])"),
-              "mount tmpfs to /t" + in + bad_option + "invalid argument");
+    std::string bad_option =
+        GetParam() == Api::modern ? "option size=lots: tmpfs: Bad value for 'size': " : "";
+    EXPECT_EQ(
+        attempt(R"([{"destination": "/t", "type": "tmpfs", "source": "tmpfs", "options": ["size=lots"]}])"),
+        "mount tmpfs to /t" + in + bad_option + "invalid argument");
     // Binding a directory over a file: the mount call itself fails.
     std::string dir_over_file = attempt(R"([{"destination": "/marker", "type": "bind", "source": "host"}])");
     std::string prefix = "mount " + b.host + " to /marker" + in;
