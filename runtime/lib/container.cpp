@@ -410,6 +410,8 @@ int launch(const RuntimeContext& ctx, const CreateOptions& opts, Mode mode, bool
     return 0;
   }
 
+  // Others may query, signal or delete the container while we wait for it.
+  dir.unlock();
   pid_t relay = -1;
   if (l.pty_master) {
     relay = ::fork();
@@ -428,7 +430,12 @@ int launch(const RuntimeContext& ctx, const CreateOptions& opts, Mode mode, bool
   int status = supervise(st.pid, guard.pidfd(), relay);
   guard.release();
   ::sigprocmask(SIG_SETMASK, &old, nullptr);
-  if (!keep) destroy(dir, st);
+  if (!keep) {
+    dir.lock();
+    // A concurrent `delete --force` may have removed it already.
+    struct stat sb;
+    if (::fstatat(dir.fd(), "state.json", &sb, 0) == 0) destroy(dir, st);
+  }
   return status;
 }
 
@@ -441,7 +448,7 @@ int run_container(const RuntimeContext& ctx, const CreateOptions& opts, bool det
 }
 
 void start_container(const RuntimeContext& ctx, const std::string& id) {
-  StateDir dir = StateDir::open(ctx.root, id, true);
+  StateDir dir = StateDir::open(ctx.root, id, StateDir::Lock::exclusive);
   ContainerState st = dir.load();
   Status status = current_status(dir, st);
   if (status == Status::stopped) fail("cannot start a container that has stopped");
@@ -482,7 +489,7 @@ void start_container(const RuntimeContext& ctx, const std::string& id) {
 }
 
 nlohmann::ordered_json container_state(const RuntimeContext& ctx, const std::string& id) {
-  StateDir dir = StateDir::open(ctx.root, id, false);
+  StateDir dir = StateDir::open(ctx.root, id, StateDir::Lock::none);
   ContainerState st = dir.load();
   return oci_state(st, current_status(dir, st));
 }
@@ -501,7 +508,7 @@ std::vector<nlohmann::ordered_json> list_containers(const RuntimeContext& ctx) {
   std::sort(ids.begin(), ids.end());
   for (auto& id : ids) {
     try {
-      auto dir = StateDir::try_open(ctx.root, id, false);
+      auto dir = StateDir::try_open(ctx.root, id, StateDir::Lock::none);
       if (!dir) continue;
       ContainerState st = dir->load();
       out.push_back(oci_state(st, current_status(*dir, st)));
@@ -513,7 +520,7 @@ std::vector<nlohmann::ordered_json> list_containers(const RuntimeContext& ctx) {
 }
 
 void kill_container(const RuntimeContext& ctx, const std::string& id, int signal, bool all) {
-  StateDir dir = StateDir::open(ctx.root, id, false);
+  StateDir dir = StateDir::open(ctx.root, id, StateDir::Lock::none);
   ContainerState st = dir.load();
   if (current_status(dir, st) == Status::stopped) fail("container not running");
   if (all)
@@ -523,7 +530,7 @@ void kill_container(const RuntimeContext& ctx, const std::string& id, int signal
 }
 
 void delete_container(const RuntimeContext& ctx, const std::string& id, bool force) {
-  auto dir = StateDir::try_open(ctx.root, id, true);
+  auto dir = StateDir::try_open(ctx.root, id, StateDir::Lock::exclusive);
   if (!dir) {
     if (force) return;
     fail("container does not exist");

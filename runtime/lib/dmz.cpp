@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cstdint>
+#include <cstdio>
 
 #include "common/error.hpp"
 #include "common/fs.hpp"
@@ -31,9 +32,12 @@ UniqueFd create_dmz_fd() {
 }
 
 void exec_via_dmz(int dmz_fd, const std::string& path, const std::vector<std::string>& args,
-                  const std::vector<std::string>& env) {
+                  const std::vector<std::string>& env, int wait_fd) {
+  char wait_arg[16];
+  ::snprintf(wait_arg, sizeof wait_arg, "#%d", wait_fd);
   std::vector<char*> argv;
-  argv.reserve(args.size() + 2);
+  argv.reserve(args.size() + 3);
+  if (wait_fd >= 0) argv.push_back(wait_arg);
   argv.push_back(const_cast<char*>(path.c_str()));
   for (auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);

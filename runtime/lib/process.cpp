@@ -42,6 +42,23 @@ std::string env_value(const std::vector<std::string>& env, std::string_view key)
   return {};
 }
 
+// runc sets HOME from the container's /etc/passwd when the config does not.
+void add_home(std::vector<std::string>& env, uid_t uid) {
+  for (auto& e : env)
+    if (starts_with(e, "HOME=")) return;
+  std::string home = "/";
+  if (auto passwd = try_read_file("/etc/passwd")) {
+    for (auto& line : split(*passwd, '\n')) {
+      auto f = split(line, ':', false);
+      if (f.size() >= 6 && parse_uint(f[2]) == uid) {
+        if (!f[5].empty()) home = f[5];
+        break;
+      }
+    }
+  }
+  env.push_back("HOME=" + home);
+}
+
 void set_ids_to_root() {
   if (::setresgid(0, 0, 0) < 0) fail_errno("setresgid(0) in the user namespace");
   if (::setresuid(0, 0, 0) < 0) fail_errno("setresuid(0) in the user namespace");
@@ -278,7 +295,9 @@ std::string with_status(const std::string& state_json, const char* status) {
     if (::chdir(p.cwd.c_str()) < 0) fail_errno("chdir to cwd (\"{}\") set in config.json", p.cwd);
   }
   check_cwd_inside_container();
-  std::string exe = resolve_executable(p.args[0], p.env);
+  std::vector<std::string> env = p.env;
+  add_home(env, p.uid);
+  std::string exe = resolve_executable(p.args[0], env);
 
   if (p.oom_score_adj)
     with_context("set oom_score_adj",
@@ -286,12 +305,17 @@ std::string with_status(const std::string& state_json, const char* status) {
   apply_rlimits(p.rlimits);
 
   ::prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0); // `create` exits while we wait for start
-  sync::send(c.sync_fd, sync::Msg::created);
 
+  // A created container waits for `start` inside berth-dmz, so the host's berth binary
+  // is never the executable of a process in the container, not even before start.
+  // startContainer hooks run berth code after start, so with them the init waits here.
+  bool wait_in_dmz = c.fifo_fd >= 0 && c.dmz_fd >= 0 && s.hooks.start_container.empty();
   try {
-    wait_for_start(c);
-    run_hooks(s.hooks.start_container, "startContainer", with_status(state_json, "created"));
-
+    if (!wait_in_dmz) {
+      sync::send(c.sync_fd, sync::Msg::created);
+      wait_for_start(c);
+      run_hooks(s.hooks.start_container, "startContainer", with_status(state_json, "created"));
+    }
     if (!p.apparmor_profile.empty()) {
       auto enabled = try_read_file("/sys/module/apparmor/parameters/enabled");
       if (!enabled || trim(*enabled) != "Y")
@@ -304,15 +328,23 @@ std::string with_status(const std::string& state_json, const char* status) {
     apply_personality(s.personality);
     apply_scheduler(p.scheduler);
     apply_io_priority(p.io_priority);
-
     if (p.capabilities.present) drop_bounding_set(p.capabilities);
-    int notify_fd = -1;
-    if (s.seccomp && !p.no_new_privileges) notify_fd = seccomp::load(*s.seccomp);
     bool setgroups_allowed = true;
     if (s.has_namespace(CLONE_NEWUSER)) {
       auto sg = try_read_file("/proc/self/setgroups");
       setgroups_allowed = !sg || trim(*sg) != "deny";
     }
+    ::umask(p.umask.value_or(022));
+    reset_signals();
+    seal_fds(c.preserve_fds);
+    if (wait_in_dmz) {
+      if (::fcntl(c.fifo_fd, F_SETFD, 0) < 0) fail_errno("keep exec fifo open");
+      // Everything that can fail for a reason in the config has been checked by now.
+      sync::send(c.sync_fd, sync::Msg::created);
+    }
+
+    int notify_fd = -1;
+    if (s.seccomp && !p.no_new_privileges) notify_fd = seccomp::load(*s.seccomp);
     apply_credentials(p, setgroups_allowed);
     if (p.capabilities.present) apply_capabilities(p.capabilities);
     if (p.no_new_privileges && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) fail_errno("set no_new_privs");
@@ -322,16 +354,13 @@ std::string with_status(const std::string& state_json, const char* status) {
       ::close(notify_fd);
     }
     listener.reset();
-    ::umask(p.umask.value_or(022));
-    reset_signals();
-    seal_fds(c.preserve_fds);
-    if (c.dmz_fd >= 0)
-      exec_via_dmz(c.dmz_fd, exe, p.args, p.env);
-    else {
+    if (c.dmz_fd >= 0) {
+      exec_via_dmz(c.dmz_fd, exe, p.args, env, wait_in_dmz ? c.fifo_fd : -1);
+    } else {
       std::vector<char*> argv, envp;
       for (auto& a : p.args) argv.push_back(const_cast<char*>(a.c_str()));
       argv.push_back(nullptr);
-      for (auto& e : p.env) envp.push_back(const_cast<char*>(e.c_str()));
+      for (auto& e : env) envp.push_back(const_cast<char*>(e.c_str()));
       envp.push_back(nullptr);
       ::execve(exe.c_str(), argv.data(), envp.data());
     }

@@ -4,6 +4,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <set>
 
 #include "common/error.hpp"
@@ -115,7 +116,11 @@ void parse_linux(const JsonView& l, Spec& s) {
     if (nanos >= 1000000000) v["nanosecs"].bad("must be below 1000000000");
     s.time_offsets_nanos[clock] = static_cast<uint32_t>(nanos);
   });
-  l["sysctl"].each_member([&](const std::string& key, const JsonView& v) { s.sysctl[key] = v.as_string(); });
+  l["sysctl"].each_member([&](const std::string& key, const JsonView& v) {
+    std::string dotted = key; // "net/ipv4/ip_forward" is accepted as runc does
+    std::replace(dotted.begin(), dotted.end(), '/', '.');
+    s.sysctl[dotted] = v.as_string();
+  });
   s.cgroups_path = l.opt_string("cgroupsPath").value_or("");
   if (auto r = l["resources"]; r.present()) {
     r.expect_object();
@@ -162,7 +167,7 @@ void validate(Spec& s) {
       fail("linux.sysctl: \"{}\" is not allowed in the host's IPC namespace", key);
     if (uts) fail("linux.sysctl: \"{}\" must be set with the hostname/domainname fields", key);
     if (!net && !ipc) fail("linux.sysctl: \"{}\" is not namespaced and cannot be set in a container", key);
-    if (key.find("..") != std::string::npos || key.find('/') != std::string::npos)
+    if (key.find("..") != std::string::npos || key.empty() || key.front() == '.' || key.back() == '.')
       fail("linux.sysctl: invalid key \"{}\"", key);
   }
   if (s.process.terminal && s.process.console_size && (s.process.console_size->first == 0))

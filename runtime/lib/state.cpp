@@ -122,7 +122,7 @@ StateDir StateDir::create(const std::string& root, const std::string& id) {
   return StateDir(path, std::move(fd), true);
 }
 
-std::optional<StateDir> StateDir::try_open(const std::string& root, const std::string& id, bool exclusive) {
+std::optional<StateDir> StateDir::try_open(const std::string& root, const std::string& id, Lock lock) {
   validate_container_id(id);
   std::string path = path_join(root, id);
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
@@ -130,7 +130,7 @@ std::optional<StateDir> StateDir::try_open(const std::string& root, const std::s
     if (errno == ENOENT) return std::nullopt;
     fail_errno("open state directory {}", path);
   }
-  if (::flock(fd.get(), exclusive ? LOCK_EX : LOCK_SH) < 0) fail_errno("lock {}", path);
+  if (lock == Lock::exclusive && ::flock(fd.get(), LOCK_EX) < 0) fail_errno("lock {}", path);
   // A concurrent delete may have removed the directory while we waited for the lock.
   struct stat st;
   if (::fstatat(fd.get(), "state.json", &st, 0) < 0) {
@@ -140,11 +140,17 @@ std::optional<StateDir> StateDir::try_open(const std::string& root, const std::s
   return StateDir(path, std::move(fd), false);
 }
 
-StateDir StateDir::open(const std::string& root, const std::string& id, bool exclusive) {
-  auto d = try_open(root, id, exclusive);
+StateDir StateDir::open(const std::string& root, const std::string& id, Lock lock) {
+  auto d = try_open(root, id, lock);
   if (!d) fail("container does not exist");
   return std::move(*d);
 }
+
+void StateDir::lock() {
+  if (::flock(fd_.get(), LOCK_EX) < 0) fail_errno("lock {}", path_);
+}
+
+void StateDir::unlock() { ::flock(fd_.get(), LOCK_UN); }
 
 ContainerState StateDir::load() const {
   std::string text = read_file_at(fd_.get(), "state.json");

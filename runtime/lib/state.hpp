@@ -48,10 +48,14 @@ class StateDir {
 public:
   // Creates <root>/<id> (exclusive). Fails with `container with id exists: <id>`.
   static StateDir create(const std::string& root, const std::string& id);
-  // Opens an existing container dir and locks it (exclusive or shared).
-  // Fails with `container does not exist` (runc's text).
-  static StateDir open(const std::string& root, const std::string& id, bool exclusive);
-  static std::optional<StateDir> try_open(const std::string& root, const std::string& id, bool exclusive);
+  // Opens an existing container dir. Commands that change the container (start,
+  // delete) take the exclusive lock; readers take none, since state.json is replaced
+  // atomically. Fails with `container does not exist` (runc's text).
+  enum class Lock { none, exclusive };
+  static StateDir open(const std::string& root, const std::string& id, Lock lock);
+  static std::optional<StateDir> try_open(const std::string& root, const std::string& id, Lock lock);
+  void lock();
+  void unlock();
 
   const std::string& path() const { return path_; }
   int fd() const { return fd_.get(); }
