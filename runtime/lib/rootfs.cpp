@@ -43,11 +43,12 @@ bool shares_mounts(unsigned long propagation) {
   return propagation & (MS_SHARED | MS_UNBINDABLE);
 }
 
-// Makes the mount that holds `path` private, walking up until a mount point is
-// met (EINVAL means "not a mount point"), as runc does.
-void make_parent_mount_private(std::string path) {
+// Makes the mount that holds `path` private (or a slave), walking up until a mount
+// point is met (EINVAL means "not a mount point"), as runc does: pivot_root refuses
+// a shared parent, and a shared parent would carry the rootfs bind to the host.
+void make_parent_mount_unshared(std::string path, unsigned long propagation) {
   for (;;) {
-    if (::mount(nullptr, path.c_str(), nullptr, MS_PRIVATE, nullptr) == 0) return;
+    if (::mount(nullptr, path.c_str(), nullptr, propagation, nullptr) == 0) return;
     if (errno != EINVAL || path == "/") fail_errno("make the mount holding {} private", path);
     size_t slash = path.rfind('/');
     path.resize(slash ? slash : 1);
@@ -233,9 +234,9 @@ void prepare_rootfs(const RootfsConfig& cfg) {
   unsigned long propagation = cfg.rootfs_propagation;
   set_propagation("/", propagation ? propagation : MS_SLAVE | MS_REC);
 
-  // The rootfs must be a mount point for pivot_root, and not shared: a shared
-  // parent would also carry the bind itself to the host.
-  if (shares_mounts(propagation)) make_parent_mount_private(cfg.rootfs);
+  // The rootfs must be a mount point for pivot_root, and not shared. A slave stays a
+  // slave through the bind below, so rootfsPropagation "slave" still sees host mounts.
+  make_parent_mount_unshared(cfg.rootfs, (propagation & MS_SLAVE) ? MS_SLAVE : MS_PRIVATE);
   if (::mount(cfg.rootfs.c_str(), cfg.rootfs.c_str(), nullptr, MS_BIND | MS_REC, nullptr) < 0)
     fail_errno("bind the rootfs {} onto itself", cfg.rootfs);
   // By default runc's rootfs mount is private (it makes its parent so), and

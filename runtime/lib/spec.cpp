@@ -39,6 +39,15 @@ std::vector<IdMapping> parse_id_mappings(const JsonView& v) {
     if (map.size == 0) m["size"].bad("must be greater than 0");
     if (uint64_t(map.container_id) + map.size > (1ull << 32) || uint64_t(map.host_id) + map.size > (1ull << 32))
       m.bad("mapping range overflows 32 bits");
+    for (auto& other : out) {
+      auto overlap = [](uint32_t a, uint32_t b, uint32_t size_a, uint32_t size_b) {
+        return uint64_t(a) < uint64_t(b) + size_b && uint64_t(b) < uint64_t(a) + size_a;
+      };
+      if (overlap(map.container_id, other.container_id, map.size, other.size))
+        m["containerID"].bad("range overlaps an earlier mapping's containerID range");
+      if (overlap(map.host_id, other.host_id, map.size, other.size))
+        m["hostID"].bad("range overlaps an earlier mapping's hostID range");
+    }
     out.push_back(map);
   });
   return out;
