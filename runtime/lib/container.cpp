@@ -25,6 +25,7 @@
 #include "runtime/lib/dmz.hpp"
 #include "runtime/lib/hooks.hpp"
 #include "runtime/lib/process.hpp"
+#include "runtime/lib/rootfs.hpp"
 #include "runtime/lib/spec.hpp"
 #include "runtime/lib/state.hpp"
 #include "runtime/lib/sync.hpp"
@@ -344,10 +345,23 @@ int launch(const RuntimeContext& ctx, const CreateOptions& opts, Mode mode, bool
     switch (m.type) {
     case sync::Msg::error:
       throw Error(m.err, m.payload);
-    case sync::Msg::need_idmap:
+    case sync::Msg::need_idmap: {
       write_id_maps(pid, spec);
-      sync::send(l.sync.get(), sync::Msg::idmap_done);
+      // Idmapped mounts are made here, on the host side: inside its user namespace the
+      // init may not idmap host file systems. It attaches the detached trees itself.
+      std::vector<std::pair<size_t, UniqueFd>> trees;
+      UniqueFd userns;
+      for (size_t i = 0; i < spec.mounts.size(); i++) {
+        if (!spec.mounts[i].idmap || !spec.mounts[i].is_bind()) continue;
+        if (!userns) userns.reset(::open(fmt::format("/proc/{}/ns/user", pid).c_str(), O_RDONLY | O_CLOEXEC));
+        if (!userns) fail_errno("open the container's user namespace");
+        trees.emplace_back(i, with_context(fmt::format("mounts[{}]", i),
+                                           [&] { return make_idmapped_tree(spec.mounts[i], userns.get()); }));
+      }
+      sync::send(l.sync.get(), sync::Msg::idmap_done, std::to_string(trees.size()));
+      for (auto& [index, tree] : trees) send_fd(l.sync.get(), tree.get(), std::to_string(index));
       break;
+    }
     case sync::Msg::init_pid: {
       auto init = parse_int(m.payload);
       if (!init) fail("sync: bad init pid \"{}\"", m.payload);

@@ -165,6 +165,18 @@ void bind_legacy(MountContext& ctx, const MountSpec& m) {
 }
 
 void bind(MountContext& ctx, const MountSpec& m) {
+  if (m.premade_tree >= 0) {
+    // Idmapped by the runtime on the host side: set the remaining attributes, attach.
+    Resolved target = open_in_root(ctx.root_fd, m.destination, Create::like_source, m.premade_tree);
+    MountAttrs top = attrs_from_ms(m.flags, m.clear_flags);
+    if (!top.empty()) setattr(m.premade_tree, 0, {top.set, top.clr, 0, 0}, "set mount attributes");
+    if (m.rec_attr_set || m.rec_attr_clr)
+      setattr(m.premade_tree, AT_RECURSIVE, {m.rec_attr_set, m.rec_attr_clr, 0, 0},
+              "set recursive mount attributes");
+    attach(m.premade_tree, target.fd.get());
+    if (needs_propagation(ctx, m.propagation)) apply_propagation(m.premade_tree, m.propagation);
+    return;
+  }
   if (!kernel_apis().new_mount) return bind_legacy(ctx, m);
   UniqueFd tree(::open_tree(AT_FDCWD, m.source.c_str(),
                             OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (m.recursive ? AT_RECURSIVE : 0)));
@@ -419,3 +431,23 @@ void mount_entry(MountContext& ctx, const MountSpec& m) {
 }
 
 } // namespace berth::mnt
+
+namespace berth {
+
+UniqueFd make_idmapped_tree(const MountSpec& m, int container_userns) {
+  UniqueFd tree(::open_tree(AT_FDCWD, m.source.c_str(),
+                            OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (m.recursive ? AT_RECURSIVE : 0)));
+  if (!tree) fail_errno("idmapped mount of {}: open_tree", m.source);
+  UniqueFd own_ns;
+  int ns = container_userns;
+  if (!m.uid_mappings.empty())
+    ns = (own_ns = mnt::make_userns(mnt::map_text(m.uid_mappings), mnt::map_text(m.gid_mappings))).get();
+  mount_attr attr{};
+  attr.attr_set = MOUNT_ATTR_IDMAP;
+  attr.userns_fd = static_cast<uint64_t>(ns);
+  mnt::setattr(tree.get(), m.recursive_idmap ? AT_RECURSIVE : 0, attr,
+               fmt::format("idmapped mount of {}", m.source).c_str());
+  return tree;
+}
+
+} // namespace berth

@@ -71,9 +71,15 @@ void join_namespaces(const InitContext& c, bool user_only) {
   }
 }
 
-void request_idmap(const InitContext& c) {
+void request_idmap(InitContext& c) {
   sync::send(c.sync_fd, sync::Msg::need_idmap);
-  sync::expect(c.sync_fd, sync::Msg::idmap_done, "uid/gid mapping");
+  auto done = sync::expect(c.sync_fd, sync::Msg::idmap_done, "uid/gid mapping");
+  auto trees = parse_uint(done.payload).value_or(0);
+  for (uint64_t i = 0; i < trees; i++) {
+    std::string index;
+    UniqueFd fd = recv_fd(c.sync_fd, &index);
+    c.idmap_trees.emplace_back(parse_uint(index).value_or(SIZE_MAX), std::move(fd));
+  }
   set_ids_to_root();
 }
 
@@ -274,6 +280,8 @@ std::string with_status(const std::string& state_json, const char* status) {
   rootfs.mount_label = s.mount_label;
   rootfs.uid_mappings = s.uid_mappings;
   rootfs.gid_mappings = s.gid_mappings;
+  for (auto& [index, fd] : c.idmap_trees)
+    if (index < rootfs.mounts.size()) rootfs.mounts[index].premade_tree = fd.get();
   prepare_rootfs(rootfs);
 
   sync::send(c.sync_fd, sync::Msg::mounts_done);

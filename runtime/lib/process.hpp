@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "common/fd.hpp"
 #include "runtime/lib/spec.hpp"
 
 namespace berth {
@@ -26,6 +27,8 @@ struct InitContext {
   // Existing namespaces to join, opened by the parent: (CLONE_NEW* flag, fd).
   std::vector<std::pair<int, int>> joins;
   unsigned long new_flags = 0; // namespaces to create
+  // Idmapped mount trees made by the parent: (index in spec->mounts, fd).
+  std::vector<std::pair<size_t, UniqueFd>> idmap_trees;
   bool flags_in_clone = false; // new namespaces were created by clone3 itself
 };
 

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "common/fd.hpp"
 #include "common/json.hpp"
 
 namespace berth {
@@ -33,6 +34,9 @@ struct MountSpec {
   bool recursive_idmap = false;                      // ridmap
   std::string data;                                  // fs options passed as data ("mode=755,size=65536k")
   std::vector<IdMapping> uid_mappings, gid_mappings; // idmapped mount
+  // A detached, already idmapped mount made by the runtime on the host side (a process
+  // inside a user namespace may not idmap host file systems); -1 when none.
+  int premade_tree = -1;
 
   bool is_bind() const { return type == "bind"; }
 };
@@ -76,6 +80,11 @@ void enter_rootfs(const RootfsConfig& cfg);
 // paths, read-only root. Call it after writing sysctls: /proc/sys is usually a
 // read-only path.
 void finalize_rootfs(const RootfsConfig& cfg);
+
+// Host side, for containers with a user namespace: clones the bind source of an
+// idmapped mount into a detached tree and idmaps it with the mount's own mappings, or
+// with the container's user namespace (container_userns) when the mount has none.
+UniqueFd make_idmapped_tree(const MountSpec& m, int container_userns);
 
 // Flag tables, shared with `berth features`.
 std::vector<std::string> known_mount_options();
