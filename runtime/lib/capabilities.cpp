@@ -188,8 +188,13 @@ void set_ambient(const std::vector<int>& ambient) {
   for (int cap : ambient) {
     if (cap_set_ambient(cap, CAP_SET) == 0) continue;
     int err = errno; // before capability_label() can allocate
-    fail_code(err, "raise ambient capability {}{}", capability_label(cap),
-              err == EPERM ? " (it must be permitted and inheritable)" : "");
+    // runc and crun ignore an ambient capability the kernel refuses (not permitted and
+    // inheritable), and `runc spec` configs ask for exactly that: warn, do not fail.
+    if (err == EPERM) {
+      log::warn("ambient capability {} not raised: it must be permitted and inheritable", capability_label(cap));
+      continue;
+    }
+    fail_code(err, "raise ambient capability {}", capability_label(cap));
   }
 }
 

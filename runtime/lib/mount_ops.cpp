@@ -413,6 +413,8 @@ void mount_entry(MountContext& ctx, const MountSpec& m) {
 
   std::string_view type = m.type;
   if (type == "cgroup") type = "cgroup2";
+  if (type == "cgroup2" && ctx.cfg.cgroup_namespace && !ctx.cfg.cgroup_path.empty())
+    return bind_instead(ctx, m, ctx.cfg.cgroup_path, false);
   try {
     mount_filesystem(ctx, m, type);
   } catch (const Error& e) {

@@ -277,6 +277,9 @@ std::string with_status(const std::string& state_json, const char* status) {
   rootfs.readonly_paths = s.readonly_paths;
   rootfs.user_namespace = s.has_namespace(CLONE_NEWUSER);
   rootfs.no_pivot = c.no_pivot;
+  rootfs.mount_namespace = s.has_namespace(CLONE_NEWNS);
+  rootfs.cgroup_path = c.cgroup_path;
+  rootfs.cgroup_namespace = s.has_namespace(CLONE_NEWCGROUP);
   rootfs.mount_label = s.mount_label;
   rootfs.uid_mappings = s.uid_mappings;
   rootfs.gid_mappings = s.gid_mappings;

@@ -22,6 +22,7 @@ struct InitContext {
   int state_dir_fd = -1;       // O_PATH fd of the state dir, for start.error
   int dmz_fd = -1;             // sealed berth-dmz, or -1
   int preserve_fds = 0;
+  std::string cgroup_path;     // the container's cgroup on the host, "" without one
   bool no_pivot = false;
   bool no_new_keyring = false;
   // Existing namespaces to join, opened by the parent: (CLONE_NEW* flag, fd).

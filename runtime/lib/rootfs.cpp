@@ -232,16 +232,17 @@ private:
 void prepare_rootfs(const RootfsConfig& cfg) {
   UmaskGuard umask_guard(0);
   unsigned long propagation = cfg.rootfs_propagation;
-  set_propagation("/", propagation ? propagation : MS_SLAVE | MS_REC);
-
-  // The rootfs must be a mount point for pivot_root, and not shared. A slave stays a
-  // slave through the bind below, so rootfsPropagation "slave" still sees host mounts.
-  make_parent_mount_unshared(cfg.rootfs, (propagation & MS_SLAVE) ? MS_SLAVE : MS_PRIVATE);
-  if (::mount(cfg.rootfs.c_str(), cfg.rootfs.c_str(), nullptr, MS_BIND | MS_REC, nullptr) < 0)
-    fail_errno("bind the rootfs {} onto itself", cfg.rootfs);
-  // By default runc's rootfs mount is private (it makes its parent so), and
-  // the host's later mounts under the rootfs directory do not show up inside.
-  if (!propagation) set_propagation(cfg.rootfs.c_str(), MS_PRIVATE);
+  if (cfg.mount_namespace) {
+    set_propagation("/", propagation ? propagation : MS_SLAVE | MS_REC);
+    // The rootfs must be a mount point for pivot_root, and not shared. A slave stays a
+    // slave through the bind below, so rootfsPropagation "slave" still sees host mounts.
+    make_parent_mount_unshared(cfg.rootfs, (propagation & MS_SLAVE) ? MS_SLAVE : MS_PRIVATE);
+    if (::mount(cfg.rootfs.c_str(), cfg.rootfs.c_str(), nullptr, MS_BIND | MS_REC, nullptr) < 0)
+      fail_errno("bind the rootfs {} onto itself", cfg.rootfs);
+    // By default runc's rootfs mount is private (it makes its parent so), and
+    // the host's later mounts under the rootfs directory do not show up inside.
+    if (!propagation) set_propagation(cfg.rootfs.c_str(), MS_PRIVATE);
+  }
 
   UniqueFd root(::open(cfg.rootfs.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!root) fail_errno("open the rootfs {}", cfg.rootfs);
@@ -265,14 +266,18 @@ void enter_rootfs(const RootfsConfig& cfg) {
   UniqueFd new_root(::open(cfg.rootfs.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!new_root) fail_errno("open the rootfs {}", cfg.rootfs);
   with_context(fmt::format("enter the rootfs {}", cfg.rootfs), [&] {
-    if (cfg.no_pivot)
+    if (!cfg.mount_namespace) {
+      // pivot_root would move the root of the runtime's own namespace.
+      if (::fchdir(new_root.get()) < 0 || ::chroot(".") < 0 || ::chdir("/") < 0) fail_errno("chroot");
+    } else if (cfg.no_pivot) {
       move_into(cfg.rootfs, new_root.get());
-    else
+    } else {
       pivot_into(new_root.get());
+    }
   });
   // Shared or unbindable can only be given to the new root now: before, it
   // would have reached the host, and pivot_root refuses shared mounts.
-  if (shares_mounts(cfg.rootfs_propagation)) set_propagation("/", cfg.rootfs_propagation);
+  if (cfg.mount_namespace && shares_mounts(cfg.rootfs_propagation)) set_propagation("/", cfg.rootfs_propagation);
 }
 
 void finalize_rootfs(const RootfsConfig& cfg) {

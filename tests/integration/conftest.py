@@ -112,6 +112,13 @@ class Session:
         self.base = Path(tempfile.mkdtemp(prefix="bi-", dir="/tmp"))
         # traversable by container root mapped to another host uid (user namespaces)
         self.base.chmod(0o755)
+        # Like "/" on a systemd host, the bundles live on a *shared* mount (in the suite's
+        # private namespace): a runtime whose mounts propagate back to its caller's
+        # namespace is caught by the mountinfo leak check.
+        self.shared = os.environ.get("BERTH_ITEST_SHARED_BASE", "1") == "1"
+        if self.shared:
+            subprocess.run(["mount", "--bind", str(self.base), str(self.base)], check=True)
+            subprocess.run(["mount", "--make-shared", str(self.base)], check=True)
         self.rootfs_cache = self.base / "cache" / "rootfs"
         self.root = self.base / "root"       # --root for every runtime call
         self.cwd = self.base / "cwd"         # neutral cwd, never a bundle
@@ -139,6 +146,8 @@ class Session:
                     _rmdir_tree(sub)
             with contextlib.suppress(OSError):
                 p.rmdir()
+        if self.shared:
+            subprocess.run(["umount", "-l", str(self.base)], capture_output=True)
         H.rmtree(self.base)
 
 
@@ -328,8 +337,8 @@ class Env:
         res.cid = cid
         return res
 
-    def state(self, cid) -> dict | None:
-        res = self.runtime("state", cid)
+    def state(self, cid, **kw) -> dict | None:
+        res = self.runtime("state", cid, **kw)
         if res.rc != 0:
             return None
         return json.loads(res.out)
@@ -342,7 +351,7 @@ class Env:
         last = {}
 
         def cond():
-            st = self.state(cid)
+            st = self.state(cid, timeout=10)
             last["st"] = st
             return st if st and st["status"] == status else None
 

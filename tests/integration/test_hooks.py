@@ -1,5 +1,6 @@
 """OCI hooks: order, state on stdin, failures, timeouts."""
 import json
+import re
 import os
 import time
 
@@ -210,4 +211,6 @@ def test_failing_hook_error_names_stage(env, bundle):
     add_hooks(bundle, {"createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", "echo nope >&2; exit 3"]}]})
     set_args(bundle, "true")
     res = env.create(bundle)
-    assert_fail(res, "createRuntime hook #1", "/bin/sh", "exit status 3", "nope")
+    assert_fail(res, "/bin/sh", "exit status 3", "nope")
+    # hooks.hpp documents `createRuntime hook #1 (/bin/false): exit status 1: <stderr>`
+    assert re.search(r"createRuntime hook #\d+ \(/bin/sh\)", res.err), res.err

@@ -221,6 +221,27 @@ def test_run_returns_128_plus_signal_external(env, bundle, sig, num):
     env.assert_no_trace(cid, bundle)
 
 
+def test_state_and_kill_during_foreground_run(env, bundle):
+    """`state` and `kill` work (and do not block) while `run` waits for its container."""
+    set_args(bundle, "sleep", "1000")
+    cid = env.new_id()
+    bg = H.Background(lambda: env.run(bundle, cid))
+    try:
+        H.wait_for(lambda: os.path.isdir(os.path.join(env.root, cid)), what="container state dir")
+        st = None
+        for _ in range(50):
+            st = env.state(cid, timeout=5)
+            if st and st["status"] == "running":
+                break
+            time.sleep(0.1)
+        assert st and st["status"] == "running", st
+        assert_ok(env.kill(cid, "KILL", timeout=5))
+    finally:
+        res = bg.result(H.DEFAULT_TIMEOUT + 10)
+    assert res.rc == 137, res
+    env.assert_no_trace(cid, bundle)
+
+
 def test_run_detached(env, bundle):
     set_args(bundle, "sleep", "1000")
     t0 = time.monotonic()
