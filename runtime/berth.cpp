@@ -12,6 +12,7 @@
 #include "runtime/lib/capabilities.hpp"
 #include "runtime/lib/cli.hpp"
 #include "runtime/lib/container.hpp"
+#include "runtime/lib/exec.hpp"
 #include "runtime/lib/features.hpp"
 #include "runtime/lib/spec_template.hpp"
 #include "runtime/lib/state.hpp"
@@ -19,6 +20,11 @@
 using namespace berth;
 
 namespace {
+
+// An exec that could not start its process: exit status 255, as runc.
+struct ExecFailure : Error {
+  explicit ExecFailure(Error e) : Error(std::move(e)) {}
+};
 
 void print(const std::string& s) { write_all(STDOUT_FILENO, s); }
 
@@ -105,6 +111,36 @@ int dispatch(const cli::Command& cmd) {
   } else if (name == "delete") {
     need_args(cmd, 1, "<container-id>");
     delete_container(ctx, cmd.args[0], cmd.boolean("force"));
+  } else if (name == "exec") {
+    need_args(cmd, 1, "<container-id> <command> [args...]");
+    ExecOptions o;
+    o.id = cmd.args[0];
+    o.args.assign(cmd.args.begin() + 1, cmd.args.end());
+    o.process_file = cmd.value("process");
+    o.console_socket = cmd.value("console-socket");
+    o.pid_file = cmd.value("pid-file");
+    o.cwd = cmd.value("cwd");
+    o.user = cmd.value("user");
+    o.process_label = cmd.value("process-label");
+    o.apparmor = cmd.value("apparmor");
+    o.cgroup = cmd.value("cgroup");
+    o.env = cmd.values("env");
+    o.caps = cmd.values("cap");
+    o.additional_gids = cmd.values("additional-gids");
+    o.tty = cmd.boolean("tty");
+    o.detach = cmd.boolean("detach");
+    o.no_new_privs = cmd.boolean("no-new-privs");
+    o.ignore_paused = cmd.boolean("ignore-paused");
+    long long n = cmd.integer("preserve-fds", 0);
+    if (n < 0 || n > 65536) fail("--preserve-fds: {} is out of range", n);
+    o.preserve_fds = static_cast<int>(n);
+    try {
+      return exec_container(ctx, o);
+    } catch (Error& e) {
+      // runc: a process that could not be started exits 255.
+      e.wrap("exec failed");
+      throw ExecFailure(std::move(e));
+    }
   } else if (name == "spec") {
     std::string dir = cmd.value("bundle", ".");
     std::string path = path_join(dir, "config.json");
@@ -151,7 +187,7 @@ int main(int argc, char** argv) {
   } catch (const Error& e) {
     log::finish(e.what());
     std::fprintf(stderr, "%s\n", e.what());
-    return 1;
+    return dynamic_cast<const ExecFailure*>(&e) ? 255 : 1;
   } catch (const std::exception& e) {
     log::finish(e.what());
     std::fprintf(stderr, "%s\n", e.what());

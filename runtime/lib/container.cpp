@@ -24,6 +24,7 @@
 #include "runtime/lib/cgroup.hpp"
 #include "runtime/lib/dmz.hpp"
 #include "runtime/lib/hooks.hpp"
+#include "runtime/lib/launch.hpp"
 #include "runtime/lib/process.hpp"
 #include "runtime/lib/rootfs.hpp"
 #include "runtime/lib/spec.hpp"
@@ -39,77 +40,11 @@ namespace berth {
 
 namespace {
 
-int pidfd_open(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
-
-// Kills and reaps a child the launch still owns when something fails.
-class ChildGuard {
-public:
-  void set(pid_t pid) {
-    pid_ = pid;
-    pidfd_.reset(pidfd_open(pid));
-  }
-  pid_t pid() const { return pid_; }
-  int pidfd() const { return pidfd_.get(); }
-  void release() { pid_ = -1; }
-  ~ChildGuard() {
-    if (pid_ <= 0) return;
-    if (pidfd_) ::syscall(SYS_pidfd_send_signal, pidfd_.get(), SIGKILL, nullptr, 0);
-    else ::kill(pid_, SIGKILL);
-    // We are a child subreaper, so even a re-parented grandchild is ours to reap.
-    while (::waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {
-    }
-  }
-
-private:
-  pid_t pid_ = -1;
-  UniqueFd pidfd_;
-};
-
-std::string absolute_path(const std::string& p) {
-  if (!p.empty() && p[0] == '/') return p;
-  char cwd[PATH_MAX];
-  if (!::getcwd(cwd, sizeof cwd)) fail_errno("getcwd");
-  return p.empty() || p == "." ? std::string(cwd) : path_join(cwd, p);
-}
-
 std::string resolve_bundle(const std::string& bundle) {
   std::string abs = absolute_path(bundle);
   char real[PATH_MAX];
   if (!::realpath(abs.c_str(), real)) fail_errno("bundle {}", abs);
   return real;
-}
-
-pid_t clone_container(unsigned long flags, int cgroup_fd, int* pidfd, bool* joined_cgroup) {
-  struct clone_args args = {};
-  args.flags = flags | CLONE_PIDFD;
-  args.pidfd = reinterpret_cast<uint64_t>(pidfd);
-  args.exit_signal = SIGCHLD;
-  if (cgroup_fd >= 0) {
-    args.flags |= CLONE_INTO_CGROUP;
-    args.cgroup = static_cast<uint64_t>(cgroup_fd);
-  }
-  long pid = ::syscall(SYS_clone3, &args, sizeof args);
-  if (pid >= 0) {
-    *joined_cgroup = cgroup_fd >= 0;
-    return static_cast<pid_t>(pid);
-  }
-  if (cgroup_fd >= 0 && errno != ENOSYS) {
-    // Some cgroups refuse CLONE_INTO_CGROUP (e.g. threaded or domain-invalid); join by pid instead.
-    args.flags &= ~CLONE_INTO_CGROUP;
-    args.cgroup = 0;
-    pid = ::syscall(SYS_clone3, &args, sizeof args);
-    if (pid >= 0) {
-      *joined_cgroup = false;
-      return static_cast<pid_t>(pid);
-    }
-  }
-  if (errno != ENOSYS) fail_errno("clone3 (flags {:#x})", flags);
-  // Kernels before 5.3: clone(2) without a stack behaves like fork.
-  *joined_cgroup = false;
-  *pidfd = -1;
-  pid = ::syscall(SYS_clone, flags | SIGCHLD, nullptr, nullptr, nullptr, nullptr);
-  if (pid < 0) fail_errno("clone (flags {:#x})", flags);
-  return static_cast<pid_t>(pid);
 }
 
 void write_id_maps(pid_t pid, const Spec& spec) {
@@ -204,45 +139,6 @@ struct Launch {
   UniqueFd pty_master;
 };
 
-// Waits for the foreground container and forwards signals; returns its exit status.
-int supervise(pid_t init, int pidfd, pid_t relay) {
-  sigset_t all;
-  sigfillset(&all);
-  UniqueFd sfd(::signalfd(-1, &all, SFD_CLOEXEC));
-  if (!sfd) fail_errno("signalfd");
-  int status = -1;
-  for (;;) {
-    // Reap first: SIGCHLD may have arrived before the signalfd existed.
-    for (;;) {
-      int ws;
-      pid_t p = ::waitpid(-1, &ws, WNOHANG);
-      if (p <= 0) break;
-      if (p == init) status = WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
-    }
-    if (status >= 0) break;
-    struct signalfd_siginfo si;
-    ssize_t n = ::read(sfd.get(), &si, sizeof si);
-    if (n != sizeof si) {
-      if (n < 0 && errno == EINTR) continue;
-      fail_errno("read signalfd");
-    }
-    int sig = static_cast<int>(si.ssi_signo);
-    if (sig == SIGCHLD) continue;
-    if (sig == SIGWINCH && relay > 0) {
-      ::kill(relay, SIGWINCH);
-      continue;
-    }
-    if (pidfd >= 0) ::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0);
-    else ::kill(init, sig);
-  }
-  if (relay > 0) {
-    // The relay drains the pty and exits when the container side hangs up.
-    while (::waitpid(relay, nullptr, 0) < 0 && errno == EINTR) {
-    }
-  }
-  return status;
-}
-
 int launch(const RuntimeContext& ctx, const CreateOptions& opts, Mode mode, bool keep) {
   Launch l;
   std::string bundle = resolve_bundle(opts.bundle);
@@ -281,6 +177,8 @@ int launch(const RuntimeContext& ctx, const CreateOptions& opts, Mode mode, bool
   }
 
   StateDir dir = StateDir::create(ctx.root, opts.id);
+  // `exec` builds its process from the configuration the container was created with.
+  write_file(dir.path() + "/config.json", spec.source_text, true, 0600);
   Cgroup cgroup = Cgroup::create(spec.cgroups_path, opts.id);
   apply_resources(cgroup.path(), spec.resources);
 

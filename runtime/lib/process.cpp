@@ -18,6 +18,7 @@
 #include "common/error.hpp"
 #include "common/fs.hpp"
 #include "runtime/lib/dmz.hpp"
+#include "runtime/lib/finalize.hpp"
 #include "runtime/lib/state.hpp"
 #include "runtime/lib/sync.hpp"
 #include "runtime/lib/terminal.hpp"
@@ -40,23 +41,6 @@ std::string env_value(const std::vector<std::string>& env, std::string_view key)
     if (it->size() > key.size() && it->compare(0, key.size(), key) == 0 && (*it)[key.size()] == '=')
       return it->substr(key.size() + 1);
   return {};
-}
-
-// runc sets HOME from the container's /etc/passwd when the config does not.
-void add_home(std::vector<std::string>& env, uid_t uid) {
-  for (auto& e : env)
-    if (starts_with(e, "HOME=")) return;
-  std::string home = "/";
-  if (auto passwd = try_read_file("/etc/passwd")) {
-    for (auto& line : split(*passwd, '\n')) {
-      auto f = split(line, ':', false);
-      if (f.size() >= 6 && parse_uint(f[2]) == uid) {
-        if (!f[5].empty()) home = f[5];
-        break;
-      }
-    }
-  }
-  env.push_back("HOME=" + home);
 }
 
 void set_ids_to_root() {
@@ -177,61 +161,10 @@ void wait_for_start(const InitContext& c) {
   }
 }
 
-void apply_credentials(const ProcessSpec& p, bool setgroups_allowed) {
-  if (::prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0) fail_errno("prctl(PR_SET_KEEPCAPS)");
-  if (setgroups_allowed) {
-    std::vector<gid_t> groups = p.additional_gids;
-    if (::setgroups(groups.size(), groups.data()) < 0) fail_errno("setgroups");
-  }
-  if (::setresgid(p.gid, p.gid, p.gid) < 0) fail_errno("setresgid {}", p.gid);
-  if (::setresuid(p.uid, p.uid, p.uid) < 0) fail_errno("setresuid {}", p.uid);
-  if (::prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) < 0) fail_errno("prctl(PR_SET_KEEPCAPS, 0)");
-}
-
-void reset_signals() {
-  sigset_t all;
-  sigemptyset(&all);
-  if (::sigprocmask(SIG_SETMASK, &all, nullptr) < 0) fail_errno("reset signal mask");
-  struct sigaction dfl = {};
-  dfl.sa_handler = SIG_DFL;
-  for (int sig = 1; sig < NSIG; sig++)
-    if (sig != SIGKILL && sig != SIGSTOP) ::sigaction(sig, &dfl, nullptr);
-}
-
-// Every fd but stdio and the preserved ones is closed by the exec (CVE-2024-21626).
-void seal_fds(int preserve_fds) {
-  unsigned first_closed = 3u + static_cast<unsigned>(preserve_fds);
-  if (::syscall(SYS_close_range, first_closed, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
-    // Kernels before 5.11: mark each open fd close-on-exec.
-    DIR* d = ::opendir("/proc/self/fd");
-    if (!d) fail_errno("open /proc/self/fd");
-    int own = ::dirfd(d);
-    while (auto* e = ::readdir(d)) {
-      auto fd = parse_int(e->d_name);
-      if (fd && *fd >= static_cast<int64_t>(first_closed) && *fd != own) ::fcntl(static_cast<int>(*fd), F_SETFD, FD_CLOEXEC);
-    }
-    ::closedir(d);
-  }
-  for (int fd = 3; fd < static_cast<int>(first_closed); fd++) {
-    int flags = ::fcntl(fd, F_GETFD);
-    if (flags >= 0) ::fcntl(fd, F_SETFD, flags & ~FD_CLOEXEC);
-  }
-}
-
 void check_cwd_inside_container() {
   char buf[4096];
   if (!::getcwd(buf, sizeof buf)) fail_errno("getcwd");
   if (buf[0] != '/') fail("current working directory is outside of the container's root (\"{}\")", buf);
-}
-
-void send_seccomp_listener(int sock, int notify_fd, const InitContext& c, const std::string& state_json) {
-  json state = json::parse(state_json);
-  json msg = {{"ociVersion", state.value("ociVersion", "1.2.0")},
-              {"fds", json::array({"seccompFd"})},
-              {"pid", state.value("pid", 0)},
-              {"metadata", c.spec->seccomp->listener_metadata},
-              {"state", state}};
-  send_fd(sock, notify_fd, msg.dump());
 }
 
 void report_start_error(const InitContext& c, const Error& e) {
@@ -327,55 +260,23 @@ std::string with_status(const std::string& state_json, const char* status) {
       wait_for_start(c);
       run_hooks(s.hooks.start_container, "startContainer", with_status(state_json, "created"));
     }
-    if (!p.apparmor_profile.empty()) {
-      auto enabled = try_read_file("/sys/module/apparmor/parameters/enabled");
-      if (!enabled || trim(*enabled) != "Y")
-        fail("apparmor profile \"{}\" requested but AppArmor is not enabled on this host", p.apparmor_profile);
-      std::string cmd = "exec " + p.apparmor_profile;
-      with_context("apply apparmor profile", [&] { write_file("/proc/self/attr/apparmor/exec", cmd, false); });
+    FinalizeArgs f;
+    f.process = &p;
+    f.env = std::move(env);
+    f.exe = exe;
+    f.seccomp = s.seccomp.get();
+    f.personality = &s.personality;
+    f.user_namespace = s.has_namespace(CLONE_NEWUSER);
+    f.dmz_fd = c.dmz_fd;
+    f.preserve_fds = c.preserve_fds;
+    f.wait_fd = wait_in_dmz ? c.fifo_fd : -1;
+    f.listener_fd = listener.release();
+    if (f.listener_fd >= 0) {
+      f.listener_state = with_status(state_json, "creating");
+      f.listener_metadata = s.seccomp->listener_metadata;
     }
-    if (!p.selinux_label.empty())
-      with_context("set selinux exec label", [&] { write_file("/proc/self/attr/exec", p.selinux_label, false); });
-    apply_personality(s.personality);
-    apply_scheduler(p.scheduler);
-    apply_io_priority(p.io_priority);
-    if (p.capabilities.present) drop_bounding_set(p.capabilities);
-    bool setgroups_allowed = true;
-    if (s.has_namespace(CLONE_NEWUSER)) {
-      auto sg = try_read_file("/proc/self/setgroups");
-      setgroups_allowed = !sg || trim(*sg) != "deny";
-    }
-    ::umask(p.umask.value_or(022));
-    reset_signals();
-    seal_fds(c.preserve_fds);
-    if (wait_in_dmz) {
-      if (::fcntl(c.fifo_fd, F_SETFD, 0) < 0) fail_errno("keep exec fifo open");
-      // Everything that can fail for a reason in the config has been checked by now.
-      sync::send(c.sync_fd, sync::Msg::created);
-    }
-
-    int notify_fd = -1;
-    if (s.seccomp && !p.no_new_privileges) notify_fd = seccomp::load(*s.seccomp);
-    apply_credentials(p, setgroups_allowed);
-    if (p.capabilities.present) apply_capabilities(p.capabilities);
-    if (p.no_new_privileges && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) fail_errno("set no_new_privs");
-    if (s.seccomp && p.no_new_privileges) notify_fd = seccomp::load(*s.seccomp);
-    if (notify_fd >= 0 && listener) {
-      send_seccomp_listener(listener.get(), notify_fd, c, with_status(state_json, "creating"));
-      ::close(notify_fd);
-    }
-    listener.reset();
-    if (c.dmz_fd >= 0) {
-      exec_via_dmz(c.dmz_fd, exe, p.args, env, wait_in_dmz ? c.fifo_fd : -1);
-    } else {
-      std::vector<char*> argv, envp;
-      for (auto& a : p.args) argv.push_back(const_cast<char*>(a.c_str()));
-      argv.push_back(nullptr);
-      for (auto& e : env) envp.push_back(const_cast<char*>(e.c_str()));
-      envp.push_back(nullptr);
-      ::execve(exe.c_str(), argv.data(), envp.data());
-    }
-    fail_errno("exec: \"{}\"", p.args[0]);
+    if (wait_in_dmz) f.before_privileges_drop = [&] { sync::send(c.sync_fd, sync::Msg::created); };
+    finalize_and_exec(f);
   } catch (Error& e) {
     report_start_error(c, e);
     throw;

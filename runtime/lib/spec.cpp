@@ -64,44 +64,6 @@ unsigned long parse_propagation(const JsonView& v) {
   v.bad(fmt::format("unknown propagation \"{}\"", s));
 }
 
-void parse_process(const JsonView& p, ProcessSpec& out) {
-  p.expect_object();
-  out.terminal = p.opt_bool("terminal").value_or(false);
-  if (auto cs = p["consoleSize"]; cs.present())
-    out.console_size = std::make_pair(cs["height"].as_u32(), cs["width"].as_u32());
-  auto user = p["user"];
-  if (user.present()) {
-    user.expect_object();
-    if (auto u = user["uid"]; u.present()) out.uid = u.as_u32();
-    if (auto g = user["gid"]; g.present()) out.gid = g.as_u32();
-    if (auto m = user["umask"]; m.present()) {
-      auto v = m.as_u32();
-      if (v > 0777) m.bad(fmt::format("{:o} is not a valid umask", v));
-      out.umask = v;
-    }
-    user["additionalGids"].each([&](const JsonView& g) { out.additional_gids.push_back(g.as_u32()); });
-    if (user["username"].present()) user["username"].as_string(); // Windows-only field; type-checked
-  }
-  out.args = p.string_list("args");
-  if (out.args.empty()) p["args"].bad("must not be empty");
-  if (out.args[0].empty()) p["args"].at(0).bad("must not be empty");
-  out.env = p.string_list("env");
-  out.cwd = p.opt_string("cwd").value_or("/");
-  if (out.cwd.empty() || out.cwd[0] != '/') p["cwd"].bad(fmt::format("\"{}\" must be an absolute path", out.cwd));
-  out.capabilities = parse_capabilities(p["capabilities"]);
-  out.rlimits = parse_rlimits(p["rlimits"]);
-  out.no_new_privileges = p.opt_bool("noNewPrivileges").value_or(false);
-  out.apparmor_profile = p.opt_string("apparmorProfile").value_or("");
-  out.selinux_label = p.opt_string("selinuxLabel").value_or("");
-  if (auto o = p["oomScoreAdj"]; o.present()) {
-    auto v = o.as_int();
-    if (v < -1000 || v > 1000) o.bad(fmt::format("{} is outside -1000..1000", v));
-    out.oom_score_adj = static_cast<int>(v);
-  }
-  out.scheduler = parse_scheduler(p["scheduler"]);
-  out.io_priority = parse_io_priority(p["ioPriority"]);
-}
-
 void parse_linux(const JsonView& l, Spec& s) {
   l.expect_object();
   std::set<int> seen;
@@ -185,6 +147,44 @@ void validate(Spec& s) {
 
 } // namespace
 
+void parse_process(const JsonView& p, ProcessSpec& out) {
+  p.expect_object();
+  out.terminal = p.opt_bool("terminal").value_or(false);
+  if (auto cs = p["consoleSize"]; cs.present())
+    out.console_size = std::make_pair(cs["height"].as_u32(), cs["width"].as_u32());
+  auto user = p["user"];
+  if (user.present()) {
+    user.expect_object();
+    if (auto u = user["uid"]; u.present()) out.uid = u.as_u32();
+    if (auto g = user["gid"]; g.present()) out.gid = g.as_u32();
+    if (auto m = user["umask"]; m.present()) {
+      auto v = m.as_u32();
+      if (v > 0777) m.bad(fmt::format("{:o} is not a valid umask", v));
+      out.umask = v;
+    }
+    user["additionalGids"].each([&](const JsonView& g) { out.additional_gids.push_back(g.as_u32()); });
+    if (user["username"].present()) user["username"].as_string(); // Windows-only field; type-checked
+  }
+  out.args = p.string_list("args");
+  if (out.args.empty()) p["args"].bad("must not be empty");
+  if (out.args[0].empty()) p["args"].at(0).bad("must not be empty");
+  out.env = p.string_list("env");
+  out.cwd = p.opt_string("cwd").value_or("/");
+  if (out.cwd.empty() || out.cwd[0] != '/') p["cwd"].bad(fmt::format("\"{}\" must be an absolute path", out.cwd));
+  out.capabilities = parse_capabilities(p["capabilities"]);
+  out.rlimits = parse_rlimits(p["rlimits"]);
+  out.no_new_privileges = p.opt_bool("noNewPrivileges").value_or(false);
+  out.apparmor_profile = p.opt_string("apparmorProfile").value_or("");
+  out.selinux_label = p.opt_string("selinuxLabel").value_or("");
+  if (auto o = p["oomScoreAdj"]; o.present()) {
+    auto v = o.as_int();
+    if (v < -1000 || v > 1000) o.bad(fmt::format("{} is outside -1000..1000", v));
+    out.oom_score_adj = static_cast<int>(v);
+  }
+  out.scheduler = parse_scheduler(p["scheduler"]);
+  out.io_priority = parse_io_priority(p["ioPriority"]);
+}
+
 int namespace_flag(std::string_view type) {
   for (auto& n : kNamespaces)
     if (type == n.type) return n.flag;
@@ -249,7 +249,9 @@ Spec load_spec(const std::string& bundle) {
   } catch (Error& e) {
     throw e.wrap("read the container's configuration");
   }
-  return with_context("config.json", [&] { return parse_spec(text, bundle); });
+  Spec s = with_context("config.json", [&] { return parse_spec(text, bundle); });
+  s.source_text = std::move(text);
+  return s;
 }
 
 } // namespace berth

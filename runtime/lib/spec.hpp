@@ -45,7 +45,8 @@ struct ProcessSpec {
 
 struct Spec {
   std::string oci_version;
-  json raw; // the whole document, kept in the state for later commands
+  json raw;                // the whole document
+  std::string source_text; // config.json as read (copied into the state dir for exec)
   std::string bundle;      // absolute
   std::string root_path;   // absolute rootfs path
   bool root_readonly = false;
@@ -79,6 +80,9 @@ struct Spec {
 Spec load_spec(const std::string& bundle);
 // Same, from JSON text (bundle is used to resolve relative paths).
 Spec parse_spec(const std::string& text, const std::string& bundle);
+
+// Parses a "process" object (config.json's, or `berth exec --process FILE`).
+void parse_process(const JsonView& process, ProcessSpec& out);
 
 // linux.namespaces type name -> CLONE_NEW* (0 if unknown).
 int namespace_flag(std::string_view type);
