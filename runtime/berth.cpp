@@ -141,6 +141,12 @@ int dispatch(const cli::Command& cmd) {
       e.wrap("exec failed");
       throw ExecFailure(std::move(e));
     }
+  } else if (name == "ps") {
+    need_args(cmd, 1, "<container-id> [ps options]");
+    std::vector<std::string> ps_args(cmd.args.begin() + 1, cmd.args.end());
+    std::string format = cmd.value("format", "table");
+    if (format != "table" && format != "json") fail("invalid format option: {}", format);
+    print(container_ps(ctx, cmd.args[0], format == "json", ps_args));
   } else if (name == "spec") {
     std::string dir = cmd.value("bundle", ".");
     std::string path = path_join(dir, "config.json");

@@ -15,8 +15,11 @@
 
 #include <linux/sched.h>
 
+#include <algorithm>
 #include <climits>
 #include <cstring>
+
+#include <fmt/ranges.h>
 
 #include "common/error.hpp"
 #include "common/fs.hpp"
@@ -442,6 +445,59 @@ void kill_container(const RuntimeContext& ctx, const std::string& id, int signal
     signal_all(st, signal);
   else
     signal_init(st, signal);
+}
+
+std::string container_ps(const RuntimeContext& ctx, const std::string& id, bool as_json,
+                         const std::vector<std::string>& ps_args) {
+  StateDir dir = StateDir::open(ctx.root, id, StateDir::Lock::none);
+  ContainerState st = dir.load();
+  std::vector<pid_t> pids;
+  if (!st.cgroup_path.empty()) pids = cgroup_pids(st.cgroup_path);
+  if (pids.empty() && init_alive(st)) pids.push_back(st.pid);
+  if (as_json) return json(pids).dump() + "\n";
+
+  // Like runc: run ps on the host and keep the header and the container's lines.
+  int out[2];
+  if (::pipe2(out, O_CLOEXEC) < 0) fail_errno("pipe");
+  UniqueFd rd(out[0]), wr(out[1]);
+  std::vector<std::string> argv = {"ps"};
+  if (ps_args.empty()) argv.push_back("-ef");
+  argv.insert(argv.end(), ps_args.begin(), ps_args.end());
+  pid_t child = ::fork();
+  if (child < 0) fail_errno("fork ps");
+  if (child == 0) {
+    ::dup2(wr.get(), STDOUT_FILENO);
+    std::vector<char*> args;
+    for (auto& a : argv) args.push_back(a.data());
+    args.push_back(nullptr);
+    ::execvp("ps", args.data());
+    ::_exit(127);
+  }
+  wr.reset();
+  std::string text;
+  char buf[8192];
+  for (ssize_t n; (n = ::read(rd.get(), buf, sizeof buf)) != 0;) {
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) break;
+    text.append(buf, static_cast<size_t>(n));
+  }
+  int ws = 0;
+  while (::waitpid(child, &ws, 0) < 0 && errno == EINTR) {
+  }
+  if (!WIFEXITED(ws) || WEXITSTATUS(ws) != 0) fail("ps {} failed: {}", fmt::join(ps_args, " "), trim(text));
+  auto lines = split(text, '\n');
+  if (lines.empty()) return text;
+  auto header = split(lines[0], ' ');
+  size_t pid_col = std::find(header.begin(), header.end(), "PID") - header.begin();
+  if (pid_col == header.size()) fail("couldn't find PID field in ps output");
+  std::string result = lines[0] + "\n";
+  for (size_t i = 1; i < lines.size(); i++) {
+    auto fields = split(lines[i], ' ');
+    if (pid_col >= fields.size()) continue;
+    auto p = parse_int(fields[pid_col]);
+    if (p && std::find(pids.begin(), pids.end(), static_cast<pid_t>(*p)) != pids.end()) result += lines[i] + "\n";
+  }
+  return result;
 }
 
 void delete_container(const RuntimeContext& ctx, const std::string& id, bool force) {

@@ -32,6 +32,10 @@ int run_container(const RuntimeContext& ctx, const CreateOptions& opts, bool det
 nlohmann::ordered_json container_state(const RuntimeContext& ctx, const std::string& id);
 std::vector<nlohmann::ordered_json> list_containers(const RuntimeContext& ctx);
 void kill_container(const RuntimeContext& ctx, const std::string& id, int signal, bool all);
+// `ps`: the container's processes as a JSON array of pids, or `ps` (default -ef) output
+// filtered to them.
+std::string container_ps(const RuntimeContext& ctx, const std::string& id, bool json,
+                         const std::vector<std::string>& ps_args);
 void delete_container(const RuntimeContext& ctx, const std::string& id, bool force);
 
 } // namespace berth
