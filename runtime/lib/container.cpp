@@ -50,14 +50,56 @@ std::string resolve_bundle(const std::string& bundle) {
   return real;
 }
 
+// Runs newuidmap/newgidmap (Debian's uidmap package, setuid root), which may write
+// the ranges /etc/subuid and /etc/subgid grant to an unprivileged user.
+void run_id_helper(const char* helper, pid_t pid, const std::vector<IdMapping>& maps) {
+  std::vector<std::string> args = {helper, std::to_string(pid)};
+  for (auto& m : maps) {
+    args.push_back(std::to_string(m.container_id));
+    args.push_back(std::to_string(m.host_id));
+    args.push_back(std::to_string(m.size));
+  }
+  pid_t child = ::fork();
+  if (child < 0) fail_errno("fork {}", helper);
+  if (child == 0) {
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execvp(helper, argv.data());
+    ::_exit(127);
+  }
+  int ws = 0;
+  while (::waitpid(child, &ws, 0) < 0 && errno == EINTR) {
+  }
+  if (WIFEXITED(ws) && WEXITSTATUS(ws) == 127)
+    fail("{} not found: mapping more than the caller's own id needs the uidmap package", helper);
+  if (!WIFEXITED(ws) || WEXITSTATUS(ws) != 0) fail("{} {} failed (exit status {})", helper, pid, WEXITSTATUS(ws));
+}
+
 void write_id_maps(pid_t pid, const Spec& spec) {
   auto render = [](const std::vector<IdMapping>& maps) {
     std::string out;
     for (auto& m : maps) out += fmt::format("{} {} {}\n", m.container_id, m.host_id, m.size);
     return out;
   };
-  with_context("write uid_map", [&] { write_file(fmt::format("/proc/{}/uid_map", pid), render(spec.uid_mappings), false); });
-  with_context("write gid_map", [&] { write_file(fmt::format("/proc/{}/gid_map", pid), render(spec.gid_mappings), false); });
+  auto only_self = [](const std::vector<IdMapping>& maps, uint32_t self) {
+    return maps.size() == 1 && maps[0].size == 1 && maps[0].host_id == self;
+  };
+  std::string proc = fmt::format("/proc/{}/", pid);
+  bool root = ::geteuid() == 0;
+  if (root || only_self(spec.uid_mappings, ::geteuid()))
+    with_context("write uid_map", [&] { write_file(proc + "uid_map", render(spec.uid_mappings), false); });
+  else
+    run_id_helper("newuidmap", pid, spec.uid_mappings);
+  if (root) {
+    with_context("write gid_map", [&] { write_file(proc + "gid_map", render(spec.gid_mappings), false); });
+  } else if (only_self(spec.gid_mappings, ::getegid())) {
+    // An unprivileged process may map its own gid only once setgroups is denied.
+    with_context("deny setgroups", [&] { write_file(proc + "setgroups", "deny", false); });
+    with_context("write gid_map", [&] { write_file(proc + "gid_map", render(spec.gid_mappings), false); });
+  } else {
+    run_id_helper("newgidmap", pid, spec.gid_mappings);
+  }
 }
 
 void write_pid_file(const std::string& path, pid_t pid) {
@@ -182,7 +224,14 @@ int launch(const RuntimeContext& ctx, const CreateOptions& opts, Mode mode, bool
   StateDir dir = StateDir::create(ctx.root, opts.id);
   // `exec` builds its process from the configuration the container was created with.
   write_file(dir.path() + "/config.json", spec.source_text, true, 0600);
-  Cgroup cgroup = Cgroup::create(spec.cgroups_path, opts.id);
+  Cgroup cgroup;
+  try {
+    cgroup = Cgroup::create(spec.cgroups_path, opts.id);
+  } catch (const Error& e) {
+    // Rootless without a delegated cgroup: run without one, as runc --rootless does.
+    if (::geteuid() == 0 || (e.code() != EACCES && e.code() != EPERM && e.code() != EROFS)) throw;
+    log::warn("{}: running without a cgroup of its own", e.what());
+  }
   apply_resources(cgroup.path(), spec.resources);
 
   UniqueFd fifo;
