@@ -132,20 +132,12 @@ bool wait_exit(pid_t pid, int pidfd, int timeout_ms) {
 
 // The spec: a failing poststart hook is logged as a warning and the lifecycle goes on.
 void run_poststart(const std::vector<Hook>& hooks, const ContainerState& st) {
-  try {
-    run_hooks(hooks, "poststart", state_json(st, Status::running));
-  } catch (const Error& e) {
-    log::warn("{}", e.what());
-  }
+  run_hooks_warn(hooks, "poststart", state_json(st, Status::running));
 }
 
 // Deletes what a stopped (or force-killed) container leaves: poststop hooks, cgroup, state.
 void destroy(StateDir& dir, const ContainerState& s) {
-  try {
-    run_hooks(hooks_of(s).poststop, "poststop", state_json(s, Status::stopped));
-  } catch (const Error& e) {
-    log::warn("{}", e.what());
-  }
+  run_hooks_warn(hooks_of(s).poststop, "poststop", state_json(s, Status::stopped));
   cgroup_destroy(s.cgroup_path);
   dir.remove();
 }

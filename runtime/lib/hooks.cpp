@@ -362,4 +362,14 @@ void run_hooks(const std::vector<Hook>& hooks, const char* stage, const std::str
   }
 }
 
+void run_hooks_warn(const std::vector<Hook>& hooks, const char* stage, const std::string& state_json) {
+  for (size_t i = 0; i < hooks.size(); i++) {
+    try {
+      with_context(fmt::format("{} hook #{} ({})", stage, i, hooks[i].path), [&] { run_hook(hooks[i], state_json); });
+    } catch (const Error& e) {
+      log::warn("{}", e.what());
+    }
+  }
+}
+
 } // namespace berth

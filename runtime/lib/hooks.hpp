@@ -35,4 +35,8 @@ Hooks parse_hooks(const JsonView& hooks);
 // container's init before or after pivot_root: it needs only fork/exec/pipe/poll.
 void run_hooks(const std::vector<Hook>& hooks, const char* stage, const std::string& state_json);
 
+// For poststart and poststop, where the spec says a failing hook is a warning and
+// the remaining hooks and the lifecycle continue: runs every hook, logs failures.
+void run_hooks_warn(const std::vector<Hook>& hooks, const char* stage, const std::string& state_json);
+
 } // namespace berth

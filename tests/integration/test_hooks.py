@@ -115,10 +115,12 @@ def _hook_statuses(env, bundle):
 
 
 def test_hook_state_status_values(env, bundle):
-    """Status in the state each hook gets: "creating" until create returns (runc 1.1.5 does
-    the same), "created" for startContainer, "stopped" for poststop."""
+    """Status in the state each hook gets. The create-time hooks see "created" with berth,
+    as with crun and as OCI runtime-tools' hooks_stdin test expects (runc 1.1.5 says
+    "creating"); "created" for startContainer, "stopped" for poststop."""
     got = _hook_statuses(env, bundle)
-    want = {"prestart": "creating", "createRuntime": "creating", "createContainer": "creating",
+    early = "created" if H.is_berth() else "creating"
+    want = {"prestart": early, "createRuntime": early, "createContainer": early,
             "startContainer": "created", "poststop": "stopped"}
     assert {k: got[k] for k in want} == want, got
 
@@ -180,16 +182,19 @@ def test_missing_hook_binary_fails_create(env, bundle):
 
 
 @RUNC_POSTSTART
-def test_failing_poststart_fails_start(env, bundle):
-    add_hooks(bundle, {"poststart": [{"path": "/bin/sh", "args": ["sh", "-c", "echo poststart-no >&2; exit 1"]}]})
+@pytest.mark.skipif(H.is_runc(), reason="runc 1.1.5 fails start on a failing poststart hook")
+def test_failing_poststart_warns_and_continues(env, bundle):
+    """The spec: a failing poststart hook is a warning; the remaining hooks and the
+    lifecycle go on (OCI runtime-tools' poststart_fail)."""
+    d = hook_log_dir(bundle)
+    add_hooks(bundle, {"poststart": [{"path": "/bin/sh", "args": ["sh", "-c", "echo poststart-no >&2; exit 1"]},
+                                     recording_hook(bundle, "poststart")]})
     set_args(bundle, "sleep", "1000")
     res = assert_ok(env.create(bundle))
-    r = env.start(res.cid)
-    assert r.rc != 0, r
-    assert "poststart-no" in r.err, r
-    # the container must not be left running
-    H.wait_for(lambda: env.status(res.cid) in (None, "stopped"), timeout=10,
-               what="container stopped after a failed poststart hook")
+    r = assert_ok(env.start(res.cid))
+    assert "poststart-no" in r.err and "warning" in r.err, r
+    assert "poststart" in order(d), order(d)
+    assert env.status(res.cid) == "running"
 
 
 def test_hook_timeout(env, bundle):
