@@ -14,6 +14,7 @@
 #include "runtime/lib/container.hpp"
 #include "runtime/lib/exec.hpp"
 #include "runtime/lib/features.hpp"
+#include "runtime/lib/launch.hpp"
 #include "runtime/lib/spec_template.hpp"
 #include "runtime/lib/state.hpp"
 
@@ -165,6 +166,7 @@ int dispatch(const cli::Command& cmd) {
 } // namespace
 
 int main(int argc, char** argv) {
+  remember_command_line(argc, argv);
   cli::Command cmd;
   try {
     cmd = cli::parse(argc, argv);

@@ -194,6 +194,8 @@ int launch(const RuntimeContext& ctx, const CreateOptions& opts, Mode mode, bool
     log::warn("linux.namespaces has no mount namespace: the container's mounts are made in berth's own "
               "mount namespace");
   std::string pid_file = opts.pid_file.empty() ? "" : absolute_path(opts.pid_file);
+  if (auto* pid_ns = spec.find_namespace(CLONE_NEWPID); pid_ns && !pid_ns->path.empty())
+    protect_runtime_binary(); // the init is born where the pid namespace's processes see it
 
   UniqueFd console;
   if (!opts.console_socket.empty())

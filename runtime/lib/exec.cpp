@@ -169,6 +169,7 @@ int exec_container(const RuntimeContext& ctx, const ExecOptions& o) {
   StateDir dir = StateDir::open(ctx.root, o.id, StateDir::Lock::none);
   ContainerState st = dir.load();
   Status status = current_status(dir, st);
+  if (status != Status::stopped) protect_runtime_binary(); // we are going to be born in its pid ns
   if (status == Status::stopped) fail("cannot exec in a stopped container");
   if (status == Status::paused && !o.ignore_paused)
     fail("cannot exec in a paused container (use --ignore-paused to override)");

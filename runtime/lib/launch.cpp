@@ -1,6 +1,12 @@
 #include "runtime/lib/launch.hpp"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/sendfile.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -10,8 +16,12 @@
 
 #include <climits>
 
+extern char** environ;
+
 #include "common/error.hpp"
 #include "common/fs.hpp"
+
+#include <linux/mount.h>
 
 #ifndef CLONE_INTO_CGROUP
 #define CLONE_INTO_CGROUP 0x200000000ULL
@@ -111,6 +121,47 @@ int supervise(pid_t init, int pidfd, pid_t relay) {
     }
   }
   return status;
+}
+
+namespace {
+char** saved_argv = nullptr;
+
+// A sealed memfd copy of the binary: the fallback when no detached mount can be made.
+int sealed_copy(int self) {
+  struct stat st;
+  if (::fstat(self, &st) < 0) return -1;
+  int fd = ::memfd_create("berth", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (fd < 0) return -1;
+  off_t off = 0;
+  while (off < st.st_size)
+    if (::sendfile(fd, self, &off, static_cast<size_t>(st.st_size - off)) <= 0) {
+      ::close(fd);
+      return -1;
+    }
+  ::fcntl(fd, F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE);
+  return fd;
+}
+} // namespace
+
+void remember_command_line(int, char** argv) { saved_argv = argv; }
+
+void protect_runtime_binary() {
+  if (!saved_argv) return;
+  UniqueFd self(::open("/proc/self/exe", O_RDONLY | O_CLOEXEC));
+  struct statvfs vfs;
+  if (!self || ::fstatvfs(self.get(), &vfs) < 0) fail_errno("open /proc/self/exe");
+  if (vfs.f_flag & ST_RDONLY) return; // installed on (or already running from) a read-only mount
+  UniqueFd image(static_cast<int>(
+      ::syscall(SYS_open_tree, AT_FDCWD, "/proc/self/exe", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC)));
+  if (image) {
+    struct mount_attr attr = {};
+    attr.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+    if (::syscall(SYS_mount_setattr, image.get(), "", AT_EMPTY_PATH, &attr, sizeof attr) < 0) image.reset();
+  }
+  if (!image) image.reset(sealed_copy(self.get()));
+  if (!image) fail_errno("protect the runtime binary (detached mount or sealed copy)");
+  ::syscall(SYS_execveat, image.get(), "", saved_argv, ::environ, AT_EMPTY_PATH);
+  fail_errno("re-execute berth from a read-only image");
 }
 
 } // namespace berth

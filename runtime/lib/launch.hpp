@@ -44,4 +44,14 @@ pid_t clone_container(unsigned long flags, int cgroup_fd, int* pidfd, bool* join
 // all signals. relay, if > 0, is the terminal relay process, reaped at the end.
 int supervise(pid_t pid, int pidfd, pid_t relay);
 
+// CVE-2019-5736 for processes born into a pid namespace that already exists (exec, a
+// joined pid namespace): there, container processes can see our process and open its
+// /proc/<pid>/exe while it sets up. Unless the binary already sits on a read-only
+// mount, this re-executes berth from a detached read-only bind mount of itself (or,
+// without the mount API, from a sealed memfd copy), so that handle cannot be written.
+// Returns only when nothing needed doing.
+void protect_runtime_binary();
+// The command line to re-execute with; set by main().
+void remember_command_line(int argc, char** argv);
+
 } // namespace berth

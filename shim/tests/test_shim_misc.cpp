@@ -3,6 +3,7 @@
 #include <sys/wait.h>
 
 #include "common/error.hpp"
+#include "common/fs.hpp"
 #include "shim/lib/exit_status.hpp"
 #include "shim/lib/oom.hpp"
 #include "shim/lib/options.hpp"

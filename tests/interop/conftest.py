@@ -65,7 +65,7 @@ def world():
     given = os.environ.get("INTEROP_ROOT")
     root = Path(given or tempfile.mkdtemp(prefix="berth-interop."))
     root.mkdir(parents=True, exist_ok=True)
-    tag = secrets.token_hex(3)
+    tag = os.environ.get("INTEROP_TAG") or secrets.token_hex(3)
     img = root / "image"
     img.mkdir(exist_ok=True)
     rootfs = L.build_rootfs(img / "rootfs")

@@ -1,6 +1,7 @@
 """containerd 1.6 + containerd-shim-runc-v2 driving the runtime through `ctr --runc-binary`."""
 from __future__ import annotations
 
+import json
 import re
 import time
 from pathlib import Path
@@ -235,3 +236,47 @@ def test_delete_running_refused_then_force(ctd):
     assert f.rc in (0, 137), f
     assert ctd.task_status(cid) is None
     assert not ctd.state_dir(cid).exists()
+
+
+def test_run_readonly_root_and_bind_mount(ctd, world):
+    data = world.root / f"ctr-bind-{ctd.rt.name}"
+    data.mkdir(exist_ok=True)
+    (data / "f").write_text("from-host\n")
+    cid = ctd.name()
+    r = L.run(ctd.run_cmd(cid, "sh", "-c", "cat /data/f; touch /x 2>&1; touch /data/y 2>&1; echo end", rm=True,
+                          extra=("--read-only", "--mount", f"type=bind,src={data},dst=/data,options=rbind:ro")),
+              timeout=60)
+    assert r.rc == 0, r
+    lines = r.out.splitlines()
+    assert lines[0] == "from-host", r
+    assert sum("Read-only file system" in l for l in lines) == 2, f"root and the ro bind must be read-only: {r!r}"
+    assert not (data / "y").exists()
+
+
+def test_exec_as_user_and_cwd(ctd):
+    cid = ctd.name()
+    r = ctd.run(cid, "sleep", "1000", detach=True)
+    assert r.rc == 0, r
+    cmd = ctd.cmd("task", "exec", "--exec-id", "u1", "--fifo-dir", ctd.fifo, "--user", "65534", "--cwd", "/tmp",
+                  cid, "sh", "-c", "id -u; id -g; pwd")
+    e = L.run(cmd, timeout=60)
+    assert e.rc == 0, e
+    assert e.out.split() == ["65534", "65534", "/tmp"], e
+
+
+def test_log_json_is_valid_json_lines(ctd, containerd_daemon):
+    """The shim decodes <bundle>/log.json as a JSON stream on any failure: every line must parse."""
+    cid = ctd.name()
+    r = ctd.run(cid, "sleep", "1000", detach=True)
+    assert r.rc == 0, r
+    L.run(ctd.exec_cmd(cid, "bad", "no-such-command"), timeout=60)
+    ctd.ctr("task", "pause", cid)
+    ctd.ctr("task", "resume", cid)
+    ctd.ctr("task", "kill", "-s", "SIGKILL", cid)
+    log = containerd_daemon.root / "state" / "io.containerd.runtime.v2.task" / ctd.ns / cid / "log.json"
+    text = log.read_text()
+    for line in text.splitlines():
+        obj = json.loads(line)
+        assert obj.get("level") in ("debug", "info", "warning", "error"), line
+        assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$", obj.get("time", "")), line
+        assert isinstance(obj.get("msg"), str), line

@@ -351,3 +351,40 @@ def test_oci_log_holds_only_the_error(pm, runtime):
     except ValueError as e:
         pytest.fail(f"oci-log is not a single JSON object ({e}):\n{text}")
     assert obj["level"] == "error" and "executable file not found" in obj["msg"], obj
+
+
+def test_run_rm_cleanup_deletes_runtime_state(pm, runtime, world):
+    """--rm: conmon's exit command (`podman container cleanup`) runs `<runtime> delete --force`
+    with XDG_RUNTIME_DIR="" as its only environment; the runtime state must go."""
+    name = pm.name()
+    cidfile = world.root / f"{name}.cid"
+    r = pm.podman(*pm.run_args("--rm", "--name", name, "--cidfile", cidfile), L.IMAGE_REF, "true")
+    assert r.rc == 0, r
+    cid = cidfile.read_text().strip()
+    L.wait_for(lambda: not state_dir(runtime, cid).exists(), timeout=10, what="runtime state to be deleted")
+
+
+def test_stop_pid_host_uses_kill_all(pm, runtime):
+    """--pid host: podman stops the container with `kill --all <id> 15`."""
+    name = pm.name()
+    _, pid = start_detached(pm, name, "sh", "-c", "sleep 1000 & sleep 1001 & wait", extra=("--pid", "host"))
+    kids = L.wait_for(lambda: (lambda k: k if len(k) >= 2 else None)(
+        [p for p in L.all_pids() if (L.proc_stat(p) or ("", "", 0))[2] == pid]), what="2 sleeps")
+    s = pm.podman("stop", "-t", "5", name)
+    assert s.rc == 0, s
+    st = wait_exited(pm, name)
+    assert st["ExitCode"] in (143, 0), st
+    L.wait_for(lambda: not any(L.pid_alive(p) for p in kids + [pid]), timeout=10,
+               what="every container process to get the signal")
+
+
+def test_preserve_fds(pm, runtime, world):
+    f = world.root / f"preserved-{runtime.name}.txt"
+    f.write_text("preserved-content\n")
+    name = pm.name()
+    cmd = ["bash", "-c", 'exec 3<"$0"; exec "$@"', str(f),
+           *pm.cmd(*pm.run_args("--rm", "--name", name, "--preserve-fds", "1"), L.IMAGE_REF, "sh", "-c",
+                   "ls /proc/self/fd; cat <&3")]
+    r = L.run(cmd, env=pm.env)
+    assert r.rc == 0, r
+    assert "preserved-content" in r.out, r

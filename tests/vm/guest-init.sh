@@ -32,10 +32,10 @@ done </modules.list
 
 # The 9p channels appear when virtio_mmio has probed its ACPI devices: retry briefly.
 mount9p() { # tag dir options
-  i=0
+  local tries=0
   while ! mount -t 9p -o "trans=virtio,version=9p2000.L,msize=512000,$3" "$1" "$2" 2>/tmp/mnt.err; do
-    i=$((i + 1))
-    if [ $i -ge 50 ]; then
+    tries=$((tries + 1))
+    if [ $tries -ge 50 ]; then
       cat /tmp/mnt.err
       return 1
     fi
