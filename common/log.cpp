@@ -95,11 +95,21 @@ void finish(std::string_view error_msg) {
   auto& s = state();
   if (s.finished) return;
   s.finished = true;
-  std::string out;
-  if (!error_msg.empty()) out += format_line(Level::error, error_msg);
-  for (auto& l : s.held) out += l;
+  if (!error_msg.empty()) {
+    // On failure the log holds the error alone: podman parses the whole file as one
+    // JSON object. The warnings go to stderr after the error text instead.
+    append_to_file(format_line(Level::error, error_msg));
+    for (auto& l : s.held) {
+      std::string line = "berth: " + l;
+      ssize_t n = ::write(STDERR_FILENO, line.data(), line.size());
+      (void)n;
+    }
+  } else {
+    std::string out;
+    for (auto& l : s.held) out += l;
+    append_to_file(out);
+  }
   s.held.clear();
-  append_to_file(out);
 }
 
 } // namespace berth::log

@@ -2,8 +2,8 @@
 //
 // Messages go to stderr and, with --log, to a file in text or JSON-lines form
 // ({"level","msg","time"}, RFC 3339), as runc does. Warnings and debug lines are
-// held back until exit: on failure the error is written first, so a client that
-// reads the first JSON object of the log (podman's oci-log) sees the error.
+// held back until exit: on failure the log file holds only the error, since podman
+// parses its oci-log as a single JSON object.
 #pragma once
 
 #include <string>
@@ -25,7 +25,8 @@ struct Options {
 
 void configure(const Options& opts);
 void write(Level level, std::string_view msg);
-// Writes the held-back lines (after `error_msg`, if any) and closes the file.
+// Writes the held-back lines to the log file; with an error, the file gets only the
+// error line and the held-back lines go to stderr.
 void finish(std::string_view error_msg = {});
 bool debug_enabled();
 
