@@ -14,7 +14,10 @@ echo "== unit tests"
 ./build/tests/unit-tests --gtest_brief=1 --gtest_output="xml:$results/unit.xml" || status=1
 
 echo "== integration tests (runtime)"
-tests/run-integration.sh --junitxml="$results/integration.xml" -q || status=1
+tests/run-integration.sh --junitxml="$results/integration.xml" -q -rfE || status=1
+
+echo "== interop tests (containerd, podman and conmon driving berth; runc as control)"
+tests/interop/run.sh --junitxml="$results/interop.xml" -q -rfE || status=1
 
 # One summary line over every suite.
 python3 - "$results" <<'PY'
