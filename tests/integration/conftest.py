@@ -39,6 +39,7 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "berth_only: berth-specific behaviour (skipped for other runtimes)")
     config.addinivalue_line("markers", "skip_runc(reason): runc 1.1 legitimately cannot pass this test on this host")
     config.addinivalue_line("markers", "slow: slower tests")
+    config.addinivalue_line("markers", "cgroupv2: needs a pure cgroup v2 host with controllers (run in the VM: tests/vm/run-cgroup-tests.sh)")
     # Never leak mounts into the caller's namespace, even when pytest is run directly.
     if not os.environ.get("BERTH_ITEST_NO_UNSHARE"):
         H.private_mount_namespace()

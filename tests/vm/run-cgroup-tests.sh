@@ -1,0 +1,132 @@
+#!/bin/bash
+# The integration suite's cgroup v2 tests (pytest -m cgroupv2), run inside a vmrun
+# micro-VM whose cgroups are pure v2 with every controller enabled (the host's are hybrid).
+#
+#   tests/vm/run-cgroup-tests.sh [pytest args...]
+#   tests/vm/run-cgroup-tests.sh --junitxml=/tmp/results/vm.xml
+#   tests/vm/run-cgroup-tests.sh -m '' -k lifecycle     # any subset, marker or not
+#
+# One VM boot; the repo is shared read-write at its own path; pytest runs as root in the
+# guest with RUNTIME (default: <repo>/build/runtime/berth). Extra arguments go to pytest
+# after `-m cgroupv2` (a later -m replaces it). A --junitxml path is made absolute and its
+# directory shared, so the report lands on the host.
+#
+# Exit status: pytest's (0 all passed, 1 failures, ...); 0 with "SKIPPED" when the
+# harness cannot run on this host (vmrun --probe exits 77: no QEMU or no kernel) and 0
+# with "none selected" when no test matches (pytest's 5); 1 when the VM fails or times
+# out; 2 on a usage or setup error.
+#
+# Environment: RUNTIME, VM_MEM (MB, 2048), VM_CPUS (2), VM_TIMEOUT (s, 3600),
+# BERTH_ITEST_TIMEOUT (per runtime call in the guest, default 120: TCG is ~10x slower);
+# BERTH_ITEST_* and PYTEST_ADDOPTS are passed to the guest.
+set -uo pipefail
+here=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+vmrun=$here/vmrun
+runtime=${RUNTIME:-$repo/build/runtime/berth}
+
+say() { echo "vm: $*"; }
+
+if [[ $(id -u) != 0 ]]; then
+  say "cgroup v2 tests SKIPPED (must run as root)"
+  exit 0
+fi
+
+probe_err=$(mktemp /tmp/vm-probe.XXXXXX) || { say "cannot create a temp file"; exit 2; }
+trap 'rm -f "$probe_err"' EXIT
+"$vmrun" --probe >/dev/null 2>"$probe_err"
+prc=$?
+if ((prc == 77)); then
+  reason=$(sed -n 's/^vmrun: //p' "$probe_err" | head -n1)
+  say "cgroup v2 tests SKIPPED (${reason:-the VM harness cannot run here})"
+  exit 0
+elif ((prc != 0)); then
+  say "the VM harness is installed but the probe guest failed (vmrun --probe exit $prc):"
+  sed 's/^/  /' "$probe_err"
+  exit 1
+fi
+# a successful probe is silent, unless a boot had to be retried
+[[ -s $probe_err ]] && sed 's/^/  probe: /' "$probe_err"
+
+if [[ ! -x $runtime ]]; then
+  say "runtime $runtime not found or not executable (scripts/build.sh, or set RUNTIME)"
+  exit 2
+fi
+runtime=$(readlink -f "$runtime")
+
+# pytest arguments: absolute paths (the guest's cwd is the repo, and its /tmp is empty),
+# shares for a --junitxml report's directory.
+shares=(--share "$repo")
+args=()
+have_path=0
+abspath() { [[ $1 == /* ]] && echo "$1" || echo "$PWD/$1"; }
+share_parent() {
+  local d
+  d=$(dirname "$1")
+  mkdir -p "$d" && shares+=(--share "$d")
+}
+while (($#)); do
+  a=$1
+  shift
+  case $a in
+    --junitxml=* | --junit-xml=*)
+      p=$(abspath "${a#*=}")
+      share_parent "$p"
+      args+=("${a%%=*}=$p")
+      ;;
+    --junitxml | --junit-xml)
+      (($#)) || { say "$a needs a path"; exit 2; }
+      p=$(abspath "$1")
+      shift
+      share_parent "$p"
+      args+=("$a" "$p")
+      ;;
+    -*)
+      args+=("$a")
+      ;;
+    *)
+      if [[ -e ${a%%::*} ]]; then
+        have_path=1
+        args+=("$(abspath "$a")")
+      else
+        args+=("$a")
+      fi
+      ;;
+  esac
+done
+paths=()
+((have_path)) || paths=("$repo/tests/integration")
+
+envs=(--env "RUNTIME=$runtime" --env PYTHONDONTWRITEBYTECODE=1
+  --env "BERTH_ITEST_TIMEOUT=${BERTH_ITEST_TIMEOUT:-120}")
+while IFS= read -r k; do
+  [[ $k == BERTH_ITEST_TIMEOUT ]] || envs+=(--env "$k")
+done < <(compgen -e | grep -E '^(BERTH_ITEST_|PYTEST_ADDOPTS$)')
+
+say "running the cgroup v2 tests in a VM (runtime $runtime)"
+"$vmrun" "${shares[@]}" "${envs[@]}" --cwd "$repo" \
+  --mem "${VM_MEM:-2048}" --cpus "${VM_CPUS:-2}" --timeout "${VM_TIMEOUT:-3600}" -- \
+  python3 -m pytest -q -p no:cacheprovider \
+  -o "markers=cgroupv2: needs a pure cgroup v2 hierarchy (run by tests/vm/run-cgroup-tests.sh)" \
+  -m cgroupv2 "${paths[@]}" "${args[@]}"
+rc=$?
+case $rc in
+  0) ;;
+  5)
+    say "cgroup v2 tests: none selected (no test matches; nothing ran)"
+    rc=0
+    ;;
+  77)
+    say "cgroup v2 tests SKIPPED (the VM harness cannot run here)"
+    rc=0
+    ;;
+  124)
+    say "cgroup v2 tests TIMED OUT after ${VM_TIMEOUT:-3600} s"
+    rc=1
+    ;;
+  125)
+    say "cgroup v2 tests: the VM failed"
+    rc=1
+    ;;
+esac
+exit $rc
