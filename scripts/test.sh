@@ -12,9 +12,14 @@ status=0
 
 echo "== unit tests"
 ./build/tests/unit-tests --gtest_brief=1 --gtest_output="xml:$results/unit.xml" || status=1
+./build/shim/shim-unit-tests --gtest_brief=1 --gtest_output="xml:$results/shim-unit.xml" || status=1
 
 echo "== integration tests (runtime)"
 tests/run-integration.sh --junitxml="$results/integration.xml" -q -rfE || status=1
+
+echo "== cgroup v2 tests (pure cgroup v2 kernel in a qemu micro-VM)"
+tests/vm/setup.sh || echo "vm: setup failed (cgroup v2 tests will be reported as skipped)"
+tests/vm/run-cgroup-tests.sh --junitxml="$results/vm-cgroupv2.xml" -q -rfE || status=1
 
 echo "== interop tests (containerd, podman and conmon driving berth; runc as control)"
 tests/interop/run.sh --junitxml="$results/interop.xml" -q -rfE || status=1
