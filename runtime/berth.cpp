@@ -4,12 +4,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
+#include <map>
 
 #include "common/error.hpp"
 #include "common/fs.hpp"
 #include "common/log.hpp"
 #include "runtime/lib/capabilities.hpp"
+#include "runtime/lib/cgroup.hpp"
 #include "runtime/lib/cli.hpp"
 #include "runtime/lib/container.hpp"
 #include "runtime/lib/exec.hpp"
@@ -46,6 +49,17 @@ CreateOptions create_options(const cli::Command& cmd) {
   if (n < 0 || n > 65536) fail("--preserve-fds: {} is out of range", n);
   o.preserve_fds = static_cast<int>(n);
   return o;
+}
+
+std::string read_all_stdin() {
+  std::string out;
+  char buf[8192];
+  for (ssize_t n; (n = ::read(STDIN_FILENO, buf, sizeof buf)) != 0;) {
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) fail_errno("read --resources from stdin");
+    out.append(buf, static_cast<size_t>(n));
+  }
+  return out;
 }
 
 std::string version_text() {
@@ -148,6 +162,34 @@ int dispatch(const cli::Command& cmd) {
     std::string format = cmd.value("format", "table");
     if (format != "table" && format != "json") fail("invalid format option: {}", format);
     print(container_ps(ctx, cmd.args[0], format == "json", ps_args));
+  } else if (name == "pause" || name == "resume") {
+    need_args(cmd, 1, "<container-id>");
+    pause_container(ctx, cmd.args[0], name == "pause");
+  } else if (name == "update") {
+    need_args(cmd, 1, "<container-id>");
+    json resources;
+    if (cmd.has("resources")) {
+      std::string src = cmd.value("resources");
+      std::string text = src == "-" ? read_all_stdin() : with_context("--resources", [&] { return read_file(src); });
+      try {
+        resources = json::parse(text);
+      } catch (const json::parse_error& e) {
+        fail("--resources: invalid JSON: {}", e.what());
+      }
+      if (!resources.is_object()) fail("--resources: expected a LinuxResources JSON object");
+    } else {
+      std::map<std::string, std::string> flags;
+      for (auto& [flag, values] : cmd.flags)
+        if (!values.empty()) flags[flag] = values.back();
+      resources = resources_from_update_flags(flags);
+    }
+    update_container(ctx, cmd.args[0], resources);
+  } else if (name == "events") {
+    need_args(cmd, 1, "<container-id>");
+    auto interval = cmd.duration("interval", std::chrono::seconds(5));
+    container_events(ctx, cmd.args[0], cmd.boolean("stats"),
+                     std::chrono::duration_cast<std::chrono::milliseconds>(interval),
+                     [](const json& ev) { print(ev.dump() + "\n"); });
   } else if (name == "spec") {
     std::string dir = cmd.value("bundle", ".");
     std::string path = path_join(dir, "config.json");

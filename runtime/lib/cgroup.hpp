@@ -1,9 +1,15 @@
 // The container's cgroup on the host's cgroup v2 hierarchy (/sys/fs/cgroup, or
-// /sys/fs/cgroup/unified on a hybrid host).
+// /sys/fs/cgroup/unified on a hybrid host): placement (cgroupfs or a systemd scope),
+// linux.resources, live updates, pause/resume, kill, OOM counts and statistics.
+//
+// A controller the host does not offer never stops a container: every limit that cannot
+// be applied is a warning naming the field and the reason. Bad values are config errors.
 #pragma once
 
 #include <sys/types.h>
 
+#include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -15,37 +21,96 @@ namespace berth {
 // Mount point of the cgroup2 hierarchy, or "" when the host has none.
 const std::string& cgroup2_root();
 
+// runc's cgroupfs placement, relative to the hierarchy root: an absolute cgroupsPath as
+// is, a relative one (or <id> when empty) under the parent of `own_cgroup` (the
+// runtime's own cgroup usually has processes, so controllers cannot be enabled below
+// it). ".." is resolved lexically and cannot climb above the root.
+std::string cgroup_resolve_path(const std::string& cgroups_path, const std::string& id,
+                                const std::string& own_cgroup);
+
 class Cgroup {
 public:
-  // Resolves cgroupsPath (absolute: under the hierarchy root; relative: under the
-  // runtime's own cgroup; empty: <own cgroup>/<id>) and creates it. The directory is
-  // removed again by the destructor unless commit() was called.
+  // cgroupfs driver: creates the cgroup (and its missing parents) and enables the
+  // accounting controllers (cpu, io, memory, pids) in every ancestor's
+  // cgroup.subtree_control, as far as each ancestor offers them (apply_resources enables
+  // the others a config needs). The directory is removed again by the destructor unless
+  // commit() was called.
   static Cgroup create(const std::string& cgroups_path, const std::string& id);
-  Cgroup() = default;
-  Cgroup(Cgroup&&) noexcept = default;
-  Cgroup& operator=(Cgroup&&) noexcept = default;
+  // systemd driver (--systemd-cgroup): a transient scope for cgroupsPath
+  // "slice:prefix:name", started around a placeholder process of berth-systemd that
+  // keeps the scope alive until the init is in it (release_placeholder()); the limits
+  // systemd knows are unit properties. The destructor stops the scope unless committed.
+  static Cgroup create_systemd(const std::string& cgroups_path, const std::string& id, const json& resources);
+
+  Cgroup();
+  Cgroup(Cgroup&& other) noexcept;
+  Cgroup& operator=(Cgroup&& other) noexcept;
   ~Cgroup();
 
   bool enabled() const { return !path_.empty(); }
   const std::string& path() const { return path_; }
   int dir_fd() const { return fd_.get(); } // for clone3(CLONE_INTO_CGROUP)
+  const std::string& systemd_unit() const { return unit_; } // "" for cgroupfs
   void add_process(pid_t pid) const;
-  void commit() { committed_ = true; }
+  // Call once the container's init is in the cgroup: the systemd scope's placeholder
+  // leaves (no-op for cgroupfs). commit() and the destructor do it too.
+  void release_placeholder();
+  void commit();
 
 private:
+  void reset() noexcept;
   std::string path_;
   UniqueFd fd_;
   bool created_ = false;
   bool committed_ = false;
+  std::string unit_;
+  pid_t holder_pid_ = -1;  // berth-systemd --hold, inside the scope
+  UniqueFd holder_stdin_;  // closing it lets the holder exit
 };
 
-// Kills whatever is left in the cgroup and removes it. Missing cgroups are fine.
-void cgroup_destroy(const std::string& path);
+// Kills whatever is left in the cgroup and removes it; with `systemd_scope` the scope
+// unit (the cgroup's last path component) is stopped too. Missing cgroups are fine.
+void cgroup_destroy(const std::string& path, bool systemd_scope = false);
+// Every process in the cgroup and its descendants.
 std::vector<pid_t> cgroup_pids(const std::string& path);
 bool cgroup_frozen(const std::string& path);
+// Freezes or thaws, and waits (10 s at most) until cgroup.events says it happened.
+void cgroup_freeze(const std::string& path, bool frozen);
+// SIGKILLs every process of the cgroup through cgroup.kill (Linux 5.14+); false when the
+// kernel has no cgroup.kill (the caller signals the processes itself).
+bool cgroup_kill(const std::string& path);
+// memory.events oom_kill: processes the OOM killer killed in this cgroup (0 if unknown).
+uint64_t cgroup_oom_kills(const std::string& path);
+// runc's `events --stats` "data" object (cpu, cpuset, memory, pids, blkio, hugetlb,
+// intel_rdt, network_interfaces), from the cgroup v2 files.
+json cgroup_stats(const std::string& path);
 
-// linux.resources is applied by the cgroup layer; every limit that cannot be applied
-// on this host is reported as a warning, never dropped silently.
+// Applies linux.resources to a new, empty cgroup: before the init is cloned into it.
+// Devices: the BPF filter is attached even when resources has no devices (runc's
+// default allow-list then applies). `path` "" (no cgroup): every limit is a warning.
 void apply_resources(const std::string& path, const json& resources);
+// Checks linux.resources without touching anything (for config parsing).
+void validate_resources(const json& resources);
+// runc update on a live cgroup: absent fields stay as they are, memory/swap and cpu
+// quota/period are merged with the current values, checkBeforeUpdate refuses a limit
+// at or below the current usage. Unlike create, a limit that cannot be set is an error.
+void update_resources(const std::string& path, const json& resources);
+// runc update's flags (keys without the leading dashes: "memory", "cpu-quota", ...) →
+// LinuxResources JSON holding only what was given; sizes accept "64m", "1g", "-1".
+json resources_from_update_flags(const std::map<std::string, std::string>& flags);
+
+// ---- systemd driver (through the berth-systemd helper) -------------------------------
+
+// Whether --systemd-cgroup can work here: systemd runs and the helper is installed.
+bool systemd_driver_available();
+// Starts the transient scope for cgroupsPath "slice:prefix:name" (empty: system.slice,
+// berth-<id>.scope) with `pid` in it; returns the absolute cgroup path.
+std::string systemd_create_scope(const std::string& cgroups_path, const std::string& id, pid_t pid,
+                                 const json& resources);
+// Stops the unit and waits for it; a unit that is already gone is fine.
+void systemd_stop_scope(const std::string& unit);
+// update for a systemd scope: sets the unit properties (runtime) before the cgroupfs
+// writes of update_resources, so that systemd does not undo them later.
+void systemd_update_scope(const std::string& unit, const json& resources);
 
 } // namespace berth

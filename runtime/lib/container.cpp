@@ -16,7 +16,9 @@
 #include <linux/sched.h>
 
 #include <algorithm>
+#include <chrono>
 #include <climits>
+#include <functional>
 #include <cstring>
 
 #include <fmt/ranges.h>
@@ -138,7 +140,7 @@ void run_poststart(const std::vector<Hook>& hooks, const ContainerState& st) {
 // Deletes what a stopped (or force-killed) container leaves: poststop hooks, cgroup, state.
 void destroy(StateDir& dir, const ContainerState& s) {
   run_hooks_warn(hooks_of(s).poststop, "poststop", state_json(s, Status::stopped));
-  cgroup_destroy(s.cgroup_path);
+  cgroup_destroy(s.cgroup_path, s.systemd_cgroup);
   dir.remove();
 }
 
@@ -158,6 +160,7 @@ void signal_init(const ContainerState& s, int sig) {
 }
 
 void signal_all(const ContainerState& s, int sig) {
+  if (sig == SIGKILL && !s.cgroup_path.empty() && cgroup_kill(s.cgroup_path)) return;
   auto pids = s.cgroup_path.empty() ? std::vector<pid_t>{} : cgroup_pids(s.cgroup_path);
   if (pids.empty()) {
     signal_init(s, sig);
@@ -188,8 +191,6 @@ int launch(const RuntimeContext& ctx, const CreateOptions& opts, Mode mode, bool
     fail("cannot use console socket if berth will not detach or allocate tty");
   for (int fd = 3; fd < 3 + opts.preserve_fds; fd++)
     if (::fcntl(fd, F_GETFD) < 0) fail("--preserve-fds {}: fd {} is not open", opts.preserve_fds, fd);
-  if (ctx.systemd_cgroup)
-    fail("--systemd-cgroup: the systemd cgroup driver is not available in this build; use the cgroupfs driver");
   if (!spec.has_namespace(CLONE_NEWNS))
     log::warn("linux.namespaces has no mount namespace: the container's mounts are made in berth's own "
               "mount namespace");
@@ -220,7 +221,8 @@ int launch(const RuntimeContext& ctx, const CreateOptions& opts, Mode mode, bool
   write_file(dir.path() + "/config.json", spec.source_text, true, 0600);
   Cgroup cgroup;
   try {
-    cgroup = Cgroup::create(spec.cgroups_path, opts.id);
+    cgroup = ctx.systemd_cgroup ? Cgroup::create_systemd(spec.cgroups_path, opts.id, spec.resources)
+                                : Cgroup::create(spec.cgroups_path, opts.id);
   } catch (const Error& e) {
     // Rootless without a delegated cgroup: run without one, as runc --rootless does.
     if (::geteuid() == 0 || (e.code() != EACCES && e.code() != EPERM && e.code() != EROFS)) throw;
@@ -284,6 +286,7 @@ int launch(const RuntimeContext& ctx, const CreateOptions& opts, Mode mode, bool
   console.reset();
   join_fds.clear();
   if (!in_cgroup) cgroup.add_process(pid);
+  cgroup.release_placeholder();
 
   ContainerState& st = l.state;
   st.id = opts.id;
@@ -292,6 +295,7 @@ int launch(const RuntimeContext& ctx, const CreateOptions& opts, Mode mode, bool
   st.rootfs = spec.root_path;
   st.created = log::rfc3339_now();
   st.cgroup_path = cgroup.path();
+  st.systemd_cgroup = !cgroup.systemd_unit().empty();
   st.annotations = spec.annotations;
   st.oci_version = spec.oci_version;
   if (spec.raw.contains("hooks")) st.config = {{"hooks", spec.raw["hooks"]}};
@@ -488,6 +492,58 @@ void kill_container(const RuntimeContext& ctx, const std::string& id, int signal
     signal_all(st, signal);
   else
     signal_init(st, signal);
+}
+
+void pause_container(const RuntimeContext& ctx, const std::string& id, bool pause) {
+  StateDir dir = StateDir::open(ctx.root, id, StateDir::Lock::exclusive);
+  ContainerState st = dir.load();
+  Status status = current_status(dir, st);
+  if (status == Status::stopped) fail("container not running");
+  if (pause && status == Status::paused) fail("container already paused");
+  if (!pause && status != Status::paused) fail("container not paused");
+  if (st.cgroup_path.empty()) fail("cannot {} a container that has no cgroup", pause ? "pause" : "resume");
+  cgroup_freeze(st.cgroup_path, pause);
+}
+
+void update_container(const RuntimeContext& ctx, const std::string& id, const json& resources) {
+  StateDir dir = StateDir::open(ctx.root, id, StateDir::Lock::exclusive);
+  ContainerState st = dir.load();
+  if (current_status(dir, st) == Status::stopped) fail("container not running");
+  if (st.cgroup_path.empty()) fail("cannot update a container that has no cgroup");
+  validate_resources(resources);
+  if (st.systemd_cgroup) {
+    auto slash = st.cgroup_path.rfind('/');
+    systemd_update_scope(st.cgroup_path.substr(slash + 1), resources);
+  }
+  update_resources(st.cgroup_path, resources);
+}
+
+void container_events(const RuntimeContext& ctx, const std::string& id, bool stats_once,
+                      std::chrono::milliseconds interval, const std::function<void(const json&)>& emit) {
+  StateDir dir = StateDir::open(ctx.root, id, StateDir::Lock::none);
+  ContainerState st = dir.load();
+  if (current_status(dir, st) == Status::stopped) fail("container not running");
+  if (st.cgroup_path.empty()) fail("container {} has no cgroup: no events or statistics", id);
+  auto stats = [&] { return json{{"type", "stats"}, {"id", id}, {"data", cgroup_stats(st.cgroup_path)}}; };
+  if (stats_once) {
+    emit(stats());
+    return;
+  }
+  // runc streams a stats event every interval and an "oom" event for each OOM kill.
+  uint64_t ooms = cgroup_oom_kills(st.cgroup_path);
+  auto next_stats = std::chrono::steady_clock::now();
+  while (init_alive(st)) {
+    auto now = std::chrono::steady_clock::now();
+    if (now >= next_stats) {
+      emit(stats());
+      next_stats = now + interval;
+    }
+    uint64_t n = cgroup_oom_kills(st.cgroup_path);
+    for (; ooms < n; ooms++) emit(json{{"type", "oom"}, {"id", id}});
+    ::usleep(100 * 1000);
+  }
+  uint64_t n = cgroup_oom_kills(st.cgroup_path);
+  for (; ooms < n; ooms++) emit(json{{"type", "oom"}, {"id", id}});
 }
 
 std::string container_ps(const RuntimeContext& ctx, const std::string& id, bool as_json,

@@ -2,6 +2,8 @@
 // kill, delete. Each call is one short-lived process, as with runc.
 #pragma once
 
+#include <chrono>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -36,6 +38,14 @@ void kill_container(const RuntimeContext& ctx, const std::string& id, int signal
 // filtered to them.
 std::string container_ps(const RuntimeContext& ctx, const std::string& id, bool json,
                          const std::vector<std::string>& ps_args);
+// pause / resume through cgroup.freeze, waiting until cgroup.events confirms.
+void pause_container(const RuntimeContext& ctx, const std::string& id, bool pause);
+// `update`: linux.resources applied to the live cgroup (runc's update semantics).
+void update_container(const RuntimeContext& ctx, const std::string& id, const nlohmann::json& resources);
+// `events`: one stats object (stats_once), or a stream of stats every interval and oom
+// events, until the container stops.
+void container_events(const RuntimeContext& ctx, const std::string& id, bool stats_once,
+                      std::chrono::milliseconds interval, const std::function<void(const nlohmann::json&)>& emit);
 void delete_container(const RuntimeContext& ctx, const std::string& id, bool force);
 
 } // namespace berth

@@ -10,6 +10,7 @@
 #include "common/error.hpp"
 #include "common/fs.hpp"
 #include "common/log.hpp"
+#include "runtime/lib/cgroup.hpp"
 
 #ifndef CLONE_NEWTIME
 #define CLONE_NEWTIME 0x00000080
@@ -96,6 +97,7 @@ void parse_linux(const JsonView& l, Spec& s) {
   if (auto r = l["resources"]; r.present()) {
     r.expect_object();
     s.resources = r.raw();
+    validate_resources(s.resources); // errors name the field (linux.resources.memory.limit)
   }
   s.devices = parse_devices(l["devices"]);
   s.seccomp = seccomp::parse(l["seccomp"]);

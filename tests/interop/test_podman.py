@@ -184,12 +184,28 @@ def test_update(pm, runtime, world):
     name = pm.name()
     cid, pid = start_detached(pm, name, "sleep", "1000", extra=("--memory", "64m"))
     u = pm.podman("update", "--memory", "128m", name)
+    if runtime.name == "berth" and not _v2_offers("memory"):
+        # berth is cgroup v2 only: on this hybrid host the v2 hierarchy has no memory
+        # controller, and a live update that cannot be applied is an error naming it.
+        assert u.rc != 0 and "memory controller" in (u.out + u.err), u
+        assert L.pid_alive(pid)
+        return
     assert u.rc == 0, u
     assert L.pid_alive(pid)
     lim = _host_memory_limit(world, pm, cid)
     print(f"\n[{runtime.name}] after podman update --memory 128m: v1 memory.limit_in_bytes = {lim}")
     if runtime.name == "runc":
         assert lim == str(128 << 20)
+
+
+def _v2_offers(controller) -> bool:
+    for root in ("/sys/fs/cgroup", "/sys/fs/cgroup/unified"):
+        try:
+            with open(f"{root}/cgroup.controllers") as f:
+                return controller in f.read().split()
+        except OSError:
+            continue
+    return False
 
 
 def _ns(pid, kind) -> str:
