@@ -333,20 +333,20 @@ for RT in "$@"; do
   T=$(mktemp -d /tmp/oom.XXXXXX)
   mkdir -p $T/b/rootfs/bin $T/b/rootfs/proc $T/b/rootfs/dev $T/b/rootfs/sys $T/b/rootfs/tmp
   cp /bin/busybox $T/b/rootfs/bin/
-  for a in sh head tr echo; do ln -s busybox $T/b/rootfs/bin/$a; done
+  for a in sh head tr echo tail; do ln -s busybox $T/b/rootfs/bin/$a; done
   (cd $T/b && $RT spec)
   python3 - $T/b/config.json <<'PY'
 import json, sys
 c = json.load(open(sys.argv[1]))
 c["process"]["terminal"] = False
-c["process"]["args"] = ["sh", "-c", "echo start; x=$(head -c 100000000 /dev/zero | tr '\\0' a); echo survived"]
+c["process"]["args"] = ["sh", "-c", "echo start; exec tail /dev/zero; echo survived"]
 c["linux"]["resources"] = {"memory": {"limit": 16 << 20, "swap": 16 << 20}}
 c["linux"]["cgroupsPath"] = "/oomtest/" + str(abs(hash(sys.argv[1])))
 json.dump(c, open(sys.argv[1], "w"))
 PY
   $SHIM --id c1 --bundle $T/b --runtime $RT --runtime-arg=--root --runtime-arg=$T/root \
     --state-dir $T/st --log-path $T/c1.log --start --delete >/dev/null
-  i=0; while [ ! -e $T/st/exits/c1 ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done
+  i=0; while [ ! -e $T/st/exits/c1 ] && [ $i -lt 3000 ]; do sleep 0.1; i=$((i+1)); done
   printf '%s\t%s\t%s\n' "$RT" "$(cat $T/st/exits/c1 2>/dev/null)" "$(grep -c survived $T/c1.log)" >> $OUT
 done
 """
