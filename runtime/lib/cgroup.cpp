@@ -354,7 +354,10 @@ void Cgroup::add_process(pid_t pid) const {
 
 void Cgroup::release_placeholder() {
   if (holder_pid_ <= 0) return;
-  holder_stdin_.reset(); // EOF: the holder exits and leaves the scope to the container
+  // A signal, not just EOF on its stdin: the init (a fork of berth that has not exec'd
+  // yet) holds a copy of the pipe's write end.
+  holder_stdin_.reset();
+  ::kill(holder_pid_, SIGTERM);
   while (::waitpid(holder_pid_, nullptr, 0) < 0 && errno == EINTR) {
   }
   holder_pid_ = -1;
@@ -482,7 +485,8 @@ void apply_resources(const std::string& path, const json& resources) {
     std::set<std::string> fields;
     for (auto& w : plan.writes)
       if (fields.insert(w.field).second) log::warn("{}: not applied: the container has no cgroup", w.field);
-    if (plan.devices) log::warn("linux.resources.devices: not applied: the container has no cgroup");
+    // Rootless containers cannot filter devices anyway (runc ignores the rules silently).
+    if (plan.devices && ::geteuid() == 0) log::warn("linux.resources.devices: not applied: the container has no cgroup");
     return;
   }
   enable_controllers_above(path, plan.controllers);
@@ -490,12 +494,26 @@ void apply_resources(const std::string& path, const json& resources) {
   apply_devices(path, plan.devices, false);
 }
 
-void update_resources(const std::string& path, const json& resources) {
+void update_resources(const std::string& path, const json& resources, const std::string& systemd_unit) {
   if (path.empty()) fail("the container has no cgroup to update");
   auto live = read_live(path);
   auto plan = cgroupv2::plan_resources(resources, "resources", &live);
   for (auto& w : plan.warnings) log::warn("{}", w);
   check_memory_usage(path, plan);
+  if (!systemd_unit.empty()) {
+    // systemd gets the merged values: a lone --memory-swap or --cpu-quota means nothing
+    // without the live half.
+    json merged = resources;
+    if (plan.effective_memory) {
+      merged["memory"]["limit"] = plan.effective_memory->first;
+      merged["memory"]["swap"] = plan.effective_memory->second;
+    }
+    if (plan.effective_cpu_max) {
+      merged["cpu"]["quota"] = plan.effective_cpu_max->first;
+      merged["cpu"]["period"] = plan.effective_cpu_max->second;
+    }
+    systemd_set_properties(systemd_unit, merged);
+  }
   enable_controllers_above(path, plan.controllers);
   execute_plan(path, plan, true);
   if (plan.devices) apply_devices(path, plan.devices, true);

@@ -65,7 +65,7 @@ private:
   bool committed_ = false;
   std::string unit_;
   pid_t holder_pid_ = -1;  // berth-systemd --hold, inside the scope
-  UniqueFd holder_stdin_;  // closing it lets the holder exit
+  UniqueFd holder_stdin_;  // EOF also ends the holder, should berth die first
 };
 
 // Kills whatever is left in the cgroup and removes it; with `systemd_scope` the scope
@@ -94,7 +94,9 @@ void validate_resources(const json& resources);
 // runc update on a live cgroup: absent fields stay as they are, memory/swap and cpu
 // quota/period are merged with the current values, checkBeforeUpdate refuses a limit
 // at or below the current usage. Unlike create, a limit that cannot be set is an error.
-void update_resources(const std::string& path, const json& resources);
+// With `systemd_unit` (systemd driver) the unit's properties are set first, with the
+// merged values, so that systemd does not undo the update later.
+void update_resources(const std::string& path, const json& resources, const std::string& systemd_unit = "");
 // runc update's flags (keys without the leading dashes: "memory", "cpu-quota", ...) →
 // LinuxResources JSON holding only what was given; sizes accept "64m", "1g", "-1".
 json resources_from_update_flags(const std::map<std::string, std::string>& flags);
@@ -109,8 +111,11 @@ std::string systemd_create_scope(const std::string& cgroups_path, const std::str
                                  const json& resources);
 // Stops the unit and waits for it; a unit that is already gone is fine.
 void systemd_stop_scope(const std::string& unit);
-// update for a systemd scope: sets the unit properties (runtime) before the cgroupfs
-// writes of update_resources, so that systemd does not undo them later.
+// Sets the unit properties systemd knows for `resources` (SetUnitProperties, runtime).
+void systemd_set_properties(const std::string& unit, const json& resources);
+// Deprecated: use update_resources(path, resources, unit), which gives systemd the values
+// merged with the live ones (this sets only what the request names, and writes memory.max
+// before update_resources reads it, so a --memory update keeps the old swap.max).
 void systemd_update_scope(const std::string& unit, const json& resources);
 
 } // namespace berth

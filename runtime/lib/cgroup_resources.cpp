@@ -78,6 +78,7 @@ void plan_memory(Planner& p, const JsonView& m, const LiveLimits* live, Resource
     if (limit != 0) p.w(limit_v, "memory", "memory.max", limit_text(limit));
     plan.checked_memory = eff_limit;
     plan.checked_memory_swap = eff_swap;
+    plan.effective_memory = {eff_limit, eff_swap};
   }
   if (reservation != 0) p.w(reservation_v, "memory", "memory.low", limit_text(reservation));
   for (const char* key : {"kernel", "kernelTCP"})
@@ -94,7 +95,7 @@ void plan_memory(Planner& p, const JsonView& m, const LiveLimits* live, Resource
   plan.check_before_update = m.opt_bool("checkBeforeUpdate").value_or(false);
 }
 
-void plan_cpu(Planner& p, const JsonView& c, const LiveLimits* live) {
+void plan_cpu(Planner& p, const JsonView& c, const LiveLimits* live, ResourcePlan& plan) {
   if (c.is_null()) return;
   c.expect_object();
   auto idle_v = c["idle"];
@@ -121,6 +122,7 @@ void plan_cpu(Planner& p, const JsonView& c, const LiveLimits* live) {
     }
     if (per == 0) per = kDefaultCpuPeriod;
     std::string text = (q > 0 ? std::to_string(q) : "max") + " " + std::to_string(per);
+    plan.effective_cpu_max = {q > 0 ? q : -1, per};
     p.w(quota != 0 ? c["quota"] : c["period"], "cpu", "cpu.max", text);
   }
   for (const char* key : {"realtimeRuntime", "realtimePeriod"})
@@ -309,7 +311,7 @@ ResourcePlan plan_resources(const json& resources, const std::string& prefix, co
   plan_pids(p, r["pids"]);
   plan_memory(p, r["memory"], live, plan);
   plan_io(p, r["blockIO"]);
-  plan_cpu(p, r["cpu"], live);
+  plan_cpu(p, r["cpu"], live, plan);
   plan_cpuset(p, r["cpu"]);
   plan_hugetlb(p, r["hugepageLimits"]);
   plan_rdma(p, r["rdma"]);

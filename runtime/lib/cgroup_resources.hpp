@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/json.hpp"
@@ -40,6 +41,9 @@ struct ResourcePlan {
   bool check_before_update = false;
   int64_t checked_memory = 0;               // the limits that check compares
   int64_t checked_memory_swap = 0;
+  // The memory and cpu.max values after merging with the live ones (for systemd).
+  std::optional<std::pair<int64_t, int64_t>> effective_memory; // limit, memory+swap
+  std::optional<std::pair<int64_t, uint64_t>> effective_cpu_max; // quota (-1: max), period
 };
 
 // What the cgroup holds now; update merges a partial request with it the way runc's

@@ -290,15 +290,17 @@ std::string systemd_create_scope(const std::string& cgroups_path, const std::str
 
 void systemd_stop_scope(const std::string& unit) { run_helper({"stop", "--unit", unit}); }
 
+void systemd_set_properties(const std::string& unit, const json& resources) {
+  std::vector<std::string> args = {"set-properties", "--unit", unit};
+  for (auto& p : cgroupv2::systemd_resource_properties(resources)) args.insert(args.end(), {"--property", p});
+  if (args.size() > 3) run_helper(args);
+}
+
 void systemd_update_scope(const std::string& unit, const json& resources) {
-  // A swap limit given alone is merged with the live memory.max by update_resources;
-  // systemd gets it from there only when the memory limit is part of the update.
   json r = resources;
   if (r.is_object() && r.contains("memory") && r["memory"].is_object() && !r["memory"].contains("limit"))
-    r["memory"].erase("swap");
-  std::vector<std::string> args = {"set-properties", "--unit", unit};
-  for (auto& p : cgroupv2::systemd_resource_properties(r)) args.insert(args.end(), {"--property", p});
-  if (args.size() > 3) run_helper(args);
+    r["memory"].erase("swap"); // a lone swap limit needs the live memory limit
+  systemd_set_properties(unit, r);
 }
 
 } // namespace berth

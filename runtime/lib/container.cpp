@@ -511,11 +511,10 @@ void update_container(const RuntimeContext& ctx, const std::string& id, const js
   if (current_status(dir, st) == Status::stopped) fail("container not running");
   if (st.cgroup_path.empty()) fail("cannot update a container that has no cgroup");
   validate_resources(resources);
-  if (st.systemd_cgroup) {
-    auto slash = st.cgroup_path.rfind('/');
-    systemd_update_scope(st.cgroup_path.substr(slash + 1), resources);
-  }
-  update_resources(st.cgroup_path, resources);
+  // The systemd unit (the cgroup's last component) gets the values merged with the
+  // live ones, before the cgroup files are written.
+  std::string unit = st.systemd_cgroup ? st.cgroup_path.substr(st.cgroup_path.rfind('/') + 1) : "";
+  update_resources(st.cgroup_path, resources, unit);
 }
 
 void container_events(const RuntimeContext& ctx, const std::string& id, bool stats_once,

@@ -12,8 +12,10 @@ on the host under /sys/fs/cgroup<cgroupsPath>. Tests of commands that are wired 
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -405,3 +407,142 @@ def test_ps_json_lists_the_init(env, bundle):
     pid = env.state(cid)["pid"]
     res = H.assert_ok(env.runtime("ps", "--format", "json", cid))
     assert pid in json.loads(res.out), res
+
+
+# --------------------------------------------------------------------------------------
+# systemd driver
+
+
+def test_systemd_driver_needs_systemd(env, bundle):
+    if Path("/run/systemd/system").exists():
+        pytest.skip("systemd runs on this host")
+    H.update_config(bundle, lambda c: c["linux"].__setitem__("cgroupsPath", "system.slice:berth:x"))
+    res = env.runtime("--systemd-cgroup", "run", "--bundle", bundle, env.new_id())
+    H.assert_fail(res, "systemd not running on this host, cannot use systemd cgroups manager")
+
+
+class PrivateSystemd:
+    """systemd as PID 1 of new pid, mount and cgroup namespaces, rooted at a cgroup of its
+    own (so it manages only that subtree). berth runs inside those namespaces too
+    (nsenter), so that the pids it gives systemd are systemd's."""
+
+    def __init__(self, env):
+        self.env = env
+        self.cgroup = CGROUP / f"berth-sd-{env.key}"
+        self.cgroup.mkdir()
+        self.target = Path("/etc/systemd/system/berth-test.target")
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        self.target.write_text("[Unit]\nDescription=berth test target\n")
+        self.log = open(env.path("systemd.log"), "wb")
+        cg = self.cgroup
+
+        def enter_cgroup():
+            (cg / "cgroup.procs").write_text("0")
+
+        # In the new namespaces /sys/fs/cgroup is remounted, so that it shows the namespace's root.
+        script = ("umount -l /sys/fs/cgroup && mount -t cgroup2 cgroup2 /sys/fs/cgroup && "
+                  "exec /lib/systemd/systemd --system --unit=berth-test.target --log-target=console "
+                  "--log-level=notice")
+        self.proc = H.spawn(["unshare", "--pid", "--fork", "--mount", "--cgroup", "--mount-proc",
+                             "--propagation", "private", "sh", "-c", script],
+                            stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log, preexec_fn=enter_cgroup,
+                            env={"container": "berth-test", "PATH": os.environ["PATH"]})
+        # unshare itself goes back to the root: a cgroup with processes of its own cannot
+        # enable controllers for its children (systemd's slices).
+        H.wait_for(lambda: self._child_of_unshare(), timeout=30, what="unshare to fork")
+        (CGROUP / "cgroup.procs").write_text(str(self.proc.pid))
+        H.wait_for(lambda: Path("/run/systemd/private").exists() and self.pid(), timeout=60,
+                   what="systemd to start")
+        H.wait_for(lambda: self.run(["systemctl", "is-system-running"], check=False).stdout.strip()
+                   in ("running", "degraded"), timeout=60, interval=0.5, what="systemd to finish starting")
+
+    def _child_of_unshare(self) -> bool:
+        return bool(Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split())
+
+    def pid(self) -> int | None:
+        """systemd: unshare's child, PID 1 of the new pid namespace."""
+        try:
+            kids = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
+            return int(kids[0]) if kids and Path(f"/proc/{kids[0]}/comm").read_text().strip() == "systemd" else None
+        except OSError:
+            return None
+
+    def run(self, cmd, check=True):
+        full = ["nsenter", "-t", str(self.pid()), "-p", "-m", "-C", "--"] + [str(c) for c in cmd]
+        procs = self.cgroup / "init.scope" / "cgroup.procs"
+
+        def enter_tree():
+            # Inside systemd's cgroup tree: with nsdelegate, systemd may not move a process
+            # in from outside its cgroup namespace.
+            procs.write_text("0")
+
+        # Files, not pipes: a detached container keeps its stdio open.
+        with open(self.env.path("sd.out"), "w+") as out, open(self.env.path("sd.err"), "w+") as err:
+            rc = subprocess.run(full, stdin=subprocess.DEVNULL, stdout=out, stderr=err, timeout=120,
+                                preexec_fn=enter_tree).returncode
+            out.seek(0)
+            err.seek(0)
+            res = subprocess.CompletedProcess(full, rc, out.read(), err.read())
+        if check and res.returncode != 0:
+            raise AssertionError(f"{cmd} failed rc={res.returncode}: {res.stdout} {res.stderr}")
+        return res
+
+    def berth(self, *args, check=True):
+        return self.run([RUNTIME, "--root", self.env.root, "--systemd-cgroup", *args], check=check)
+
+    def show(self, unit: str, *props) -> dict[str, str]:
+        out = self.run(["systemctl", "show", unit] + [f"-p{p}" for p in props]).stdout
+        return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+    def close(self):
+        with contextlib.suppress(ProcessLookupError, TypeError):
+            os.kill(self.pid(), signal.SIGKILL)  # the pid namespace dies with its init
+        H.kill_and_finish(self.proc)
+        self.log.close()
+        for d in sorted((p for p in self.cgroup.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+            with contextlib.suppress(OSError):
+                d.rmdir()
+        with contextlib.suppress(OSError):
+            self.cgroup.rmdir()
+        self.target.unlink(missing_ok=True)
+        subprocess.run(["rm", "-rf", "/run/systemd"], check=False)
+
+
+def test_systemd_driver(env, bundle):
+    """A transient scope in machine.slice: properties, limits, update, delete."""
+    if not os.environ.get("VMRUN_GUEST"):
+        pytest.skip("starts a private systemd: only in the disposable tests/vm guest")
+    if not os.access("/lib/systemd/systemd", os.X_OK) or Path("/run/systemd/system").exists():
+        pytest.skip("needs /lib/systemd/systemd and no running systemd")
+    helper = Path(RUNTIME).parent / "systemd" / "berth-systemd"
+    if not helper.exists() and not (Path(RUNTIME).parent / "berth-systemd").exists():
+        pytest.skip("berth-systemd is not built")
+    cid = env.new_id()
+    unit = f"berth-{cid}.scope"
+    resources(bundle, {"memory": {"limit": 64 << 20}, "pids": {"limit": 20},
+                       "cpu": {"quota": 50000, "period": 100000, "cpus": "0", "shares": 1024}})
+    H.update_config(bundle, lambda c: c["linux"].__setitem__("cgroupsPath", f"machine.slice:berth:{cid}"))
+    H.sh(bundle, "sleep 1000")
+    sd = PrivateSystemd(env)
+    try:
+        sd.berth("run", "-d", "--bundle", bundle, cid)
+        assert json.loads(sd.berth("state", cid).stdout)["status"] == "running"
+        props = sd.show(unit, "ControlGroup", "Slice", "Delegate", "DefaultDependencies", "MemoryMax", "TasksMax",
+                        "CPUQuotaPerSecUSec", "AllowedCPUs", "CPUWeight", "ActiveState")
+        assert props == {"ControlGroup": f"/machine.slice/{unit}", "Slice": "machine.slice", "Delegate": "yes",
+                         "DefaultDependencies": "no", "MemoryMax": str(64 << 20), "TasksMax": "20",
+                         "CPUQuotaPerSecUSec": "500ms", "AllowedCPUs": "0", "CPUWeight": "39",
+                         "ActiveState": "active"}, props
+        cg = sd.cgroup / "machine.slice" / unit
+        assert (cg / "memory.max").read_text().strip() == str(64 << 20)
+        assert (cg / "cpu.max").read_text().strip() == "50000 100000"
+        assert len((cg / "cgroup.procs").read_text().split()) == 1  # the init; the placeholder left
+        sd.berth("update", "--memory", "96m", "--pids-limit", "30", cid)
+        assert sd.show(unit, "MemoryMax", "TasksMax") == {"MemoryMax": str(96 << 20), "TasksMax": "30"}
+        assert (cg / "memory.max").read_text().strip() == str(96 << 20)
+        sd.berth("delete", "--force", cid)
+        assert sd.show(unit, "LoadState")["LoadState"] == "not-found"
+        assert not cg.exists()
+    finally:
+        sd.berth("delete", "--force", cid, check=False)
+        sd.close()

@@ -107,9 +107,13 @@ TEST(CgroupConvert, SwapToV2) {
 }
 
 TEST(CgroupConvert, IoMaxLine) {
-  EXPECT_EQ(io_max_line(8, 0, {.rbps = 1048576}), "8:0 rbps=1048576");
-  EXPECT_EQ(io_max_line(254, 0, {.rbps = 1, .wbps = 2, .riops = 3, .wiops = 4}), "254:0 rbps=1 wbps=2 riops=3 wiops=4");
-  EXPECT_EQ(io_max_line(8, 16, {.wiops = 0}), "8:16 wiops=max"); // 0: no limit, as in v1
+  IoMaxLimits read_only;
+  read_only.rbps = 1048576;
+  EXPECT_EQ(io_max_line(8, 0, read_only), "8:0 rbps=1048576");
+  EXPECT_EQ(io_max_line(254, 0, {1, 2, 3, 4}), "254:0 rbps=1 wbps=2 riops=3 wiops=4");
+  IoMaxLimits unlimited;
+  unlimited.wiops = 0;
+  EXPECT_EQ(io_max_line(8, 16, unlimited), "8:16 wiops=max"); // 0: no limit, as in v1
 }
 
 TEST(CgroupConvert, RamInBytes) {
@@ -474,9 +478,10 @@ TEST_F(LiveCgroup, ApplyResourcesNeverFailsForMissingControllers) {
   EXPECT_EQ(attached_device_programs(dir.get()), 1u); // devices need no controller
   EXPECT_THAT(error_of([&] { apply_resources(cg.path(), json::parse(R"({"memory": {"limit": -3}})")); }),
               HasSubstr("linux.resources.memory.limit"));
-  if (!path_exists(cg.path() + "/pids.max"))
+  if (!path_exists(cg.path() + "/pids.max")) {
     EXPECT_THAT(error_of([&] { update_resources(cg.path(), json::parse(R"({"pids": {"limit": 5}})")); }),
                 HasSubstr("resources.pids.limit: cannot be set: "));
+  }
 }
 
 TEST_F(LiveCgroup, FreezeKillPidsDestroy) {
