@@ -369,7 +369,13 @@ def test_oom_kill_cgroup_v2_in_vm(env):
     script.write_text(VM_OOM_SCRIPT)
     script.chmod(0o755)
     runtimes = [H.RUNTIME] + ([RUNC] if have_runc() else [])
-    res = subprocess.run([str(vmrun), "--timeout", "600", "--share", str(env.dir), "--",
+    # The guest sees the host's / but a fresh /tmp: share the binaries' directories too
+    # (a checkout under /tmp would otherwise be invisible in the VM).
+    shares = ["--share", str(env.dir)]
+    for d in sorted({os.path.dirname(os.path.realpath(p)) for p in (SHIM, *runtimes)}):
+        if d.startswith(("/tmp/", "/run/")):
+            shares += ["--share", d]
+    res = subprocess.run([str(vmrun), "--timeout", "600", *shares, "--",
                           str(script), SHIM, str(out), *runtimes], capture_output=True, text=True, timeout=700)
     assert res.returncode == 0, res.stderr[-2000:]
     rows = {}
