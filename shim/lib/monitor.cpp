@@ -157,7 +157,7 @@ pid_t Monitor::create_container() {
       UniqueFd conn = accept_connection(console_listener.get());
       if (!conn) fail("the runtime did not send the pty master to the console socket");
       ours.tty = true;
-      ours.out = receive_fd(conn.get());
+      ours.out = recv_fd(conn.get());
       console_listener.reset();
       ::unlink(paths_.console_socket().c_str());
     } else {

@@ -312,7 +312,7 @@ void ExecSession::runtime_exited(int status) {
       UniqueFd conn = accept_connection(console_.get());
       if (!conn) fail("the runtime did not send the exec's pty master");
       our_ends_.tty = true;
-      our_ends_.out = receive_fd(conn.get());
+      our_ends_.out = recv_fd(conn.get());
       console_.reset();
       ::unlink(file(".sock").c_str());
     }

@@ -56,32 +56,6 @@ UniqueFd accept_connection(int listener) {
   }
 }
 
-UniqueFd receive_fd(int sock) {
-  char name[4096]; // go-runc and conmon read the pty name into a buffer this size
-  struct iovec iov {name, sizeof name};
-  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * 4)] = {};
-  struct msghdr msg {};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  ssize_t n;
-  while ((n = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR) {}
-  if (n < 0) fail_errno("receive the pty master");
-  UniqueFd received;
-  for (auto* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-    size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (size_t i = 0; i < count; i++) {
-      int fd;
-      std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-      if (!received) received.reset(fd);
-      else ::close(fd); // one fd is the contract; never leak extras
-    }
-  }
-  if (!received) fail("receive the pty master: the runtime sent no fd");
-  return received;
-}
 
 bool send_frame(int sock, char type, std::string_view payload, bool blocking) {
   struct iovec iov[2] = {{&type, 1}, {const_cast<char*>(payload.data()), payload.size()}};

@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "common/fd.hpp"
+#include "common/unix_socket.hpp" // recv_fd for the console socket
 
 namespace berth::shim {
 
@@ -18,8 +19,6 @@ UniqueFd listen_unix(const std::string& path, int type);
 UniqueFd connect_unix_socket(const std::string& path, int type);
 // Accepts one connection, non-blocking and close-on-exec; an empty fd when none waits.
 UniqueFd accept_connection(int listener);
-// Receives exactly one fd (runc's console socket sends the pty master with its name).
-UniqueFd receive_fd(int sock);
 
 // Attach protocol frame: one type byte, then the payload, in one SOCK_SEQPACKET message.
 // Returns false when the peer cannot take it now (EAGAIN) or is gone.
