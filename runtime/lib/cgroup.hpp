@@ -113,9 +113,5 @@ std::string systemd_create_scope(const std::string& cgroups_path, const std::str
 void systemd_stop_scope(const std::string& unit);
 // Sets the unit properties systemd knows for `resources` (SetUnitProperties, runtime).
 void systemd_set_properties(const std::string& unit, const json& resources);
-// Deprecated: use update_resources(path, resources, unit), which gives systemd the values
-// merged with the live ones (this sets only what the request names, and writes memory.max
-// before update_resources reads it, so a --memory update keeps the old swap.max).
-void systemd_update_scope(const std::string& unit, const json& resources);
 
 } // namespace berth

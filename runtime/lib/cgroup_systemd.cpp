@@ -296,11 +296,4 @@ void systemd_set_properties(const std::string& unit, const json& resources) {
   if (args.size() > 3) run_helper(args);
 }
 
-void systemd_update_scope(const std::string& unit, const json& resources) {
-  json r = resources;
-  if (r.is_object() && r.contains("memory") && r["memory"].is_object() && !r["memory"].contains("limit"))
-    r["memory"].erase("swap"); // a lone swap limit needs the live memory limit
-  systemd_set_properties(unit, r);
-}
-
 } // namespace berth
