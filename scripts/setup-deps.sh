@@ -7,6 +7,14 @@ packages=(
   libseccomp-dev libcap-dev libfmt-dev nlohmann-json3-dev libsystemd-dev
   libgtest-dev libgmock-dev
   busybox-static python3-pytest iproute2 jq util-linux procps
+  # cni/: libnl-route for berth-bridge; the reference plugins and nftables/iptables for tests
+  libnl-3-dev libnl-route-3-dev containernetworking-plugins nftables iptables
+  # cri/ and agent/: gRPC + protobuf, TOML/YAML config, registry client, layers, metadata
+  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
+  libtomlplusplus-dev libyaml-cpp-dev libcurl4-openssl-dev libarchive-dev libzstd-dev
+  libssl-dev libsqlite3-dev
+  # tests of cri/ and agent/: a local registry, image push, a Python gRPC client
+  docker-registry skopeo apache2-utils python3-grpcio python3-protobuf
 )
 if [[ "${1:-}" == "--bench" ]]; then
   packages+=(runc crun)
