@@ -1,0 +1,106 @@
+// berth::image — the image half of berthd: registry pulls, content store, metadata,
+// overlay snapshots. The daemon (cri/server) uses only this header and the value
+// headers it includes. Contract: /work/notes/image-api.md.
+//
+// Changes after the first commit stay source-compatible; any that are not are
+// announced here.
+//
+// Thread safety: every ImageStore method may be called from any thread.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "cri/image/snapshotter.hpp"
+
+namespace berth::image {
+
+// Settings for one registry host name ("docker.io", "registry.k8s.io", "127.0.0.1:5000").
+struct RegistryHost {
+  std::string host;
+  // Endpoints tried in order before the host itself: "http://127.0.0.1:5000",
+  // "https://mirror.example". A failing mirror (connection, 5xx, 404) falls through to
+  // the next one; the host itself is the last resort.
+  std::vector<std::string> mirrors;
+  bool plain_http = false;     // talk http:// to the host itself (not to its mirrors)
+  bool skip_verify = false;    // no TLS verification for the host and its mirrors
+  std::string ca_file;         // extra CA bundle (PEM) for the host and its mirrors
+  std::string username, password;  // static credentials, used when the pull brings none
+};
+
+struct StoreOptions {
+  std::string root = "/var/lib/berthd";  // content/, snapshots/, meta.db, ingest/
+  std::vector<RegistryHost> registries;
+  unsigned max_concurrent_downloads = 3;
+  std::string platform_os = "linux";
+  std::string platform_arch;             // empty: the host's (GOARCH spelling: amd64, arm64, ...)
+  std::string platform_variant;          // e.g. "v8" for arm64; empty matches any
+  unsigned retries = 3;                  // per request, with exponential backoff
+};
+
+// CRI's AuthConfig (runtime.v1.AuthConfig). `auth` is base64("user:password").
+struct AuthConfig {
+  std::string username, password, auth, server_address, identity_token, registry_token;
+};
+
+struct ImageRecord {
+  std::string id;                         // "sha256:<config digest hex>"
+  std::vector<std::string> repo_tags;     // "docker.io/library/busybox:latest"
+  std::vector<std::string> repo_digests;  // "docker.io/library/busybox@sha256:..."
+  uint64_t size = 0;                      // compressed size of manifest + config + layers (as containerd's CRI)
+  std::string config_json;                // raw OCI image config
+  std::string manifest_digest;            // digest of the platform manifest
+  std::vector<std::string> chain_ids;     // snapshot keys, bottom layer first
+  bool pinned = false;
+  // config.User ("" when unset): "name", "uid", "uid:gid", "name:group".
+  std::string username() const;
+};
+
+struct FsUsage {
+  std::string mountpoint;  // the snapshots directory
+  uint64_t used_bytes = 0;
+  uint64_t inodes_used = 0;
+  int64_t timestamp_ns = 0;
+};
+
+// Progress events, one line each, space-separated, first word the phase:
+//   "resolve <ref>"                        "manifest <digest>"
+//   "fetch <digest> <done> <total>"        "fetched <digest>"
+//   "unpack <digest> <chain id>"           "unpacked <digest> <chain id>"
+//   "exists <digest>"                      (blob or snapshot already present)
+//   "done <image id>"
+// Called from the pulling threads; must be cheap and must not call back into the store.
+using Progress = std::function<void(std::string_view event)>;
+
+// "busybox" -> "docker.io/library/busybox:latest"; "foo/bar@sha256:..." keeps the digest
+// (and drops the tag when both are given, as the kubelet does). Throws berth::Error naming
+// the reference when it is invalid.
+std::string normalize_reference(std::string_view ref);
+
+class ImageStore {
+public:
+  // Opens (creating) the store under options.root. Recovers from a crash: leftover
+  // temp/ingest files and unfinished snapshots are removed, the database is consistent.
+  static std::unique_ptr<ImageStore> open(StoreOptions options);
+  virtual ~ImageStore() = default;
+
+  // Pulls and unpacks an image; returns its record. Concurrent pulls of the same image
+  // or of images sharing blobs download each blob once.
+  virtual ImageRecord pull(std::string_view ref, const AuthConfig& auth, const Progress& progress = {}) = 0;
+  // By normalised tag, by "name@sha256:..." repo digest, by full or unique-prefix image
+  // ID ("sha256:abc..." or "abc..."). nullopt when absent.
+  virtual std::optional<ImageRecord> find(std::string_view ref_or_id_or_digest) const = 0;
+  virtual std::vector<ImageRecord> list() const = 0;
+  // Removes the image (all its tags and digests) and garbage-collects blobs and
+  // snapshots no longer referenced. Throws berth::Error with ENOENT when absent.
+  virtual void remove(std::string_view ref_or_id) = 0;
+  virtual FsUsage usage() const = 0;
+  virtual Snapshotter& snapshots() = 0;
+};
+
+} // namespace berth::image
