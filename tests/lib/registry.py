@@ -1,0 +1,323 @@
+#!/usr/bin/python3
+"""A throw-away OCI registry for tests: Debian's docker-registry on 127.0.0.1.
+
+Library use:
+
+    from registry import Registry
+    with Registry(users={"alice": "secret"}) as reg:   # users: optional htpasswd basic auth
+        reg.addr            # "127.0.0.1:41234"
+        reg.url             # "http://127.0.0.1:41234"
+        reg.blob_gets(d)    # how many GET /v2/.../blobs/<d> the registry served (from its log)
+
+    Registry(token_auth=True, users={...}) runs a Bearer token server on loopback too
+    (reg.token_url) and configures the registry for token auth (RS256, x5c chain).
+
+CLI (for shell scripts; state is kept in <dir>/registry.json):
+
+    python3 tests/lib/registry.py start --dir /tmp/reg [--port 5000] [--user alice:secret]
+    python3 tests/lib/registry.py stop --dir /tmp/reg
+
+`start` prints {"pid", "addr", "url", "dir", "log"} as JSON and returns once the registry
+answers. Plain HTTP only (no TLS). `stop` kills the PID it recorded, nothing else.
+"""
+
+import argparse
+import base64
+import http.server
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+
+REGISTRY_BIN = "/usr/bin/docker-registry"
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def htpasswd_line(user, password):
+    out = subprocess.run(["htpasswd", "-Bbn", user, password], check=True,
+                         capture_output=True, text=True).stdout
+    return out.strip() + "\n"
+
+
+def _b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class TokenServer:
+    """Docker token auth server (distribution's token spec) on loopback.
+
+    Issues RS256 JWTs signed with a self-signed key whose certificate is both the
+    registry's rootcertbundle and the token's x5c chain. Anonymous requests get a token
+    with pull access only when `anonymous_pull` is set; requests with basic auth get
+    full access when the user/password match.
+    """
+
+    def __init__(self, workdir, users, anonymous_pull=False, service="berth-test-registry",
+                 issuer="berth-test-issuer"):
+        self.workdir = workdir
+        self.users = dict(users or {})
+        self.anonymous_pull = anonymous_pull
+        self.service = service
+        self.issuer = issuer
+        self.key = os.path.join(workdir, "token.key")
+        self.cert = os.path.join(workdir, "token.crt")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                        "-keyout", self.key, "-out", self.cert, "-days", "2",
+                        "-subj", "/CN=berth-test-token"], check=True, capture_output=True)
+        der = subprocess.run(["openssl", "x509", "-in", self.cert, "-outform", "DER"],
+                             check=True, capture_output=True).stdout
+        self.x5c = base64.b64encode(der).decode()
+        self.requests = []  # (user or None, scope) per token request
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/token"
+        self.httpd = None
+        self.thread = None
+
+    def sign(self, claims):
+        header = {"typ": "JWT", "alg": "RS256", "x5c": [self.x5c]}
+        signing_input = (_b64url(json.dumps(header).encode()) + "." +
+                         _b64url(json.dumps(claims).encode()))
+        sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", self.key],
+                             input=signing_input.encode(), check=True,
+                             capture_output=True).stdout
+        return signing_input + "." + _b64url(sig)
+
+    def start(self):
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                from urllib.parse import urlparse, parse_qs
+                q = parse_qs(urlparse(self.path).query)
+                scopes = q.get("scope", [])
+                user = None
+                auth = self.headers.get("Authorization", "")
+                if auth.startswith("Basic "):
+                    try:
+                        u, _, p = base64.b64decode(auth[6:]).decode().partition(":")
+                    except Exception:
+                        u, p = "", None
+                    if server.users.get(u) != p:
+                        self.send_response(401)
+                        self.end_headers()
+                        return
+                    user = u
+                server.requests.append((user, " ".join(scopes)))
+                access = []
+                for scope in scopes:
+                    kind, _, rest = scope.partition(":")
+                    name, _, actions = rest.rpartition(":")
+                    wanted = actions.split(",")
+                    if user is None:
+                        granted = ["pull"] if server.anonymous_pull and "pull" in wanted else []
+                    else:
+                        granted = wanted
+                    access.append({"type": kind, "name": name, "actions": granted})
+                now = int(time.time())
+                token = server.sign({"iss": server.issuer, "sub": user or "", "aud": server.service,
+                                     "exp": now + 600, "nbf": now - 10, "iat": now,
+                                     "jti": f"{now}-{len(server.requests)}", "access": access})
+                body = json.dumps({"token": token, "access_token": token, "expires_in": 600}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        if self.httpd:
+            self.httpd.shutdown()
+            self.httpd.server_close()
+            self.httpd = None
+
+
+class Registry:
+    def __init__(self, workdir=None, port=None, users=None, token_auth=False, anonymous_pull=False):
+        self.owns_workdir = workdir is None
+        self.workdir = workdir or tempfile.mkdtemp(prefix="berth-registry-")
+        os.makedirs(self.workdir, exist_ok=True)
+        self.port = port or free_port()
+        self.users = dict(users or {})
+        self.token = TokenServer(self.workdir, self.users, anonymous_pull) if token_auth else None
+        self.addr = f"127.0.0.1:{self.port}"
+        self.url = f"http://{self.addr}"
+        self.storage = os.path.join(self.workdir, "storage")
+        self.config = os.path.join(self.workdir, "config.yml")
+        self.log = os.path.join(self.workdir, "registry.log")
+        self.proc = None
+        self.pid = None
+
+    def _write_config(self):
+        os.makedirs(self.storage, exist_ok=True)
+        lines = [
+            "version: 0.1",
+            "log:",
+            "  level: info",
+            "  formatter: json",
+            "storage:",
+            "  filesystem:",
+            f"    rootdirectory: {self.storage}",
+            "  delete:",
+            "    enabled: true",
+            "http:",
+            f"  addr: 127.0.0.1:{self.port}",
+            # the debug server would bind :5001 by default; keep it off
+        ]
+        if self.token:
+            lines += [
+                "auth:",
+                "  token:",
+                f"    realm: {self.token.url}",
+                f"    service: {self.token.service}",
+                f"    issuer: {self.token.issuer}",
+                f"    rootcertbundle: {self.token.cert}",
+            ]
+        elif self.users:
+            path = os.path.join(self.workdir, "htpasswd")
+            with open(path, "w") as f:
+                for u, p in self.users.items():
+                    f.write(htpasswd_line(u, p))
+            lines += ["auth:", "  htpasswd:", "    realm: berth-test", f"    path: {path}"]
+        with open(self.config, "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+    def start(self, timeout=20):
+        if self.token:
+            self.token.start()
+        self._write_config()
+        logf = open(self.log, "ab")
+        self.proc = subprocess.Popen([REGISTRY_BIN, "serve", self.config], stdout=logf,
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     start_new_session=True)
+        logf.close()
+        self.pid = self.proc.pid
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"docker-registry exited with {self.proc.returncode}; log {self.log}:\n"
+                                   + open(self.log, errors="replace").read()[-2000:])
+            try:
+                urllib.request.urlopen(self.url + "/v2/", timeout=1).close()
+                break
+            except urllib.error.HTTPError as e:
+                if e.code == 401:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"docker-registry did not answer on {self.addr} within {timeout}s")
+            time.sleep(0.05)
+        return self
+
+    def stop(self):
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.terminate()
+                try:
+                    self.proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
+            self.proc = None
+        if self.token:
+            self.token.stop()
+
+    def cleanup(self):
+        self.stop()
+        if self.owns_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.cleanup()
+
+    def requests(self):
+        """(method, uri, status) of every request the registry logged."""
+        out = []
+        try:
+            with open(self.log, errors="replace") as f:
+                for line in f:
+                    try:
+                        entry = json.loads(line)
+                    except ValueError:
+                        continue
+                    if entry.get("msg") != "response completed":
+                        continue
+                    out.append((entry.get("http.request.method"), entry.get("http.request.uri"),
+                                entry.get("http.response.status")))
+        except FileNotFoundError:
+            pass
+        return out
+
+    def blob_gets(self, digest=None):
+        """Successful blob GETs, for `digest` only when given."""
+        n = 0
+        for method, uri, status in self.requests():
+            if method == "GET" and "/blobs/" in (uri or "") and status in (200, 206, 307):
+                if digest is None or uri.rstrip("/").endswith(digest):
+                    n += 1
+        return n
+
+
+def _cli():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    st = sub.add_parser("start")
+    st.add_argument("--dir", required=True)
+    st.add_argument("--port", type=int)
+    st.add_argument("--user", action="append", default=[], help="user:password (htpasswd auth)")
+    sp = sub.add_parser("stop")
+    sp.add_argument("--dir", required=True)
+    args = ap.parse_args()
+    state = os.path.join(args.dir, "registry.json")
+    if args.cmd == "start":
+        users = dict(u.split(":", 1) for u in args.user)
+        reg = Registry(workdir=os.path.abspath(args.dir), port=args.port, users=users)
+        reg.start()
+        info = {"pid": reg.pid, "addr": reg.addr, "url": reg.url, "dir": reg.workdir, "log": reg.log}
+        with open(state, "w") as f:
+            json.dump(info, f)
+        print(json.dumps(info))
+        # Leave the registry running: detach from the Popen object without killing it.
+        reg.proc = None
+        return 0
+    with open(state) as f:
+        info = json.load(f)
+    pid = info["pid"]
+    try:
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(200):
+            os.kill(pid, 0)
+            time.sleep(0.05)
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    os.unlink(state)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_cli())
