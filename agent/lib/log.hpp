@@ -1,0 +1,34 @@
+// berthlet's log: one line per event on stderr (journald adds the time when it runs
+// under systemd; otherwise a timestamp is added). Thread-safe: pod workers log too.
+// common/log.hpp serves the short-lived CLI tools (it holds lines back until exit).
+#pragma once
+
+#include <string_view>
+
+#include <fmt/format.h>
+
+namespace berth::agent {
+
+enum class LogLevel { debug, info, warning, error };
+void log_line(LogLevel level, std::string_view msg);
+void set_log_debug(bool on);
+bool log_debug_enabled();
+
+template <typename... A>
+void log_info(fmt::format_string<A...> f, A&&... a) {
+  log_line(LogLevel::info, fmt::format(f, std::forward<A>(a)...));
+}
+template <typename... A>
+void log_warn(fmt::format_string<A...> f, A&&... a) {
+  log_line(LogLevel::warning, fmt::format(f, std::forward<A>(a)...));
+}
+template <typename... A>
+void log_error(fmt::format_string<A...> f, A&&... a) {
+  log_line(LogLevel::error, fmt::format(f, std::forward<A>(a)...));
+}
+template <typename... A>
+void log_debug(fmt::format_string<A...> f, A&&... a) {
+  if (log_debug_enabled()) log_line(LogLevel::debug, fmt::format(f, std::forward<A>(a)...));
+}
+
+} // namespace berth::agent

@@ -1,0 +1,143 @@
+#include "agent/lib/manifest.hpp"
+
+#include <dirent.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cctype>
+
+#include <openssl/evp.h>
+#include <yaml-cpp/yaml.h>
+
+#include "common/error.hpp"
+#include "common/fs.hpp"
+
+namespace berth::agent {
+namespace {
+
+nlohmann::json scalar_to_json(const YAML::Node& n) {
+  const std::string& s = n.Scalar();
+  if (n.Tag() == "!") return s; // quoted: always a string
+  if (s.empty() || s == "~" || s == "null" || s == "Null" || s == "NULL") return nullptr;
+  if (s == "true" || s == "True" || s == "TRUE") return true;
+  if (s == "false" || s == "False" || s == "FALSE") return false;
+  if (auto i = parse_int(s); i) return *i;
+  if (s.size() > 2 && s[0] == '0' && s[1] == 'x')
+    if (auto h = parse_int(s.substr(2), 16); h) return *h;
+  // A float must look like one: digits, optional dot and exponent (not "1Gi", not "inf").
+  bool digit = false, ok = true;
+  for (size_t i = 0; i < s.size() && ok; i++) {
+    char c = s[i];
+    if (std::isdigit(static_cast<unsigned char>(c))) digit = true;
+    else if (!(c == '.' || c == 'e' || c == 'E' || ((c == '-' || c == '+') && (i == 0 || s[i - 1] == 'e' || s[i - 1] == 'E'))))
+      ok = false;
+  }
+  if (ok && digit) {
+    try {
+      size_t used = 0;
+      double d = std::stod(s, &used);
+      if (used == s.size()) return d;
+    } catch (...) {
+    }
+  }
+  return s;
+}
+
+nlohmann::json node_to_json(const YAML::Node& n) {
+  switch (n.Type()) {
+  case YAML::NodeType::Null:
+  case YAML::NodeType::Undefined: return nullptr;
+  case YAML::NodeType::Scalar: return scalar_to_json(n);
+  case YAML::NodeType::Sequence: {
+    auto arr = nlohmann::json::array();
+    for (const auto& item : n) arr.push_back(node_to_json(item));
+    return arr;
+  }
+  case YAML::NodeType::Map: {
+    auto obj = nlohmann::json::object();
+    for (const auto& kv : n) {
+      if (!kv.first.IsScalar()) fail("line {}: mapping keys must be scalars", kv.first.Mark().line + 1);
+      obj[kv.first.Scalar()] = node_to_json(kv.second);
+    }
+    return obj;
+  }
+  }
+  return nullptr;
+}
+
+std::string md5_hex(std::string_view a) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(a.data(), a.size(), md, &len, EVP_md5(), nullptr);
+  std::string out;
+  for (unsigned i = 0; i < len; i++) out += fmt::format("{:02x}", md[i]);
+  return out;
+}
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+  return s;
+}
+
+} // namespace
+
+nlohmann::json yaml_to_json(const std::string& text) {
+  std::vector<YAML::Node> docs;
+  try {
+    docs = YAML::LoadAll(text);
+  } catch (const YAML::Exception& e) {
+    fail("invalid YAML at line {}, column {}: {}", e.mark.line + 1, e.mark.column + 1, e.msg);
+  }
+  // "---" separators around a single document are common; empty documents do not count.
+  std::vector<YAML::Node> real;
+  for (auto& d : docs)
+    if (!d.IsNull()) real.push_back(d);
+  if (real.empty()) fail("empty manifest");
+  if (real.size() > 1) fail("{} documents in one file: a manifest holds one Pod", real.size());
+  return node_to_json(real[0]);
+}
+
+Manifest manifest_from_text(const std::string& path, const std::string& text, const std::string& node_name) {
+  return with_context(path, [&] {
+    Manifest m;
+    m.path = path;
+    m.source = yaml_to_json(text);
+    m.pod = parse_pod(m.source);
+    // The kubelet hashes the decoded object; the canonical JSON form is its equivalent:
+    // comments, key order and whitespace do not change the UID.
+    if (m.pod.uid.empty())
+      m.pod.uid = md5_hex(fmt::format("host:{}file:{}{}", node_name, path, m.source.dump()));
+    m.pod.name = m.pod.name + "-" + lower(node_name);
+    if (m.pod.name.size() > 253) fail("metadata.name: {:?} is too long with the node name", m.pod.name);
+    m.full_name = m.pod.namespace_ + "/" + m.pod.name;
+    m.pod.annotations["kubernetes.io/config.source"] = "file";
+    m.pod.annotations["kubernetes.io/config.hash"] = m.pod.uid;
+    return m;
+  });
+}
+
+Manifest load_manifest(const std::string& path, const std::string& node_name) {
+  std::string text = with_context(path, [&] { return read_file(path); });
+  return manifest_from_text(path, text, node_name);
+}
+
+std::vector<std::string> list_manifest_files(const std::string& dir) {
+  std::vector<std::string> out;
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) {
+    if (errno == ENOENT) return out;
+    fail_errno("open manifest directory {}", dir);
+  }
+  while (auto* e = ::readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    std::string p = path_join(dir, e->d_name);
+    struct stat st;
+    if (::stat(p.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+    out.push_back(p);
+  }
+  ::closedir(d);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+} // namespace berth::agent

@@ -1,0 +1,149 @@
+#include "agent/lib/status.hpp"
+
+#include <time.h>
+
+#include <fmt/format.h>
+
+namespace berth::agent {
+
+std::string k8s_time(int64_t unix_nanos) {
+  time_t secs = static_cast<time_t>(unix_nanos / 1000000000);
+  struct tm tm;
+  gmtime_r(&secs, &tm);
+  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                     tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+std::string k8s_time_now() {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return k8s_time(static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec);
+}
+
+nlohmann::json to_json(const ContainerState& s) {
+  nlohmann::json inner = nlohmann::json::object();
+  switch (s.kind) {
+  case ContainerState::Kind::none: return nlohmann::json::object();
+  case ContainerState::Kind::waiting:
+    if (!s.reason.empty()) inner["reason"] = s.reason;
+    if (!s.message.empty()) inner["message"] = s.message;
+    return {{"waiting", inner}};
+  case ContainerState::Kind::running:
+    inner["startedAt"] = s.started_at;
+    return {{"running", inner}};
+  case ContainerState::Kind::terminated:
+    inner["exitCode"] = s.exit_code;
+    if (!s.reason.empty()) inner["reason"] = s.reason;
+    if (!s.message.empty()) inner["message"] = s.message;
+    if (!s.started_at.empty()) inner["startedAt"] = s.started_at;
+    if (!s.finished_at.empty()) inner["finishedAt"] = s.finished_at;
+    if (!s.container_id.empty()) inner["containerID"] = s.container_id;
+    return {{"terminated", inner}};
+  }
+  return nlohmann::json::object();
+}
+
+nlohmann::json to_json(const ContainerStatus& s) {
+  nlohmann::json j = {{"name", s.name},
+                      {"state", to_json(s.state)},
+                      {"lastState", to_json(s.last_state)},
+                      {"ready", s.ready},
+                      {"restartCount", s.restart_count},
+                      {"image", s.image},
+                      {"imageID", s.image_id}};
+  if (!s.container_id.empty()) j["containerID"] = s.container_id;
+  if (s.started) j["started"] = *s.started;
+  return j;
+}
+
+nlohmann::json to_json(const PodStatus& s) {
+  nlohmann::json j = {{"phase", s.phase}};
+  auto conds = nlohmann::json::array();
+  for (auto& c : s.conditions) {
+    nlohmann::json cj = {{"type", c.type}, {"status", c.status ? "True" : "False"}, {"lastProbeTime", nullptr},
+                         {"lastTransitionTime", c.last_transition_time}};
+    if (!c.reason.empty()) cj["reason"] = c.reason;
+    if (!c.message.empty()) cj["message"] = c.message;
+    conds.push_back(cj);
+  }
+  j["conditions"] = conds;
+  if (!s.reason.empty()) j["reason"] = s.reason;
+  if (!s.message.empty()) j["message"] = s.message;
+  if (!s.host_ip.empty()) {
+    j["hostIP"] = s.host_ip;
+    j["hostIPs"] = nlohmann::json::array({{{"ip", s.host_ip}}});
+  }
+  if (!s.pod_ip.empty()) {
+    j["podIP"] = s.pod_ip;
+    j["podIPs"] = nlohmann::json::array({{{"ip", s.pod_ip}}});
+  }
+  if (!s.start_time.empty()) j["startTime"] = s.start_time;
+  if (!s.qos_class.empty()) j["qosClass"] = s.qos_class;
+  if (!s.init_container_statuses.empty()) {
+    auto arr = nlohmann::json::array();
+    for (auto& c : s.init_container_statuses) arr.push_back(to_json(c));
+    j["initContainerStatuses"] = arr;
+  }
+  auto arr = nlohmann::json::array();
+  for (auto& c : s.container_statuses) arr.push_back(to_json(c));
+  j["containerStatuses"] = arr;
+  return j;
+}
+
+void StatusStore::set_pod(const std::string& uid, nlohmann::json pod) {
+  std::lock_guard lock(mu_);
+  pods_[uid] = std::move(pod);
+}
+
+void StatusStore::remove_pod(const std::string& uid) {
+  std::lock_guard lock(mu_);
+  pods_.erase(uid);
+}
+
+void StatusStore::set_manifest(const std::string& path, const std::string& uid, const std::string& error) {
+  std::lock_guard lock(mu_);
+  manifests_[path] = {uid, error};
+}
+
+void StatusStore::remove_manifest(const std::string& path) {
+  std::lock_guard lock(mu_);
+  manifests_.erase(path);
+}
+
+std::string StatusStore::pods_json() const {
+  std::vector<const nlohmann::json*> items;
+  std::lock_guard lock(mu_);
+  for (auto& [uid, pod] : pods_) items.push_back(&pod);
+  auto key = [](const nlohmann::json* p) {
+    return p->at("metadata").value("namespace", "") + "/" + p->at("metadata").value("name", "");
+  };
+  std::sort(items.begin(), items.end(), [&](auto* a, auto* b) { return key(a) < key(b); });
+  nlohmann::json list = {{"kind", "PodList"}, {"apiVersion", "v1"}, {"metadata", nlohmann::json::object()}};
+  auto arr = nlohmann::json::array();
+  for (auto* p : items) arr.push_back(*p);
+  list["items"] = std::move(arr);
+  return list.dump();
+}
+
+std::string StatusStore::manifests_json() const {
+  std::lock_guard lock(mu_);
+  auto arr = nlohmann::json::array();
+  for (auto& [path, m] : manifests_) {
+    nlohmann::json e = {{"path", path}};
+    if (m.second.empty()) e["podUID"] = m.first;
+    else e["error"] = m.second;
+    arr.push_back(e);
+  }
+  return nlohmann::json{{"manifests", arr}}.dump();
+}
+
+std::string StatusStore::pod_json(const std::string& ns, const std::string& name) const {
+  std::lock_guard lock(mu_);
+  for (auto& [uid, pod] : pods_) {
+    auto& meta = pod.at("metadata");
+    if (meta.value("namespace", "") == ns && meta.value("name", "") == name) return pod.dump();
+  }
+  return "";
+}
+
+} // namespace berth::agent

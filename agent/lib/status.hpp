@@ -1,0 +1,76 @@
+// Pod status as the kubelet reports it (v1.PodStatus), and the store the status
+// endpoint reads: pods by UID and manifest errors by file.
+#pragma once
+
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace berth::agent {
+
+struct ContainerState {
+  enum class Kind { none, waiting, running, terminated } kind = Kind::none;
+  std::string reason, message;
+  int exit_code = 0;
+  std::string started_at, finished_at; // RFC 3339
+  std::string container_id;            // terminated only
+};
+
+struct ContainerStatus {
+  std::string name;
+  ContainerState state, last_state;
+  bool ready = false;
+  std::optional<bool> started; // regular containers only
+  int restart_count = 0;
+  std::string image, image_id, container_id; // container_id: "<runtime>://<id>"
+};
+
+struct PodCondition {
+  std::string type;
+  bool status = false;
+  std::string reason, message, last_transition_time;
+};
+
+struct PodStatus {
+  std::string phase = "Pending";
+  std::string reason, message;
+  std::vector<PodCondition> conditions;
+  std::string host_ip, pod_ip;
+  std::string start_time;
+  std::string qos_class;
+  std::vector<ContainerStatus> init_container_statuses, container_statuses;
+};
+
+nlohmann::json to_json(const ContainerState& s);
+nlohmann::json to_json(const ContainerStatus& s);
+nlohmann::json to_json(const PodStatus& s);
+
+// RFC 3339 with seconds, as Kubernetes prints metav1.Time; from unix nanoseconds.
+std::string k8s_time(int64_t unix_nanos);
+std::string k8s_time_now();
+
+// Thread-safe: pod workers write, the HTTP endpoint reads.
+class StatusStore {
+public:
+  void set_pod(const std::string& uid, nlohmann::json pod);
+  void remove_pod(const std::string& uid);
+  void set_manifest(const std::string& path, const std::string& uid, const std::string& error);
+  void remove_manifest(const std::string& path);
+
+  // {"kind":"PodList","apiVersion":"v1","items":[...]} sorted by namespace/name.
+  std::string pods_json() const;
+  // {"manifests":[{"path","pod"|"error"}]}: what each file became, or why it did not.
+  std::string manifests_json() const;
+  std::string pod_json(const std::string& ns, const std::string& name) const; // "" if none
+
+private:
+  mutable std::mutex mu_;
+  std::map<std::string, nlohmann::json> pods_;
+  std::map<std::string, std::pair<std::string, std::string>> manifests_; // path -> (uid, error)
+};
+
+} // namespace berth::agent

@@ -1,0 +1,29 @@
+// The read-only status endpoint (the kubelet's read-only port, 10255): GET /healthz,
+// /pods (a v1 PodList), /pods/<namespace>/<name>, /manifests (what each file became).
+// libmicrohttpd with its own polling thread; it sleeps in epoll between requests.
+#pragma once
+
+#include <string>
+
+#include "agent/lib/status.hpp"
+
+struct MHD_Daemon;
+
+namespace berth::agent {
+
+class StatusServer {
+public:
+  // Binds address:port (port 0 picks a free one). Throws berth::Error.
+  StatusServer(const StatusStore& store, const std::string& address, int port);
+  ~StatusServer();
+  StatusServer(const StatusServer&) = delete;
+  StatusServer& operator=(const StatusServer&) = delete;
+  int port() const { return port_; }
+
+private:
+  const StatusStore& store_;
+  MHD_Daemon* daemon_ = nullptr;
+  int port_ = 0;
+};
+
+} // namespace berth::agent
