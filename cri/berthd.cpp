@@ -1,0 +1,38 @@
+// berthd: the Berth CRI v1 daemon. Flags and the config file are read here; the
+// daemon itself is cri/server (docs/cri.md, berthd(8)).
+#include <malloc.h>
+#include <unistd.h>
+
+#include <cstdio>
+
+#include "common/error.hpp"
+#include "common/fs.hpp"
+#include "cri/server/config.hpp"
+#include "cri/server/daemon.hpp"
+#include "cri/server/daemon_log.hpp"
+
+int main(int argc, char** argv) {
+  using namespace berth::cri;
+  // A handful of malloc arenas instead of 8 per core: the pull threads' buffers are
+  // returned to two heaps that the next pull reuses, which keeps the RSS after pulls low.
+  mallopt(M_ARENA_MAX, 2);
+  try {
+    CommandLine cl = parse_command_line(argc, argv);
+    if (cl.help) {
+      fputs(usage_text().c_str(), stdout);
+      return 0;
+    }
+    if (cl.version) {
+      printf("berthd version %s (CRI v1)\n", BERTH_VERSION);
+      return 0;
+    }
+    Config cfg;
+    if (cl.config_given || berth::path_exists(cl.config_path)) cfg = load_config_file(cl.config_path);
+    apply_overrides(cfg, cl);
+    dlog::configure(cfg.log_level, cfg.log_format);
+    return run_daemon(cfg);
+  } catch (const std::exception& e) {
+    dlog::error("berthd failed", {{"error", e.what()}});
+    return 1;
+  }
+}

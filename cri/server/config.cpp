@@ -1,0 +1,297 @@
+#include "cri/server/config.hpp"
+
+#include <set>
+#include <string_view>
+
+#include <toml++/toml.h>
+
+#include "common/error.hpp"
+#include "common/fs.hpp"
+
+namespace berth::cri {
+namespace {
+
+// Reads one TOML table against a fixed set of keys: every getter marks its key as
+// known, finish() rejects the rest, and every error names file, line and dotted key.
+class TableReader {
+public:
+  TableReader(const toml::table& t, std::string prefix, const std::string& file)
+      : t_(t), prefix_(std::move(prefix)), file_(file) {}
+
+  std::optional<std::string> str(std::string_view key) {
+    const toml::node* n = take(key);
+    if (!n) return std::nullopt;
+    if (!n->is_string()) bad(*n, key, "expected a string");
+    return n->as_string()->get();
+  }
+  std::optional<bool> boolean(std::string_view key) {
+    const toml::node* n = take(key);
+    if (!n) return std::nullopt;
+    if (!n->is_boolean()) bad(*n, key, "expected true or false");
+    return n->as_boolean()->get();
+  }
+  std::optional<int64_t> integer(std::string_view key, int64_t min, int64_t max) {
+    const toml::node* n = take(key);
+    if (!n) return std::nullopt;
+    if (!n->is_integer()) bad(*n, key, "expected an integer");
+    int64_t v = n->as_integer()->get();
+    if (v < min || v > max) bad(*n, key, fmt::format("{} is out of range {}..{}", v, min, max));
+    return v;
+  }
+  std::optional<std::vector<std::string>> strings(std::string_view key) {
+    const toml::node* n = take(key);
+    if (!n) return std::nullopt;
+    if (!n->is_array()) bad(*n, key, "expected an array of strings");
+    std::vector<std::string> out;
+    for (const toml::node& e : *n->as_array()) {
+      if (!e.is_string()) bad(e, key, "expected an array of strings");
+      out.push_back(e.as_string()->get());
+    }
+    return out;
+  }
+  const toml::table* table(std::string_view key) {
+    const toml::node* n = take(key);
+    if (!n) return nullptr;
+    if (!n->is_table()) bad(*n, key, "expected a table");
+    return n->as_table();
+  }
+  // A node already taken, for errors about its value (not its type).
+  [[noreturn]] void bad_value(std::string_view key, std::string_view what) const {
+    bad(*t_.get(key), key, what);
+  }
+  void finish() const {
+    for (auto&& [k, v] : t_)
+      if (!known_.count(std::string(k.str()))) bad(v, k.str(), "unknown key");
+  }
+  std::string dotted(std::string_view key) const {
+    return prefix_.empty() ? std::string(key) : prefix_ + "." + std::string(key);
+  }
+
+private:
+  const toml::node* take(std::string_view key) {
+    known_.insert(std::string(key));
+    return t_.get(key);
+  }
+  [[noreturn]] void bad(const toml::node& n, std::string_view key, std::string_view what) const {
+    fail("{}:{}: {}: {}", file_, n.source().begin.line, dotted(key), what);
+  }
+
+  const toml::table& t_;
+  std::string prefix_;
+  const std::string& file_;
+  std::set<std::string> known_;
+};
+
+dlog::Level level_from(std::string_view s, const std::string& where) {
+  auto l = dlog::parse_level(s);
+  if (!l) fail("{}: \"{}\" is not a log level (debug, info, warn, error)", where, s);
+  return *l;
+}
+
+dlog::Format format_from(std::string_view s, const std::string& where) {
+  auto f = dlog::parse_format(s);
+  if (!f) fail("{}: \"{}\" is not a log format (text, json)", where, s);
+  return *f;
+}
+
+mode_t mode_from(std::string_view s, const std::string& where) {
+  auto m = parse_uint(s, 8);
+  if (!m || *m > 0777) fail("{}: \"{}\" is not an octal file mode like \"0660\"", where, s);
+  return static_cast<mode_t>(*m);
+}
+
+void check_platform(std::string_view p, const std::string& where) {
+  auto parts = split(p, '/', false);
+  if (parts.size() < 2 || parts.size() > 3 || parts[0].empty() || parts[1].empty())
+    fail("{}: \"{}\" is not a platform like \"linux/amd64\" or \"linux/arm64/v8\"", where, p);
+}
+
+void check_endpoint(std::string_view e, const std::string& where) {
+  if (!starts_with(e, "http://") && !starts_with(e, "https://"))
+    fail("{}: mirror \"{}\" must start with http:// or https://", where, e);
+}
+
+image::RegistryHost read_registry(const std::string& host, const toml::table& t, const std::string& file) {
+  TableReader r(t, fmt::format("registry.\"{}\"", host), file);
+  image::RegistryHost h;
+  h.host = host;
+  if (auto v = r.strings("mirrors")) {
+    for (auto& m : *v) check_endpoint(m, file + ": " + r.dotted("mirrors"));
+    h.mirrors = *v;
+  }
+  h.plain_http = r.boolean("plain_http").value_or(false);
+  h.skip_verify = r.boolean("skip_verify").value_or(false);
+  if (auto v = r.str("ca_file")) {
+    if (!v->empty() && !path_exists(*v)) r.bad_value("ca_file", fmt::format("{}: no such file", *v));
+    h.ca_file = *v;
+  }
+  h.username = r.str("username").value_or("");
+  h.password = r.str("password").value_or("");
+  r.finish();
+  return h;
+}
+
+} // namespace
+
+std::string Config::socket_path() const {
+  return address.empty() ? path_join(state_dir, "berthd.sock") : address;
+}
+
+image::StoreOptions Config::store_options() const {
+  image::StoreOptions o;
+  o.root = root;
+  o.registries = registries;
+  o.max_concurrent_downloads = max_concurrent_downloads;
+  o.retries = retries;
+  if (!platform.empty()) {
+    auto parts = split(platform, '/', false);
+    o.platform_os = parts.at(0);
+    o.platform_arch = parts.at(1);
+    if (parts.size() > 2) o.platform_variant = parts[2];
+  }
+  return o;
+}
+
+Config load_config_file(const std::string& path, Config cfg) {
+  toml::table doc;
+  try {
+    doc = toml::parse_file(path);
+  } catch (const toml::parse_error& e) {
+    if (!path_exists(path)) fail_code(ENOENT, "config {}: no such file", path);
+    fail("{}:{}:{}: invalid TOML: {}", path, e.source().begin.line, e.source().begin.column,
+         e.description());
+  }
+  TableReader top(doc, "", path);
+  if (auto v = top.str("root")) cfg.root = *v;
+  if (auto v = top.str("state_dir")) cfg.state_dir = *v;
+  if (auto v = top.integer("shutdown_timeout", 0, 3600)) cfg.shutdown_timeout_s = static_cast<unsigned>(*v);
+
+  if (const toml::table* t = top.table("grpc")) {
+    TableReader r(*t, "grpc", path);
+    if (auto v = r.str("address")) cfg.address = *v;
+    if (const toml::node* n = t->get("socket_mode"); n && n->is_integer()) {
+      cfg.socket_mode = static_cast<mode_t>(*r.integer("socket_mode", 0, 0777));
+    } else if (auto v = r.str("socket_mode")) {
+      cfg.socket_mode = mode_from(*v, path + ": grpc.socket_mode");
+    }
+    if (auto v = r.str("socket_group")) cfg.socket_group = *v;
+    if (auto v = r.integer("max_threads", 2, 1024)) cfg.max_threads = static_cast<unsigned>(*v);
+    r.finish();
+  }
+  if (const toml::table* t = top.table("log")) {
+    TableReader r(*t, "log", path);
+    if (auto v = r.str("level")) cfg.log_level = level_from(*v, path + ": log.level");
+    if (auto v = r.str("format")) cfg.log_format = format_from(*v, path + ": log.format");
+    r.finish();
+  }
+  if (const toml::table* t = top.table("image")) {
+    TableReader r(*t, "image", path);
+    if (auto v = r.integer("max_concurrent_downloads", 1, 64)) cfg.max_concurrent_downloads = static_cast<unsigned>(*v);
+    if (auto v = r.integer("retries", 0, 20)) cfg.retries = static_cast<unsigned>(*v);
+    if (auto v = r.str("platform")) {
+      check_platform(*v, path + ": image.platform");
+      cfg.platform = *v;
+    }
+    r.finish();
+  }
+  if (const toml::table* t = top.table("registry")) {
+    cfg.registries.clear();
+    for (auto&& [host, node] : *t) {
+      if (!node.is_table())
+        fail("{}:{}: registry.\"{}\": expected a table ([registry.\"{}\"])", path, node.source().begin.line,
+             host.str(), host.str());
+      cfg.registries.push_back(read_registry(std::string(host.str()), *node.as_table(), path));
+    }
+  }
+  top.finish();
+  return cfg;
+}
+
+namespace {
+
+struct FlagSpec {
+  const char* name;
+  const char* arg;
+  const char* help;
+};
+
+constexpr FlagSpec kFlags[] = {
+    {"config", "PATH", "configuration file (default /etc/berthd/config.toml, optional)"},
+    {"root", "DIR", "persistent state: images, content, snapshots (default /var/lib/berthd)"},
+    {"state-dir", "DIR", "runtime files: socket, lock (default /run/berthd)"},
+    {"address", "PATH", "gRPC unix socket (default <state-dir>/berthd.sock)"},
+    {"log-level", "LEVEL", "debug, info, warn or error (default info)"},
+    {"log-format", "FORMAT", "text (logfmt) or json (default text)"},
+    {"max-concurrent-downloads", "N", "layers fetched in parallel per pull (default 3)"},
+};
+
+const FlagSpec* find_flag(std::string_view name) {
+  for (auto& f : kFlags)
+    if (name == f.name) return &f;
+  return nullptr;
+}
+
+} // namespace
+
+std::string usage_text() {
+  std::string s = "Usage: berthd [OPTIONS]\n\nThe Berth CRI v1 daemon (images today; see berthd(8)).\n\n";
+  for (auto& f : kFlags) s += fmt::format("  --{} {:<8} {}\n", f.name, f.arg, f.help);
+  s += "  --version          print the version and exit\n  -h, --help         this help\n";
+  return s;
+}
+
+CommandLine parse_command_line(int argc, char** argv) {
+  CommandLine cl;
+  for (int i = 1; i < argc; ++i) {
+    std::string_view a = argv[i];
+    if (a == "-h" || a == "--help") {
+      cl.help = true;
+      continue;
+    }
+    if (a == "--version" || a == "-v") {
+      cl.version = true;
+      continue;
+    }
+    if (!starts_with(a, "--")) fail("unexpected argument \"{}\" (see berthd --help)", a);
+    std::string_view name = a.substr(2);
+    std::string value;
+    bool has_value = false;
+    if (auto eq = name.find('='); eq != std::string_view::npos) {
+      value = std::string(name.substr(eq + 1));
+      name = name.substr(0, eq);
+      has_value = true;
+    }
+    if (!find_flag(name)) fail("unknown flag --{} (see berthd --help)", name);
+    if (!has_value) {
+      if (i + 1 >= argc) fail("flag --{} needs a value", name);
+      value = argv[++i];
+    }
+    if (name == "config") {
+      cl.config_path = value;
+      cl.config_given = true;
+    } else {
+      cl.overrides.emplace_back(std::string(name), value);
+    }
+  }
+  return cl;
+}
+
+void apply_overrides(Config& cfg, const CommandLine& cl) {
+  for (auto& [name, value] : cl.overrides) {
+    std::string where = "--" + name;
+    if (name == "root") cfg.root = value;
+    else if (name == "state-dir") cfg.state_dir = value;
+    else if (name == "address") cfg.address = value;
+    else if (name == "log-level") cfg.log_level = level_from(value, where);
+    else if (name == "log-format") cfg.log_format = format_from(value, where);
+    else if (name == "max-concurrent-downloads") {
+      auto n = parse_uint(value);
+      if (!n || *n < 1 || *n > 64) fail("{}: \"{}\" is not a number in 1..64", where, value);
+      cfg.max_concurrent_downloads = static_cast<unsigned>(*n);
+    }
+    if (value.empty() && (name == "root" || name == "state-dir"))
+      fail("{}: the directory must not be empty", where);
+  }
+}
+
+} // namespace berth::cri

@@ -1,0 +1,54 @@
+// berthd's configuration: defaults, the TOML file (--config) and command-line
+// overrides, in that order. Every key is documented in contrib/berthd.toml and
+// docs/cri.md; an unknown key or a value of the wrong type is an error naming it.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+#include "cri/image/image_store.hpp"
+#include "cri/server/daemon_log.hpp"
+
+namespace berth::cri {
+
+inline constexpr const char* kDefaultConfigPath = "/etc/berthd/config.toml";
+
+struct Config {
+  std::string root = "/var/lib/berthd";     // images: content, metadata, snapshots
+  std::string state_dir = "/run/berthd";    // runtime files: socket, lock
+  std::string address;                      // gRPC unix socket; empty: <state_dir>/berthd.sock
+  mode_t socket_mode = 0660;
+  std::string socket_group;                 // group name or gid owning the socket; empty: root's
+  unsigned max_threads = 16;                // gRPC handler threads (each running pull holds one)
+  unsigned shutdown_timeout_s = 10;         // SIGTERM: wait this long for running calls
+  dlog::Level log_level = dlog::Level::info;
+  dlog::Format log_format = dlog::Format::text;
+  unsigned max_concurrent_downloads = 3;    // layers fetched in parallel per pull
+  unsigned retries = 3;                     // registry request retries (exponential backoff)
+  std::string platform;                     // "os/arch[/variant]"; empty: the host's
+  std::vector<image::RegistryHost> registries;
+
+  std::string socket_path() const;
+  // The image library's options derived from this configuration.
+  image::StoreOptions store_options() const;
+};
+
+// Reads and validates a TOML file on top of `base`. Errors name the file, the key
+// and its line: "/etc/berthd/config.toml:4: grpc.adress: unknown key".
+Config load_config_file(const std::string& path, Config base = {});
+
+// Command line. Flags override the file: parse_command_line records them, then the
+// caller loads the file and applies the overrides.
+struct CommandLine {
+  std::string config_path = kDefaultConfigPath;
+  bool config_given = false;   // an explicit --config must exist; the default may not
+  bool help = false, version = false;
+  std::vector<std::pair<std::string, std::string>> overrides;  // flag name -> value
+};
+CommandLine parse_command_line(int argc, char** argv);
+void apply_overrides(Config& cfg, const CommandLine& cl);
+std::string usage_text();
+
+} // namespace berth::cri

@@ -1,0 +1,90 @@
+#include "cri/server/daemon_log.hpp"
+
+#include <unistd.h>
+
+#include <atomic>
+
+#include <nlohmann/json.hpp>
+
+#include "common/log.hpp"
+
+namespace berth::cri::dlog {
+namespace {
+
+std::atomic<Level> g_threshold{Level::info};
+std::atomic<Format> g_format{Format::text};
+
+const char* level_name(Level l) {
+  switch (l) {
+  case Level::debug: return "debug";
+  case Level::info: return "info";
+  case Level::warn: return "warning";
+  case Level::error: return "error";
+  }
+  return "info";
+}
+
+// logfmt values: bare when they are simple, JSON-quoted otherwise.
+void append_logfmt_value(std::string& out, std::string_view v) {
+  bool bare = !v.empty();
+  for (char c : v)
+    if (c <= ' ' || c == '"' || c == '=' || c == '\\' || static_cast<unsigned char>(c) >= 0x7f) {
+      bare = false;
+      break;
+    }
+  if (bare) {
+    out += v;
+    return;
+  }
+  out += nlohmann::json(std::string(v)).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+} // namespace
+
+void configure(Level threshold, Format format) {
+  g_threshold = threshold;
+  g_format = format;
+}
+
+bool enabled(Level level) { return level >= g_threshold.load(std::memory_order_relaxed); }
+
+void write(Level level, std::string_view msg, Fields fields) {
+  if (!enabled(level)) return;
+  std::string line;
+  if (g_format == Format::json) {
+    nlohmann::ordered_json j;
+    j["time"] = log::rfc3339_now();
+    j["level"] = level_name(level);
+    j["msg"] = msg;
+    for (auto& [k, v] : fields) j[std::string(k)] = v;
+    line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  } else {
+    line = "time=\"" + log::rfc3339_now() + "\" level=" + level_name(level) + " msg=";
+    append_logfmt_value(line, msg);
+    for (auto& [k, v] : fields) {
+      line += ' ';
+      line += k;
+      line += '=';
+      append_logfmt_value(line, v);
+    }
+  }
+  line += '\n';
+  ssize_t n = ::write(STDERR_FILENO, line.data(), line.size());
+  (void)n;
+}
+
+std::optional<Level> parse_level(std::string_view s) {
+  if (s == "debug") return Level::debug;
+  if (s == "info") return Level::info;
+  if (s == "warn" || s == "warning") return Level::warn;
+  if (s == "error") return Level::error;
+  return std::nullopt;
+}
+
+std::optional<Format> parse_format(std::string_view s) {
+  if (s == "text") return Format::text;
+  if (s == "json") return Format::json;
+  return std::nullopt;
+}
+
+} // namespace berth::cri::dlog

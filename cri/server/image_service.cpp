@@ -1,0 +1,231 @@
+#include "cri/server/image_service.hpp"
+
+#include <chrono>
+#include <mutex>
+#include <unordered_map>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "common/error.hpp"
+#include "common/fs.hpp"
+#include "cri/server/daemon_log.hpp"
+
+namespace berth::cri {
+namespace {
+
+using runtime::v1::Image;
+
+bool is_full_image_id(std::string_view s) {
+  if (starts_with(s, "sha256:")) s.remove_prefix(7);
+  if (s.size() != 64) return false;
+  for (char c : s)
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  return true;
+}
+
+// berth::Error -> gRPC status. The errno says what kind of failure it was; the
+// message (with its context chain) is what the kubelet shows in the pod's events.
+grpc::Status status_from(const std::exception& e, std::string_view what) {
+  std::string msg = fmt::format("{}: {}", what, e.what());
+  auto code = grpc::StatusCode::UNKNOWN;
+  if (auto* be = dynamic_cast<const Error*>(&e)) {
+    switch (be->code()) {
+    case EINVAL: code = grpc::StatusCode::INVALID_ARGUMENT; break;
+    case ENOENT: code = grpc::StatusCode::NOT_FOUND; break;
+    case EACCES:
+    case EPERM: code = grpc::StatusCode::PERMISSION_DENIED; break;
+    case ECANCELED: code = grpc::StatusCode::CANCELLED; break;
+    default: break;
+    }
+  }
+  dlog::error(what, {{"error", e.what()}});
+  return grpc::Status(code, msg);
+}
+
+grpc::Status invalid(std::string_view msg) {
+  return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::string(msg));
+}
+
+// Normalises a reference; a malformed one is the client's error (EINVAL).
+std::string normalized(std::string_view ref) {
+  try {
+    return image::normalize_reference(ref);
+  } catch (const Error& e) {
+    throw Error(EINVAL, e.message());
+  }
+}
+
+// Pull progress as log lines: phase changes at info, byte counts at debug at most
+// once a second per blob, so a big layer does not flood the journal.
+class PullLogger {
+public:
+  explicit PullLogger(std::string ref) : ref_(std::move(ref)) {}
+
+  void operator()(std::string_view event) {
+    auto words = split(event, ' ');
+    if (words.empty()) return;
+    const std::string& phase = words[0];
+    if (phase == "fetch") {
+      if (!dlog::enabled(dlog::Level::debug) || words.size() < 4) return;
+      auto now = std::chrono::steady_clock::now();
+      {
+        std::lock_guard lock(mu_);
+        auto& last = last_fetch_log_[words[1]];
+        if (now - last < std::chrono::seconds(1)) return;
+        last = now;
+      }
+      dlog::debug("fetching", {{"image", ref_}, {"blob", words[1]}, {"bytes", words[2]}, {"total", words[3]}});
+      return;
+    }
+    std::string_view subject = words.size() > 1 ? std::string_view(words[1]) : std::string_view();
+    std::string_view extra = words.size() > 2 ? std::string_view(words[2]) : std::string_view();
+    if (phase == "unpacked" || phase == "unpack")
+      dlog::info(phase, {{"image", ref_}, {"blob", subject}, {"chain_id", extra}});
+    else if (phase == "done")
+      return;  // PullImage logs the result itself
+    else
+      dlog::info(phase, {{"image", ref_}, {"ref", subject}});
+  }
+
+private:
+  std::string ref_;
+  std::mutex mu_;
+  std::unordered_map<std::string, std::chrono::steady_clock::time_point> last_fetch_log_;
+};
+
+} // namespace
+
+void to_cri_image(const image::ImageRecord& rec, Image* out) {
+  out->set_id(rec.id);
+  for (auto& t : rec.repo_tags) out->add_repo_tags(t);
+  for (auto& d : rec.repo_digests) out->add_repo_digests(d);
+  out->set_size(rec.size);
+  // config.User is "name", "uid", "uid:gid" or "name:group": a numeric user goes to
+  // uid, anything else to username (the kubelet checks runAsNonRoot with these).
+  std::string user = rec.username();
+  if (auto colon = user.find(':'); colon != std::string::npos) user.resize(colon);
+  if (!user.empty()) {
+    if (auto uid = parse_int(user)) out->mutable_uid()->set_value(*uid);
+    else out->set_username(user);
+  }
+  out->mutable_spec()->set_image(rec.id);
+  out->set_pinned(rec.pinned);
+}
+
+std::string verbose_image_info(const image::ImageRecord& rec) {
+  nlohmann::ordered_json info;
+  info["chainID"] = rec.chain_ids.empty() ? "" : rec.chain_ids.back();
+  auto config = nlohmann::ordered_json::parse(rec.config_json, nullptr, false);
+  info["imageSpec"] = config.is_discarded() ? nlohmann::ordered_json::object() : config;
+  return info.dump();
+}
+
+std::optional<image::ImageRecord> ImageServiceImpl::resolve(std::string_view ref) const {
+  if (is_full_image_id(ref)) return store_.find(ref);
+  // The normalised reference first; then the string as given, which finds unique ID
+  // prefixes ("3f57d9401f8d", "sha256:3f57") that are not valid references.
+  std::optional<Error> bad_reference;
+  try {
+    if (auto r = store_.find(normalized(ref))) return r;
+  } catch (const Error& e) {
+    if (e.code() != EINVAL) throw;
+    bad_reference = e;
+  }
+  if (auto r = store_.find(ref)) return r;
+  if (bad_reference) throw *bad_reference;
+  return std::nullopt;
+}
+
+grpc::Status ImageServiceImpl::ListImages(grpc::ServerContext*, const runtime::v1::ListImagesRequest* req,
+                                          runtime::v1::ListImagesResponse* resp) {
+  try {
+    const std::string& filter = req->filter().image().image();
+    if (!filter.empty()) {
+      if (auto rec = resolve(filter)) to_cri_image(*rec, resp->add_images());
+      return grpc::Status::OK;
+    }
+    for (auto& rec : store_.list()) to_cri_image(rec, resp->add_images());
+    return grpc::Status::OK;
+  } catch (const std::exception& e) {
+    return status_from(e, "list images");
+  }
+}
+
+grpc::Status ImageServiceImpl::ImageStatus(grpc::ServerContext*, const runtime::v1::ImageStatusRequest* req,
+                                           runtime::v1::ImageStatusResponse* resp) {
+  const std::string& ref = req->image().image();
+  if (ref.empty()) return invalid("image status: image.image (the reference) is empty");
+  try {
+    auto rec = resolve(ref);
+    if (!rec) return grpc::Status::OK;  // CRI: a missing image is an empty response, not an error
+    to_cri_image(*rec, resp->mutable_image());
+    if (req->verbose()) (*resp->mutable_info())["info"] = verbose_image_info(*rec);
+    return grpc::Status::OK;
+  } catch (const std::exception& e) {
+    return status_from(e, fmt::format("image status \"{}\"", ref));
+  }
+}
+
+grpc::Status ImageServiceImpl::PullImage(grpc::ServerContext*, const runtime::v1::PullImageRequest* req,
+                                         runtime::v1::PullImageResponse* resp) {
+  const std::string& ref = req->image().image();
+  if (ref.empty()) return invalid("pull image: image.image (the reference) is empty");
+  try {
+    std::string name = normalized(ref);
+    const auto& a = req->auth();
+    image::AuthConfig auth{a.username(), a.password(), a.auth(), a.server_address(), a.identity_token(),
+                           a.registry_token()};
+    // The sandbox config is accepted for the log only: berthd has one snapshotter and
+    // one platform, so the pod changes nothing about where or how the image is stored.
+    const auto& pod = req->sandbox_config().metadata();
+    std::string pod_name = pod.name().empty() ? "" : pod.namespace_() + "/" + pod.name();
+    dlog::info("pulling image", {{"image", name}, {"pod", pod_name}, {"auth", a.ByteSizeLong() ? "yes" : "no"}});
+    auto start = std::chrono::steady_clock::now();
+    PullLogger logger(name);
+    image::ImageRecord rec = store_.pull(name, auth, [&logger](std::string_view ev) { logger(ev); });
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+    dlog::info("image pulled", {{"image", name}, {"id", rec.id}, {"size", std::to_string(rec.size)},
+                                {"duration_ms", std::to_string(ms.count())}});
+    resp->set_image_ref(rec.id);
+    return grpc::Status::OK;
+  } catch (const std::exception& e) {
+    return status_from(e, fmt::format("pull image \"{}\"", ref));
+  }
+}
+
+grpc::Status ImageServiceImpl::RemoveImage(grpc::ServerContext*, const runtime::v1::RemoveImageRequest* req,
+                                           runtime::v1::RemoveImageResponse*) {
+  const std::string& ref = req->image().image();
+  if (ref.empty()) return invalid("remove image: image.image (the reference) is empty");
+  try {
+    auto rec = resolve(ref);
+    if (!rec) return grpc::Status::OK;  // idempotent, as CRI requires
+    try {
+      store_.remove(rec->id);
+    } catch (const Error& e) {
+      if (e.code() != ENOENT) throw;  // removed by a concurrent call: done as well
+    }
+    dlog::info("image removed", {{"image", ref}, {"id", rec->id}});
+    return grpc::Status::OK;
+  } catch (const std::exception& e) {
+    return status_from(e, fmt::format("remove image \"{}\"", ref));
+  }
+}
+
+grpc::Status ImageServiceImpl::ImageFsInfo(grpc::ServerContext*, const runtime::v1::ImageFsInfoRequest*,
+                                           runtime::v1::ImageFsInfoResponse* resp) {
+  try {
+    image::FsUsage u = store_.usage();
+    auto* fs = resp->add_image_filesystems();
+    fs->set_timestamp(u.timestamp_ns);
+    fs->mutable_fs_id()->set_mountpoint(u.mountpoint);
+    fs->mutable_used_bytes()->set_value(u.used_bytes);
+    fs->mutable_inodes_used()->set_value(u.inodes_used);
+    return grpc::Status::OK;
+  } catch (const std::exception& e) {
+    return status_from(e, "image filesystem info");
+  }
+}
+
+} // namespace berth::cri
