@@ -1,0 +1,66 @@
+// Content-addressed blob store: <root>/content/blobs/sha256/<hex>, written through
+// <root>/content/ingest/ (temp file + fsync + rename + directory fsync), one writer per
+// digest across processes (flock on ingest/<hex>.lock).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/fd.hpp"
+#include "cri/image/digest.hpp"
+
+namespace berth::image {
+
+class ContentStore {
+public:
+  // Creates the directories; removes ingest leftovers no live writer holds.
+  explicit ContentStore(std::string root);
+
+  std::string blob_path(std::string_view digest) const;
+  bool has(std::string_view digest) const;
+  std::optional<uint64_t> size(std::string_view digest) const;
+  // Whole blob (for manifests and configs); nullopt when absent.
+  std::optional<std::string> read(std::string_view digest) const;
+  UniqueFd open_blob(std::string_view digest) const;  // invalid fd when absent
+  // Verifies data against digest, stores it atomically (no-op when present).
+  void put(std::string_view digest, std::string_view data);
+  void remove(std::string_view digest);
+  std::vector<std::string> list() const;
+
+  // An in-progress blob: bytes go to a temp file and a hasher; commit() verifies size
+  // and digest, fsyncs and renames into place. Dropped uncommitted, the temp file goes.
+  class Ingest {
+  public:
+    Ingest(Ingest&&) noexcept;
+    ~Ingest();
+    void write(const char* data, size_t len);
+    uint64_t written() const { return written_; }
+    int fd() const { return fd_.get(); }
+    // Throws (and leaves nothing behind) when the content is not what was expected.
+    void commit();
+
+  private:
+    friend class ContentStore;
+    Ingest(const ContentStore* store, std::string digest, uint64_t size, UniqueFd lock);
+    const ContentStore* store_;
+    std::string digest_, temp_path_;
+    uint64_t expected_size_;
+    uint64_t written_ = 0;
+    Sha256 hash_;
+    UniqueFd fd_, lock_;
+    bool committed_ = false;
+  };
+  // Waits for any other writer of the digest (other process) and returns nullopt if the
+  // blob exists by then; otherwise an Ingest holding the digest's lock.
+  std::optional<Ingest> begin(std::string_view digest, uint64_t size);
+
+  const std::string& root() const { return root_; }
+
+private:
+  std::string root_, blobs_, ingest_;
+};
+
+} // namespace berth::image

@@ -1,0 +1,294 @@
+// ImageStore: pull = resolve (manifest, index -> platform manifest, config), then the
+// layers download in parallel through the Fetcher while the pulling thread unpacks them
+// bottom-up, each streaming from its growing ingest file; a layer's snapshot is committed
+// only after its blob digest and its diff ID are verified. The image record is written
+// last, in one transaction.
+#include "cri/image/image_store.hpp"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <map>
+#include <random>
+#include <shared_mutex>
+
+#include <nlohmann/json.hpp>
+
+#include "common/error.hpp"
+#include "common/fs.hpp"
+#include "common/log.hpp"
+#include "cri/image/content_store.hpp"
+#include "cri/image/fetcher.hpp"
+#include "cri/image/fs_util.hpp"
+#include "cri/image/manifest.hpp"
+#include "cri/image/metadata.hpp"
+#include "cri/image/overlay_snapshotter.hpp"
+#include "cri/image/reference.hpp"
+#include "cri/image/unpack.hpp"
+
+namespace berth::image {
+
+std::string ImageRecord::username() const {
+  auto j = nlohmann::json::parse(config_json, nullptr, false);
+  if (!j.is_object()) return {};
+  auto c = j.find("config");
+  if (c == j.end() || !c->is_object()) return {};
+  auto u = c->find("User");
+  return u != c->end() && u->is_string() ? u->get<std::string>() : std::string();
+}
+
+namespace {
+
+bool all_hex(std::string_view s) { return !s.empty() && s.find_first_not_of("0123456789abcdef") == std::string_view::npos; }
+
+std::string random_hex() {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  return fmt::format("{:016x}", rng());
+}
+
+class Store final : public ImageStore {
+public:
+  explicit Store(StoreOptions opts) : opts_(std::move(opts)) {
+    if (opts_.platform_arch.empty()) opts_.platform_arch = host_architecture();
+    mkdir_p(opts_.root, 0700);
+    std::string lock_path = opts_.root + "/lock";
+    lock_.reset(::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+    if (!lock_) fail_errno("open {}", lock_path);
+    if (::flock(lock_.get(), LOCK_EX | LOCK_NB) < 0)
+      fail_errno("image store {} is in use by another process", opts_.root);
+    md_ = std::make_unique<Metadata>(opts_.root + "/meta.db");
+    content_ = std::make_unique<ContentStore>(opts_.root);
+    snaps_ = std::make_unique<OverlaySnapshotter>(opts_.root + "/snapshots", *md_);
+    snaps_->recover();
+    fetcher_ = std::make_unique<Fetcher>(*content_, opts_.max_concurrent_downloads);
+  }
+
+  ImageRecord pull(std::string_view ref_str, const AuthConfig& auth, const Progress& progress) override {
+    return with_context(fmt::format("pull {}", ref_str), [&] { return do_pull(ref_str, auth, progress); });
+  }
+
+  std::optional<ImageRecord> find(std::string_view s) const override {
+    if (s.empty()) return std::nullopt;
+    std::string_view hex = s.starts_with("sha256:") ? s.substr(7) : s;
+    if (hex.size() == 64 && all_hex(hex)) return md_->image("sha256:" + std::string(hex));
+    try {
+      Reference r = parse_reference(s);
+      if (auto id = md_->image_by_name(r.str())) return md_->image(*id);
+    } catch (const Error&) {
+    }
+    // A unique prefix of an image ID, as crictl and the kubelet accept.
+    if (all_hex(hex) && hex.size() >= 3) {
+      auto ids = md_->image_ids_with_prefix(std::string(hex));
+      if (ids.size() == 1) return md_->image(ids[0]);
+    }
+    return std::nullopt;
+  }
+
+  std::vector<ImageRecord> list() const override { return md_->images(); }
+
+  void remove(std::string_view ref) override {
+    auto rec = find(ref);
+    if (!rec) fail_code(ENOENT, "remove image {}: not found", ref);
+    std::unique_lock gc(gc_mu_);
+    md_->delete_image(rec->id);
+    collect_garbage();
+  }
+
+  FsUsage usage() const override {
+    TreeUsage u = tree_usage(snaps_->root());
+    return {snaps_->root(), u.bytes, u.inodes, now_ns()};
+  }
+
+  Snapshotter& snapshots() override { return *snaps_; }
+
+private:
+  // Called with gc_mu_ held exclusively: no pull is between its first blob and its record.
+  void collect_garbage() {
+    auto keep_chains = md_->image_chain_ids();
+    size_t snaps = snaps_->collect_garbage(keep_chains);
+    auto keep_blobs = md_->referenced_blobs();
+    size_t blobs = 0;
+    for (auto& d : content_->list())
+      if (!keep_blobs.count(d)) {
+        content_->remove(d);
+        ++blobs;
+      }
+    log::info("image gc: removed {} snapshots and {} blobs", snaps, blobs);
+  }
+
+  std::shared_ptr<std::mutex> chain_lock(const std::string& chain) {
+    std::lock_guard lk(chain_mu_);
+    auto& m = chain_locks_[chain];
+    if (!m) m = std::make_shared<std::mutex>();
+    return m;
+  }
+
+  // Fetches a small blob (manifest from a digest reference, config) fully and returns it.
+  std::string fetch_small(const std::shared_ptr<RegistrySession>& s, size_t ep, const Descriptor& d,
+                          const Progress& progress) {
+    if (d.size > (16u << 20)) fail("{} is {} bytes: too large for a config", d.digest, d.size);
+    auto f = fetcher_->fetch(s, ep, d.digest, d.size, progress);
+    f->wait();
+    auto data = content_->read(d.digest);
+    if (!data) fail("blob {} vanished from the content store", d.digest);
+    return *data;
+  }
+
+  ImageRecord do_pull(std::string_view ref_str, const AuthConfig& auth, const Progress& progress) {
+    auto emit = [&](std::string_view ev) {
+      if (progress) progress(ev);
+    };
+    Reference ref = parse_reference(ref_str);
+    emit("resolve " + ref.str());
+    auto session = std::make_shared<RegistrySession>(resolve_endpoints(opts_.registries, ref.domain), ref.path,
+                                                     resolve_credentials(opts_.registries, ref.domain, auth),
+                                                     opts_.retries);
+    FetchedManifest top = session->get_manifest(ref.object());
+    std::string top_digest = sha256_digest(top.body);
+    if (!ref.digest.empty() && top_digest != ref.digest)
+      fail("registry sent a manifest with digest {} for {}", top_digest, ref.digest);
+    std::string type = manifest_media_type(top.media_type, top.body);
+    std::vector<std::pair<std::string, std::string>> manifests{{top_digest, top.body}};
+    std::string manifest_body = top.body, manifest_digest = top_digest;
+    if (is_index_type(type)) {
+      auto entries = parse_index(top.body);
+      const Descriptor* d = select_platform(entries, opts_.platform_os, opts_.platform_arch, opts_.platform_variant);
+      if (!d)
+        fail("no manifest for platform {}/{}{} in index {}", opts_.platform_os, opts_.platform_arch,
+             opts_.platform_variant.empty() ? "" : "/" + opts_.platform_variant, top_digest);
+      FetchedManifest child = session->get_manifest(d->digest);
+      if (sha256_digest(child.body) != d->digest) fail("registry sent a wrong manifest for {}", d->digest);
+      if (child.body.size() != d->size) fail("manifest {}: size differs from the index's", d->digest);
+      manifest_body = child.body;
+      manifest_digest = d->digest;
+      manifests.emplace_back(manifest_digest, manifest_body);
+      type = manifest_media_type(child.media_type, child.body);
+      top.endpoint = child.endpoint;
+    }
+    if (!is_manifest_type(type)) fail("unsupported manifest media type \"{}\"", type);
+    emit("manifest " + manifest_digest);
+    Manifest m = parse_manifest(manifest_body);
+
+    std::shared_lock gc(gc_mu_);  // no garbage collection while this pull holds unreferenced content
+    std::string config = fetch_small(session, top.endpoint, m.config, progress);
+    auto diff_ids = config_diff_ids(config);
+    if (diff_ids.size() != m.layers.size())
+      fail("image config lists {} layers, manifest {}", diff_ids.size(), m.layers.size());
+    auto chains = chain_ids(diff_ids);
+
+    // Start every missing layer's download now; the Fetcher bounds how many run.
+    std::vector<std::shared_ptr<BlobFetch>> fetches(m.layers.size());
+    for (size_t i = 0; i < m.layers.size(); ++i)
+      if (!snaps_->stat(chains[i]))
+        fetches[i] = fetcher_->fetch(session, top.endpoint, m.layers[i].digest, m.layers[i].size, progress);
+    // Downloads may call `progress` until they end: never return before they have.
+    struct WaitAll {
+      std::vector<std::shared_ptr<BlobFetch>>& fs;
+      ~WaitAll() {
+        for (auto& f : fs)
+          if (f) try {
+              f->wait();
+            } catch (...) {
+            }
+      }
+    } wait_all{fetches};
+
+    for (size_t i = 0; i < m.layers.size(); ++i) unpack_layer(m.layers[i], diff_ids[i], chains, i, fetches[i], progress);
+
+    for (auto& [d, body] : manifests) content_->put(d, body);
+    ImageRecord rec;
+    rec.id = m.config.digest;
+    if (!ref.tag.empty()) rec.repo_tags.push_back(ref.name() + ":" + ref.tag);
+    rec.repo_digests.push_back(ref.name() + "@" + top_digest);
+    rec.config_json = config;
+    rec.manifest_digest = manifest_digest;
+    rec.chain_ids = chains;
+    rec.size = m.config.size;
+    for (auto& [d, body] : manifests) rec.size += body.size();
+    std::vector<std::string> blobs{m.config.digest};
+    for (auto& [d, body] : manifests) blobs.push_back(d);
+    for (auto& l : m.layers) {
+      rec.size += l.size;
+      blobs.push_back(l.digest);
+    }
+    md_->put_image(rec, blobs, now_ns());
+    emit("done " + rec.id);
+    log::info("pulled {} as {} ({} layers, {} bytes)", ref.str(), rec.id, m.layers.size(), rec.size);
+    auto stored = md_->image(rec.id);
+    return stored ? *stored : rec;
+  }
+
+  void unpack_layer(const Descriptor& layer, const std::string& diff_id, const std::vector<std::string>& chains,
+                    size_t i, const std::shared_ptr<BlobFetch>& fetch, const Progress& progress) {
+    auto lock = chain_lock(chains[i]);
+    std::lock_guard lk(*lock);
+    if (snaps_->stat(chains[i])) {  // unpacked before, or by a concurrent pull of a sibling image
+      if (progress) progress(fmt::format("exists {} {}", layer.digest, chains[i]));
+      return;
+    }
+    std::shared_ptr<BlobFetch> f = fetch;
+    if (!f) fail("layer {}: snapshot {} disappeared during the pull", layer.digest, chains[i]);
+    std::string parent = i ? chains[i - 1] : std::string();
+    std::string key = fmt::format("{}{}-{}", kExtractPrefix, random_hex(), chains[i]);
+    snaps_->prepare(key, parent);
+    try {
+      if (progress) progress(fmt::format("unpack {} {}", layer.digest, chains[i]));
+      uint64_t offset = 0;
+      Decompressor stream([&](char* buf, size_t len) {
+        size_t n = f->read_at(buf, len, offset);
+        offset += n;
+        return n;
+      });
+      std::string fs = snaps_->fs_dir(key);
+      std::vector<std::string> parents = parent.empty() ? std::vector<std::string>{} : snaps_->chain_dirs(parent);
+      try {
+        apply_layer(fs, stream, parents);
+      } catch (...) {
+        f->wait();  // a download error explains a broken stream better than the tar reader
+        throw;
+      }
+      std::string got = stream.finish();
+      f->wait();  // the blob's digest and size are verified before we trust what we unpacked
+      if (got != diff_id) fail("layer {}: uncompressed digest {} differs from the config's diff ID {}", layer.digest, got, diff_id);
+      UniqueFd dir(::open(fs.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+      if (!dir || ::syncfs(dir.get()) < 0) fail_errno("sync snapshot {}", fs);
+      snaps_->commit(chains[i], key);
+      if (progress) progress(fmt::format("unpacked {} {}", layer.digest, chains[i]));
+    } catch (Error& e) {
+      try {
+        snaps_->remove(key);
+      } catch (const Error& e2) {
+        log::warn("discard snapshot {}: {}", key, e2.what());
+      }
+      e.wrap(fmt::format("layer {}", layer.digest));
+      throw;
+    } catch (...) {
+      try {
+        snaps_->remove(key);
+      } catch (...) {
+      }
+      throw;
+    }
+  }
+
+  StoreOptions opts_;
+  UniqueFd lock_;
+  std::unique_ptr<Metadata> md_;
+  std::unique_ptr<ContentStore> content_;
+  std::unique_ptr<OverlaySnapshotter> snaps_;
+  std::unique_ptr<Fetcher> fetcher_;
+  std::shared_mutex gc_mu_;
+  std::mutex chain_mu_;
+  std::map<std::string, std::shared_ptr<std::mutex>> chain_locks_;
+};
+
+} // namespace
+
+std::unique_ptr<ImageStore> ImageStore::open(StoreOptions options) {
+  std::string root = options.root;
+  return with_context(fmt::format("open image store {}", root),
+                      [&]() -> std::unique_ptr<ImageStore> { return std::make_unique<Store>(std::move(options)); });
+}
+
+} // namespace berth::image
