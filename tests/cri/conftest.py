@@ -1,0 +1,164 @@
+"""berthd test harness: each test gets its own berthd (root, state dir, socket, config).
+
+Run through tests/cri/run.sh (installs what is missing, private mount namespace,
+temp root) or directly as root: /usr/bin/python3 -m pytest -q tests/cri.
+Environment: BERTHD (default build/cri/berthd), CRI_TEST_ROOT (temp root).
+"""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import grpc
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(REPO, "tests", "lib"))
+
+from cri_client import CriClient, load_stubs  # noqa: E402
+
+BERTHD = os.environ.get("BERTHD", os.path.join(REPO, "build", "cri", "berthd"))
+
+
+def pytest_report_header(config):
+    return [f"berthd under test: {BERTHD}"]
+
+
+@pytest.fixture(scope="session")
+def pb2():
+    return load_stubs()[0]
+
+
+@pytest.fixture(scope="session")
+def session_root():
+    base = os.environ.get("CRI_TEST_ROOT")
+    root = tempfile.mkdtemp(prefix="berth-cri-", dir=base)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+class Berthd:
+    """One berthd process with its own directories. Only the PID it started is ever signalled."""
+
+    def __init__(self, workdir, config="", args=(), env=None):
+        self.workdir = workdir
+        self.root = os.path.join(workdir, "root")
+        self.state = os.path.join(workdir, "state")
+        self.socket = os.path.join(self.state, "berthd.sock")
+        self.config_path = os.path.join(workdir, "berthd.toml")
+        self.log_path = os.path.join(workdir, "berthd.log")
+        self.args = list(args)
+        self.env = env
+        self.proc = None
+        self.write_config(config)
+
+    def write_config(self, text):
+        with open(self.config_path, "w") as f:
+            f.write(f'root = "{self.root}"\nstate_dir = "{self.state}"\n' + text)
+
+    def command(self):
+        return [BERTHD, "--config", self.config_path, "--log-level", "debug"] + self.args
+
+    def start(self, wait=True, timeout=30):
+        env = dict(os.environ)
+        env.pop("NOTIFY_SOCKET", None)
+        env.update(self.env or {})
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.command(), stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env)
+        log.close()
+        if wait:
+            self.wait_serving(timeout)
+        return self
+
+    def wait_serving(self, timeout=30):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"berthd exited with {self.proc.returncode}:\n{self.log()}")
+            if os.path.exists(self.socket):
+                try:
+                    with CriClient(self.socket) as c:
+                        c.version(timeout=2)
+                    return
+                except grpc.RpcError:
+                    pass
+            time.sleep(0.05)
+        raise AssertionError(f"berthd did not serve on {self.socket} within {timeout}s:\n{self.log()}")
+
+    def client(self):
+        return CriClient(self.socket)
+
+    def log(self):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def stop(self, sig=signal.SIGTERM, timeout=30):
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"berthd did not exit within {timeout}s of signal {sig}:\n{self.log()}")
+
+    def kill9(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+@pytest.fixture
+def workdir(session_root, request):
+    d = tempfile.mkdtemp(prefix=request.node.name[:40] + "-", dir=session_root)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def make_berthd(workdir):
+    """make_berthd(config="", args=(), env=None, name="b") -> Berthd (not started)."""
+    started = []
+
+    def make(config="", args=(), env=None, name="b"):
+        d = os.path.join(workdir, name)
+        os.makedirs(d, exist_ok=True)
+        b = Berthd(d, config, args, env)
+        started.append(b)
+        return b
+    yield make
+    for b in started:
+        if b.proc is not None and b.proc.poll() is None:
+            b.proc.kill()
+            b.proc.wait()
+
+
+@pytest.fixture
+def notify_socket(workdir):
+    """A datagram socket playing systemd's NOTIFY_SOCKET: (path, receive(timeout) -> str)."""
+    path = os.path.join(workdir, "notify.sock")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.bind(path)
+
+    def receive(timeout=30):
+        s.settimeout(timeout)
+        return s.recv(4096).decode()
+    yield path, receive
+    s.close()
+
+
+def run_berthd(args, timeout=30):
+    """Runs berthd to completion (for start-up errors): CompletedProcess with text output."""
+    env = dict(os.environ)
+    env.pop("NOTIFY_SOCKET", None)
+    return subprocess.run([BERTHD] + list(args), capture_output=True, text=True, timeout=timeout, env=env)

@@ -1,0 +1,178 @@
+"""berthd's foundation: CRI Version, UNIMPLEMENTED calls, config and flags, socket,
+sd_notify, single instance, SIGTERM shutdown."""
+
+import json
+import os
+import signal
+import stat
+
+import grpc
+import pytest
+
+from conftest import run_berthd
+
+
+def test_version(make_berthd):
+    b = make_berthd().start()
+    with b.client() as c:
+        v = c.version()
+    assert v.runtime_name == "berth"
+    assert v.runtime_api_version == "v1"
+    assert v.version == "0.1.0"
+    assert v.runtime_version.count(".") == 2
+
+
+@pytest.mark.parametrize("call", ["RunPodSandbox", "ListContainers", "Status", "ExecSync"])
+def test_unbuilt_runtime_calls_are_unimplemented_with_a_clear_message(make_berthd, pb2, call):
+    b = make_berthd().start()
+    with b.client() as c:
+        request = {"RunPodSandbox": pb2.RunPodSandboxRequest, "ListContainers": pb2.ListContainersRequest,
+                   "Status": pb2.StatusRequest, "ExecSync": pb2.ExecSyncRequest}[call]()
+        with pytest.raises(grpc.RpcError) as e:
+            getattr(c.runtime, call)(request, timeout=10)
+    assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert f"RuntimeService.{call} is not implemented yet" in e.value.details()
+
+
+def test_streaming_call_is_unimplemented(make_berthd, pb2):
+    b = make_berthd().start()
+    with b.client() as c:
+        with pytest.raises(grpc.RpcError) as e:
+            list(c.runtime.GetContainerEvents(pb2.GetEventsRequest(), timeout=10))
+    assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert "GetContainerEvents" in e.value.details()
+
+
+def test_socket_mode_and_log_format(make_berthd):
+    b = make_berthd().start()
+    st = os.stat(b.socket)
+    assert stat.S_ISSOCK(st.st_mode)
+    assert stat.S_IMODE(st.st_mode) == 0o660
+    serving = [l for l in b.log().splitlines() if 'msg=serving' in l]
+    assert serving and "level=info" in serving[0] and f"socket={b.socket}" in serving[0]
+
+
+def test_socket_mode_and_json_log_from_config(make_berthd):
+    b = make_berthd('[grpc]\nsocket_mode = "0600"\n[log]\nformat = "json"\n', args=["--log-level", "info"])
+    b.start()
+    assert stat.S_IMODE(os.stat(b.socket).st_mode) == 0o600
+    lines = [json.loads(l) for l in b.log().splitlines() if l.startswith("{")]
+    serving = [l for l in lines if l["msg"] == "serving"]
+    assert serving and serving[0]["level"] == "info" and serving[0]["socket"] == b.socket
+    assert all(l["level"] != "debug" for l in lines)
+
+
+def test_flags_override_the_config_file(make_berthd, workdir):
+    other_state = os.path.join(workdir, "flag-state")
+    b = make_berthd(args=["--state-dir", other_state])
+    b.socket = os.path.join(other_state, "berthd.sock")
+    b.start()
+    assert os.path.exists(b.socket)
+    assert not os.path.exists(os.path.join(b.state, "berthd.sock"))
+
+
+def test_address_from_config(make_berthd, workdir):
+    sock = os.path.join(workdir, "elsewhere", "cri.sock")
+    b = make_berthd(f'[grpc]\naddress = "{sock}"\n')
+    b.socket = sock
+    b.start()
+    with b.client() as c:
+        assert c.version().runtime_name == "berth"
+
+
+def test_sd_notify_ready_and_stopping(make_berthd, notify_socket):
+    path, receive = notify_socket
+    b = make_berthd(env={"NOTIFY_SOCKET": path}).start(wait=False)
+    ready = receive()
+    assert "READY=1" in ready.splitlines()
+    # READY is sent only once the socket serves.
+    with b.client() as c:
+        assert c.version(timeout=5).runtime_name == "berth"
+    assert b.stop(signal.SIGTERM) == 0
+    assert "STOPPING=1" in receive().splitlines()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_shuts_down_cleanly_and_removes_the_socket(make_berthd, sig):
+    b = make_berthd().start()
+    assert os.path.exists(b.socket)
+    assert b.stop(sig) == 0
+    assert not os.path.exists(b.socket)
+    assert "msg=stopped" in b.log()
+
+
+def test_second_instance_on_the_same_state_dir_is_refused(make_berthd):
+    b = make_berthd().start()
+    r = run_berthd(["--config", b.config_path])
+    assert r.returncode != 0
+    assert "another berthd is running" in r.stderr
+    with b.client() as c:  # the first one still serves on its socket
+        assert c.version().runtime_name == "berth"
+
+
+def test_stale_socket_from_a_killed_daemon_is_replaced(make_berthd):
+    b = make_berthd().start()
+    b.kill9()
+    assert os.path.exists(b.socket)
+    b.start()
+    with b.client() as c:
+        assert c.version().runtime_name == "berth"
+
+
+def _config_error(workdir, text, *extra):
+    path = os.path.join(workdir, "bad.toml")
+    with open(path, "w") as f:
+        f.write(text)
+    r = run_berthd(["--config", path, "--root", os.path.join(workdir, "r"),
+                    "--state-dir", os.path.join(workdir, "s")] + list(extra))
+    assert r.returncode != 0, r.stderr
+    assert not os.path.exists(os.path.join(workdir, "s", "berthd.sock"))
+    assert "level=error" in r.stderr
+    return path, r.stderr.replace('\\"', '"')  # the logfmt value quotes the error text
+
+
+def test_bad_toml_is_a_clear_error(workdir):
+    path, err = _config_error(workdir, 'root = "/x"\n[grpc\naddress = 1\n')
+    assert f"{path}:2" in err and "invalid TOML" in err
+
+
+def test_unknown_key_is_a_clear_error(workdir):
+    path, err = _config_error(workdir, '[grpc]\nadress = "/tmp/x.sock"\n')
+    assert f"{path}:2: grpc.adress: unknown key" in err
+
+
+def test_unknown_top_level_table_is_a_clear_error(workdir):
+    path, err = _config_error(workdir, '[plugins]\nx = 1\n')
+    assert "plugins: unknown key" in err
+
+
+def test_wrong_type_is_a_clear_error(workdir):
+    path, err = _config_error(workdir, '[image]\nmax_concurrent_downloads = "three"\n')
+    assert "image.max_concurrent_downloads: expected an integer" in err
+
+
+def test_bad_values_are_clear_errors(workdir):
+    _, err = _config_error(workdir, '[log]\nlevel = "loud"\n')
+    assert "log.level" in err and "loud" in err
+    _, err = _config_error(workdir, '[registry."docker.io"]\nmirrors = ["127.0.0.1:5000"]\n')
+    assert 'registry."docker.io".mirrors' in err and "http://" in err
+    _, err = _config_error(workdir, '[registry."docker.io"]\nmirror = ["http://127.0.0.1:5000"]\n')
+    assert 'registry."docker.io".mirror: unknown key' in err
+    _, err = _config_error(workdir, '[grpc]\nsocket_mode = "0999"\n')
+    assert "grpc.socket_mode" in err
+
+
+def test_missing_explicit_config_and_bad_flags(workdir):
+    r = run_berthd(["--config", os.path.join(workdir, "nope.toml")])
+    assert r.returncode != 0 and "nope.toml: no such file" in r.stderr
+    r = run_berthd(["--no-such-flag"])
+    assert r.returncode != 0 and "unknown flag --no-such-flag" in r.stderr
+    r = run_berthd(["--log-level", "chatty"])
+    assert r.returncode != 0 and "--log-level" in r.stderr
+
+
+def test_help_and_version():
+    r = run_berthd(["--help"])
+    assert r.returncode == 0 and "--config" in r.stdout and "--state-dir" in r.stdout
+    r = run_berthd(["--version"])
+    assert r.returncode == 0 and r.stdout.startswith("berthd version ")
