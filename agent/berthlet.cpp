@@ -1,0 +1,121 @@
+// berthlet: keeps the pods of static pod manifests running through a CRI endpoint.
+// Configuration: --config FILE (KubeletConfiguration-like YAML), flags override it.
+#include <getopt.h>
+
+#include <cstdio>
+#include <memory>
+
+#include <curl/curl.h>
+#include <systemd/sd-daemon.h>
+
+#include "agent/lib/agent.hpp"
+#include "agent/lib/log.hpp"
+#include "agent/lib/status_server.hpp"
+#include "common/error.hpp"
+#include "common/fs.hpp"
+
+using namespace berth::agent;
+
+namespace {
+
+const char kUsage[] = R"(Usage: berthlet [options]
+
+Keeps the pods described by static pod manifests running through a CRI v1 runtime.
+
+  --config FILE                      YAML configuration (see berthlet(8))
+  --pod-manifest-path DIR            manifest directory (repeatable; default /etc/kubernetes/manifests)
+  --file-check-frequency DURATION    periodic manifest re-list (default 20s)
+  --container-runtime-endpoint EP    CRI socket, unix:///path (default unix:///run/containerd/containerd.sock)
+  --runtime-request-timeout DURATION deadline of one CRI call (default 2m)
+  --hostname-override NAME           node name (default: the host name)
+  --address IP                       status endpoint address (default 127.0.0.1)
+  --read-only-port PORT              status endpoint port, 0 disables it (default 10255)
+  --pod-logs-dir DIR                 container logs (default /var/log/pods)
+  --root-dir DIR                     emptyDir volumes (default /var/lib/berthlet)
+  --cgroup-root PATH                 pods live under PATH/kubepods (default /)
+  --v, --debug                       debug log
+  --version, --help
+)";
+
+} // namespace
+
+int main(int argc, char** argv) {
+  enum {
+    kConfig = 256, kManifest, kFileCheck, kEndpoint, kTimeout, kNode, kAddress, kPort, kLogs, kRoot, kCgroup,
+    kDebug, kVersion, kHelp
+  };
+  static const struct option opts[] = {
+      {"config", required_argument, nullptr, kConfig},
+      {"pod-manifest-path", required_argument, nullptr, kManifest},
+      {"file-check-frequency", required_argument, nullptr, kFileCheck},
+      {"container-runtime-endpoint", required_argument, nullptr, kEndpoint},
+      {"runtime-request-timeout", required_argument, nullptr, kTimeout},
+      {"hostname-override", required_argument, nullptr, kNode},
+      {"node-name", required_argument, nullptr, kNode},
+      {"address", required_argument, nullptr, kAddress},
+      {"read-only-port", required_argument, nullptr, kPort},
+      {"pod-logs-dir", required_argument, nullptr, kLogs},
+      {"root-dir", required_argument, nullptr, kRoot},
+      {"cgroup-root", required_argument, nullptr, kCgroup},
+      {"v", optional_argument, nullptr, kDebug},
+      {"debug", no_argument, nullptr, kDebug},
+      {"version", no_argument, nullptr, kVersion},
+      {"help", no_argument, nullptr, kHelp},
+      {nullptr, 0, nullptr, 0}};
+  try {
+    // The config file is read first wherever --config appears; flags then override it.
+    std::string config_path;
+    for (int i = 1; i < argc; i++) {
+      std::string a = argv[i];
+      if (a == "--config" && i + 1 < argc) config_path = argv[i + 1];
+      else if (a.rfind("--config=", 0) == 0) config_path = a.substr(9);
+    }
+    Config cfg = config_path.empty() ? Config{} : load_config(config_path);
+    bool manifests_from_flags = false;
+    int c;
+    while ((c = getopt_long_only(argc, argv, "", opts, nullptr)) != -1) {
+      std::string v = optarg ? optarg : "";
+      switch (c) {
+      case kConfig: break;
+      case kManifest:
+        if (!manifests_from_flags) cfg.static_pod_paths.clear();
+        manifests_from_flags = true;
+        cfg.static_pod_paths.push_back(v);
+        break;
+      case kFileCheck: cfg.file_check_frequency = parse_duration(v); break;
+      case kEndpoint: cfg.runtime_endpoint = v; break;
+      case kTimeout: cfg.runtime_request_timeout = parse_duration(v); break;
+      case kNode: cfg.node_name = v; break;
+      case kAddress: cfg.address = v; break;
+      case kPort: {
+        auto p = berth::parse_int(v);
+        if (!p || *p < 0 || *p > 65535) berth::fail("--read-only-port {:?}: expected 0-65535", v);
+        cfg.read_only_port = static_cast<int>(*p);
+        break;
+      }
+      case kLogs: cfg.pod_logs_dir = v; break;
+      case kRoot: cfg.root_dir = v; break;
+      case kCgroup: cfg.cgroup_root = v; break;
+      case kDebug: set_log_debug(true); break;
+      case kVersion: std::printf("berthlet %s\n", BERTH_VERSION); return 0;
+      case kHelp: std::fputs(kUsage, stdout); return 0;
+      default: std::fputs(kUsage, stderr); return 2;
+      }
+    }
+    if (optind < argc) berth::fail("unexpected argument {:?}", argv[optind]);
+    finalize_config(cfg);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    Agent agent(cfg);
+    std::unique_ptr<StatusServer> server;
+    if (cfg.read_only_port != 0) {
+      server = std::make_unique<StatusServer>(agent.store(), cfg.address, cfg.read_only_port);
+      log_info("status endpoint on http://{}:{}/pods", cfg.address, server->port());
+    }
+    agent.run([] { sd_notify(0, "READY=1"); });
+    sd_notify(0, "STOPPING=1");
+    return 0;
+  } catch (const std::exception& e) {
+    log_error("berthlet: {}", e.what());
+    return 1;
+  }
+}

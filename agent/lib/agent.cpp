@@ -1,0 +1,238 @@
+#include "agent/lib/agent.hpp"
+
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/timerfd.h>
+
+#include "agent/lib/cri_convert.hpp"
+#include "agent/lib/log.hpp"
+#include "common/error.hpp"
+
+namespace berth::agent {
+namespace {
+
+UniqueFd make_timer(std::chrono::milliseconds period) {
+  UniqueFd fd(::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
+  if (!fd) fail_errno("timerfd_create");
+  struct itimerspec its = {};
+  its.it_interval.tv_sec = period.count() / 1000;
+  its.it_interval.tv_nsec = (period.count() % 1000) * 1000000;
+  its.it_value = its.it_interval;
+  if (::timerfd_settime(fd.get(), 0, &its, nullptr) != 0) fail_errno("timerfd_settime");
+  return fd;
+}
+
+void drain_timer(int fd) {
+  uint64_t n;
+  ssize_t r = ::read(fd, &n, sizeof n);
+  (void)r;
+}
+
+} // namespace
+
+std::string detect_host_ip() {
+  struct ifaddrs* ifs = nullptr;
+  if (::getifaddrs(&ifs) != 0) return "127.0.0.1";
+  std::string found;
+  for (auto* i = ifs; i; i = i->ifa_next) {
+    if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET || !(i->ifa_flags & IFF_UP) || (i->ifa_flags & IFF_LOOPBACK))
+      continue;
+    char buf[INET_ADDRSTRLEN];
+    inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr, buf, sizeof buf);
+    found = buf;
+    break;
+  }
+  ::freeifaddrs(ifs);
+  return found.empty() ? "127.0.0.1" : found;
+}
+
+Agent::Agent(Config config)
+    : config_(std::move(config)), cri_(config_.runtime_endpoint, config_.runtime_request_timeout),
+      watcher_(config_.static_pod_paths) {
+  ctx_ = std::make_unique<WorkerContext>(WorkerContext{config_, cri_, store_, "cri", detect_host_ip()});
+}
+
+Agent::~Agent() {
+  // Pods keep running: workers only stop their threads (terminating ones finish their work).
+  for (auto& [uid, w] : workers_) w->shutdown();
+  workers_.clear();
+  terminating_.clear();
+}
+
+void Agent::start_worker(Manifest m) {
+  auto uid = m.pod.uid;
+  workers_[uid] = std::make_unique<PodWorker>(*ctx_, std::move(m));
+}
+
+void Agent::apply_manifest(const std::string& path) {
+  Manifest m;
+  try {
+    m = load_manifest(path, config_.node_name);
+    for (auto& [other, src] : sources_)
+      if (other != path && !src.uid.empty() && src.full_name == m.full_name)
+        fail("{}: pod {} is already defined by {}", path, m.full_name, other);
+  } catch (const std::exception& e) {
+    // As the kubelet's file source: a file that no longer parses no longer defines a pod.
+    log_error("manifest {}", e.what());
+    drop_manifest(path);
+    sources_[path] = {"", ""};
+    store_.set_manifest(path, "", e.what());
+    return;
+  }
+  auto it = sources_.find(path);
+  if (it != sources_.end() && it->second.uid == m.pod.uid) return; // same content: nothing to do
+  drop_manifest(path);
+  log_info("manifest {}: pod {} uid {}", path, m.full_name, m.pod.uid);
+  sources_[path] = {m.pod.uid, m.full_name};
+  store_.set_manifest(path, m.pod.uid, "");
+  start_worker(std::move(m));
+}
+
+void Agent::drop_manifest(const std::string& path) {
+  auto it = sources_.find(path);
+  if (it == sources_.end()) return;
+  auto uid = it->second.uid;
+  sources_.erase(it);
+  store_.remove_manifest(path);
+  auto w = workers_.find(uid);
+  if (uid.empty() || w == workers_.end()) return;
+  log_info("pod {}: manifest {} removed or replaced, stopping the pod", it == sources_.end() ? uid : uid, path);
+  w->second->terminate();
+  terminating_.push_back(std::move(w->second));
+  workers_.erase(w);
+  fingerprints_.erase(uid);
+}
+
+void Agent::scan_manifests() {
+  for (auto& ch : watcher_.scan()) {
+    if (ch.kind == FileChange::Kind::removed) {
+      log_info("manifest {} removed", ch.path);
+      drop_manifest(ch.path);
+    } else {
+      apply_manifest(ch.path);
+    }
+  }
+}
+
+void Agent::relist() {
+  std::vector<cri::PodSandbox> sandboxes;
+  std::vector<cri::Container> containers;
+  try {
+    sandboxes = cri_.list_pod_sandboxes();
+    containers = cri_.list_containers();
+  } catch (const std::exception& e) {
+    if (runtime_up_) log_error("runtime {} unavailable: {}", config_.runtime_endpoint, e.what());
+    runtime_up_ = false;
+    return;
+  }
+  if (!runtime_up_) {
+    try {
+      ctx_->runtime_name = cri_.version().runtime_name();
+    } catch (const std::exception&) {
+      return;
+    }
+    log_info("runtime {} ({}) connected", config_.runtime_endpoint, ctx_->runtime_name);
+    runtime_up_ = true;
+    for (auto& [uid, w] : workers_) w->notify();
+  }
+  std::map<std::string, std::string> now;
+  for (auto& s : sandboxes) {
+    auto uid = s.labels().find(kPodUidLabel);
+    if (uid == s.labels().end()) continue;
+    now[uid->second] += fmt::format("s{}:{};", s.id(), static_cast<int>(s.state()));
+  }
+  for (auto& c : containers) {
+    auto uid = c.labels().find(kPodUidLabel);
+    if (uid == c.labels().end()) continue;
+    now[uid->second] += fmt::format("c{}:{};", c.id(), static_cast<int>(c.state()));
+  }
+  for (auto& [uid, w] : workers_) {
+    auto& fp = now[uid];
+    auto old = fingerprints_.find(uid);
+    if (old != fingerprints_.end() && old->second != fp) w->notify();
+    fingerprints_[uid] = fp;
+  }
+  if (!orphans_collected_) {
+    // Once, after the first manifest scan: pods that berthlet started for manifests that
+    // are gone now (removed while it was down) are stopped and removed.
+    orphans_collected_ = true;
+    for (auto& s : sandboxes) {
+      auto uid = s.labels().find(kPodUidLabel);
+      auto src = s.annotations().find(kConfigSourceAnnotation);
+      if (uid == s.labels().end() || src == s.annotations().end() || src->second != "file") continue;
+      if (workers_.count(uid->second)) continue;
+      bool pending = false;
+      for (auto& t : terminating_) pending |= t->uid() == uid->second;
+      if (pending) continue;
+      auto name = s.metadata().namespace_() + "/" + s.metadata().name();
+      log_info("pod {}: no manifest defines it any more, stopping it", name);
+      terminating_.push_back(std::make_unique<PodWorker>(*ctx_, uid->second, name));
+    }
+  }
+}
+
+void Agent::reap_workers() {
+  std::erase_if(terminating_, [](const std::unique_ptr<PodWorker>& w) { return w->finished(); });
+}
+
+void Agent::run(const std::function<void()>& on_ready) {
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGTERM);
+  sigaddset(&mask, SIGINT);
+  sigaddset(&mask, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &mask, nullptr);
+  UniqueFd sigfd(::signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC));
+  if (!sigfd) fail_errno("signalfd");
+  auto scan_timer = make_timer(config_.file_check_frequency);
+  auto relist_timer = make_timer(config_.relist_period);
+  UniqueFd ep(::epoll_create1(EPOLL_CLOEXEC));
+  if (!ep) fail_errno("epoll_create1");
+  for (int fd : {sigfd.get(), scan_timer.get(), relist_timer.get(), watcher_.fd()}) {
+    struct epoll_event ev = {};
+    ev.events = EPOLLIN;
+    ev.data.fd = fd;
+    if (::epoll_ctl(ep.get(), EPOLL_CTL_ADD, fd, &ev) != 0) fail_errno("epoll_ctl");
+  }
+  relist(); // learn the runtime's name before the first pods start
+  scan_manifests();
+  relist();
+  if (on_ready) on_ready();
+  log_info("berthlet ready: node {}, manifests in {}, runtime {}", config_.node_name,
+           fmt::join(config_.static_pod_paths, ", "), config_.runtime_endpoint);
+  while (true) {
+    struct epoll_event evs[8];
+    int n = ::epoll_wait(ep.get(), evs, 8, -1);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      fail_errno("epoll_wait");
+    }
+    for (int i = 0; i < n; i++) {
+      int fd = evs[i].data.fd;
+      if (fd == sigfd.get()) {
+        struct signalfd_siginfo si;
+        if (::read(sigfd.get(), &si, sizeof si) == sizeof si && si.ssi_signo != SIGHUP) {
+          log_info("berthlet: signal {}, shutting down (pods keep running)", si.ssi_signo);
+          return;
+        }
+        scan_manifests(); // SIGHUP: look at the manifests now
+      } else if (fd == watcher_.fd()) {
+        watcher_.drain();
+        scan_manifests();
+      } else if (fd == scan_timer.get()) {
+        drain_timer(fd);
+        scan_manifests();
+      } else if (fd == relist_timer.get()) {
+        drain_timer(fd);
+        relist();
+        reap_workers();
+      }
+    }
+  }
+}
+
+} // namespace berth::agent

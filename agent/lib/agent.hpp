@@ -1,0 +1,61 @@
+// berthlet's event loop: one thread in epoll_wait on the manifest watcher (inotify),
+// two timerfds (the periodic manifest re-list and the runtime relist, PLEG-style)
+// and a signalfd. Manifests become pod workers; the relist wakes the worker of any
+// pod whose containers or sandboxes changed state in the runtime.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+
+#include "agent/lib/config.hpp"
+#include "agent/lib/cri_client.hpp"
+#include "agent/lib/pod_worker.hpp"
+#include "agent/lib/status.hpp"
+#include "agent/lib/watcher.hpp"
+#include "common/fd.hpp"
+
+namespace berth::agent {
+
+class Agent {
+public:
+  explicit Agent(Config config);
+  ~Agent();
+  // Runs until SIGTERM/SIGINT; pods keep running. on_ready runs once the first
+  // scan is done and the runtime has answered (sd_notify READY=1).
+  void run(const std::function<void()>& on_ready);
+  const StatusStore& store() const { return store_; }
+
+private:
+  void scan_manifests();
+  void apply_manifest(const std::string& path);
+  void drop_manifest(const std::string& path);
+  void relist();
+  void collect_orphans();
+  void reap_workers();
+  void start_worker(Manifest m);
+
+  Config config_;
+  CriClient cri_;
+  StatusStore store_;
+  std::unique_ptr<WorkerContext> ctx_;
+  ManifestWatcher watcher_;
+
+  struct Source {
+    std::string uid;      // "" when the file is invalid
+    std::string full_name;
+  };
+  std::map<std::string, Source> sources_;                   // manifest path -> pod
+  std::map<std::string, std::unique_ptr<PodWorker>> workers_; // uid -> worker
+  std::vector<std::unique_ptr<PodWorker>> terminating_;
+  std::map<std::string, std::string> fingerprints_;         // uid -> runtime state summary
+  bool runtime_up_ = false;
+  bool orphans_collected_ = false;
+};
+
+// The node's address for hostIP: the first global IPv4 address of an interface that is up.
+std::string detect_host_ip();
+
+} // namespace berth::agent
