@@ -152,6 +152,8 @@ int run_daemon(const Config& cfg) {
   with_context("create state directory", [&] { mkdir_p(cfg.state_dir, 0711); });
   UniqueFd lock = take_instance_lock(cfg.state_dir);
   std::string socket = cfg.socket_path();
+  // sun_path holds 107 bytes and a NUL; say so plainly rather than through gRPC's error.
+  if (socket.size() > 107) fail("socket path {} is {} bytes long; unix sockets allow at most 107", socket, socket.size());
   auto slash = socket.rfind('/');
   if (slash != std::string::npos && slash > 0) mkdir_p(socket.substr(0, slash), 0711);
   remove_stale_socket(socket);

@@ -39,7 +39,7 @@ def pb2():
 @pytest.fixture(scope="session")
 def session_root():
     base = os.environ.get("CRI_TEST_ROOT")
-    root = tempfile.mkdtemp(prefix="berth-cri-", dir=base)
+    root = tempfile.mkdtemp(prefix="cri-", dir=base)
     yield root
     shutil.rmtree(root, ignore_errors=True)
 
@@ -120,7 +120,8 @@ class Berthd:
 
 @pytest.fixture
 def workdir(session_root, request):
-    d = tempfile.mkdtemp(prefix=request.node.name[:40] + "-", dir=session_root)
+    # Short names: a unix socket path must stay under 108 bytes.
+    d = tempfile.mkdtemp(prefix=request.node.name[5:25] + "-", dir=session_root)
     yield d
     shutil.rmtree(d, ignore_errors=True)
 

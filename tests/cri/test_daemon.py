@@ -176,3 +176,11 @@ def test_help_and_version():
     assert r.returncode == 0 and "--config" in r.stdout and "--state-dir" in r.stdout
     r = run_berthd(["--version"])
     assert r.returncode == 0 and r.stdout.startswith("berthd version ")
+
+
+def test_socket_path_too_long_is_a_clear_error(workdir):
+    long_sock = os.path.join(workdir, "x" * 100, "berthd.sock")
+    r = run_berthd(["--root", os.path.join(workdir, "r"), "--state-dir", os.path.join(workdir, "s"),
+                    "--address", long_sock])
+    assert r.returncode != 0
+    assert "unix sockets allow at most 107" in r.stderr
