@@ -6,7 +6,11 @@
 #include <net/if.h>
 #include <sched.h>
 #include <sys/random.h>
+#include <poll.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
+
+#include <chrono>
 
 #include <netlink/netlink.h>
 #include <netlink/route/addr.h>
@@ -223,6 +227,52 @@ void Netlink::delete_link(int ifindex) {
   rtnl_link_set_ifindex(l.get(), ifindex);
   int e = rtnl_link_delete(sk_, l.get());
   if (e < 0 && e != -NLE_NODEV && e != -NLE_OBJ_NOTFOUND) nl_fail(e, fmt::format("delete link #{}", ifindex));
+}
+
+LinkEvents::LinkEvents() {
+  fd_ = ::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+  if (fd_ < 0) return;
+  sockaddr_nl sa{};
+  sa.nl_family = AF_NETLINK;
+  sa.nl_groups = RTMGRP_LINK;
+  if (::bind(fd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa) < 0) {
+    ::close(fd_);
+    fd_ = -1;
+  }
+}
+
+LinkEvents::~LinkEvents() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+bool LinkEvents::wait_deleted(int ifindex, int child_pid) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  alignas(nlmsghdr) char buf[32768];
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return false;
+    pollfd p{fd_, POLLIN, 0};
+    // Wake up now and then to notice a child that failed without deleting anything.
+    int n = ::poll(&p, 1, static_cast<int>(std::min<int64_t>(left.count(), 20)));
+    if (n < 0 && errno != EINTR) return false;
+    if (n <= 0) {
+      int status = 0;
+      if (::waitpid(child_pid, &status, WNOHANG) == child_pid && !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
+        return false;
+      continue;
+    }
+    ssize_t len = ::recv(fd_, buf, sizeof buf, 0);
+    if (len < 0) {
+      if (errno == EINTR) continue;
+      if (errno == ENOBUFS) return false; // overrun: notifications lost, fall back
+      return false;
+    }
+    for (auto* h = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(h, static_cast<unsigned>(len)); h = NLMSG_NEXT(h, len)) {
+      if (h->nlmsg_type != RTM_DELLINK) continue;
+      auto* ifi = static_cast<ifinfomsg*>(NLMSG_DATA(h));
+      if (ifi->ifi_index == ifindex) return true;
+    }
+  }
 }
 
 std::vector<IpNet> Netlink::addresses(int ifindex, int family, bool global_only) {

@@ -62,6 +62,23 @@ private:
   nl_sock* sk_ = nullptr;
 };
 
+// RTM_DELLINK notifications of the current network namespace (a raw socket in
+// RTNLGRP_LINK), to learn when a link is gone without asking in a loop.
+class LinkEvents {
+public:
+  LinkEvents();
+  ~LinkEvents();
+  LinkEvents(const LinkEvents&) = delete;
+  LinkEvents& operator=(const LinkEvents&) = delete;
+  bool ok() const { return fd_ >= 0; }
+  // Waits (up to 10 s) for ifindex's RTM_DELLINK; false if child exits with an
+  // error first, or on timeout.
+  bool wait_deleted(int ifindex, int child_pid);
+
+private:
+  int fd_ = -1;
+};
+
 std::string format_mac(const uint8_t* b);
 // A random locally administered unicast MAC, as the kernel picks for a veth.
 std::string random_mac();
