@@ -16,6 +16,10 @@ CLI (for shell scripts; state is kept in <dir>/registry.json):
 
     python3 tests/lib/registry.py start --dir /tmp/reg [--port 5000] [--user alice:secret]
     python3 tests/lib/registry.py stop --dir /tmp/reg
+    python3 tests/lib/registry.py serve --dir /tmp/reg [--user u:p] [--token] [--anonymous-pull]
+
+`serve` runs in the foreground (with the token server when --token): it prints the same
+JSON line (plus "token_url"), then stops everything on SIGTERM, SIGINT or EOF on stdin.
 
 `start` prints {"pid", "addr", "url", "dir", "log"} as JSON and returns once the registry
 answers. Plain HTTP only (no TLS). `stop` kills the PID it recorded, nothing else.
@@ -291,7 +295,37 @@ def _cli():
     st.add_argument("--user", action="append", default=[], help="user:password (htpasswd auth)")
     sp = sub.add_parser("stop")
     sp.add_argument("--dir", required=True)
+    sv = sub.add_parser("serve")
+    sv.add_argument("--dir", required=True)
+    sv.add_argument("--port", type=int)
+    sv.add_argument("--user", action="append", default=[], help="user:password")
+    sv.add_argument("--token", action="store_true", help="Bearer token auth (token server on loopback)")
+    sv.add_argument("--anonymous-pull", action="store_true", help="token server grants pull without credentials")
     args = ap.parse_args()
+    if args.cmd == "serve":
+        users = dict(u.split(":", 1) for u in args.user)
+        reg = Registry(workdir=os.path.abspath(args.dir), port=args.port, users=users,
+                       token_auth=args.token, anonymous_pull=args.anonymous_pull)
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        reg.start()
+        try:
+            print(json.dumps({"pid": reg.pid, "addr": reg.addr, "url": reg.url, "dir": reg.workdir,
+                              "log": reg.log, "token_url": reg.token.url if reg.token else None}), flush=True)
+
+            def watch_stdin():
+                try:
+                    while sys.stdin.buffer.read(4096):
+                        pass
+                except OSError:
+                    pass
+                stop.set()
+            threading.Thread(target=watch_stdin, daemon=True).start()
+            stop.wait()
+        finally:
+            reg.stop()
+        return 0
     state = os.path.join(args.dir, "registry.json")
     if args.cmd == "start":
         users = dict(u.split(":", 1) for u in args.user)

@@ -1,0 +1,451 @@
+// Unit tests of the image library that need no registry: references, digests,
+// decompression, layer application (whiteouts, hostile tars), content store, metadata
+// and the overlay snapshotter's bookkeeping.
+#include <dirent.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+
+#include <cstring>
+
+#include "common/error.hpp"
+#include "cri/image/content_store.hpp"
+#include "cri/image/decompress.hpp"
+#include "cri/image/manifest.hpp"
+#include "cri/image/metadata.hpp"
+#include "cri/image/overlay_snapshotter.hpp"
+#include "cri/image/reference.hpp"
+#include "cri/image/unpack.hpp"
+#include "test_helpers.hpp"
+
+namespace berth::image {
+namespace {
+
+using testing::exists_nofollow;
+using testing::make_tar;
+using testing::TarEntry;
+using testing::TempDir;
+
+TEST(Reference, NormalisesLikeTheKubelet) {
+  EXPECT_EQ(normalize_reference("busybox"), "docker.io/library/busybox:latest");
+  EXPECT_EQ(normalize_reference("busybox:1.36"), "docker.io/library/busybox:1.36");
+  EXPECT_EQ(normalize_reference("library/busybox"), "docker.io/library/busybox:latest");
+  EXPECT_EQ(normalize_reference("docker.io/busybox"), "docker.io/library/busybox:latest");
+  EXPECT_EQ(normalize_reference("index.docker.io/library/busybox"), "docker.io/library/busybox:latest");
+  EXPECT_EQ(normalize_reference("foo/bar"), "docker.io/foo/bar:latest");
+  EXPECT_EQ(normalize_reference("registry.k8s.io/pause:3.9"), "registry.k8s.io/pause:3.9");
+  EXPECT_EQ(normalize_reference("localhost/foo"), "localhost/foo:latest");
+  EXPECT_EQ(normalize_reference("127.0.0.1:5000/a/b/c:v1"), "127.0.0.1:5000/a/b/c:v1");
+  EXPECT_EQ(normalize_reference("quay.io/a_b/c-d.e__f:tag-1.2_x"), "quay.io/a_b/c-d.e__f:tag-1.2_x");
+  std::string d = "sha256:" + std::string(64, 'a');
+  EXPECT_EQ(normalize_reference("busybox@" + d), "docker.io/library/busybox@" + d);
+  // Tag and digest: the digest wins and the tag is dropped, as in containerd's CRI.
+  EXPECT_EQ(normalize_reference("busybox:1.36@" + d), "docker.io/library/busybox@" + d);
+  Reference r = parse_reference("127.0.0.1:5000/x/y:z");
+  EXPECT_EQ(r.domain, "127.0.0.1:5000");
+  EXPECT_EQ(r.path, "x/y");
+  EXPECT_EQ(r.tag, "z");
+  EXPECT_EQ(r.object(), "z");
+}
+
+TEST(Reference, RejectsInvalidWithTheReferenceInTheMessage) {
+  for (std::string bad : std::vector<std::string>{"", "Busybox", "busybox:", "busybox@sha256:abc", "a//b", "-a", "a:b:c",
+                          std::string(64, 'a'), "busybox@md5:" + std::string(32, 'a'), "foo/bar:ta g"}) {
+    try {
+      parse_reference(bad);
+      ADD_FAILURE() << "accepted \"" << bad << "\"";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("\"" + bad + "\""), std::string::npos) << e.what();
+    }
+  }
+}
+
+TEST(Manifest, ChainIdsFollowTheImageSpec) {
+  std::string a = "sha256:" + std::string(64, 'a'), b = "sha256:" + std::string(64, 'b');
+  auto c = chain_ids({a, b});
+  ASSERT_EQ(c.size(), 2u);
+  EXPECT_EQ(c[0], a);
+  EXPECT_EQ(c[1], sha256_digest(a + " " + b));
+}
+
+TEST(Manifest, PlatformSelection) {
+  std::vector<Descriptor> idx = {
+      {"", "sha256:" + std::string(64, '1'), 1, "linux", "arm64", "v8"},
+      {"", "sha256:" + std::string(64, '2'), 1, "linux", "amd64", ""},
+      {"", "sha256:" + std::string(64, '3'), 1, "linux", "arm", "v7"},
+      {"", "sha256:" + std::string(64, '4'), 1, "windows", "amd64", ""},
+  };
+  EXPECT_EQ(select_platform(idx, "linux", "amd64", "")->digest, idx[1].digest);
+  EXPECT_EQ(select_platform(idx, "linux", "arm64", "")->digest, idx[0].digest);
+  EXPECT_EQ(select_platform(idx, "linux", "arm64", "v8")->digest, idx[0].digest);
+  EXPECT_EQ(select_platform(idx, "linux", "arm", "v7")->digest, idx[2].digest);
+  EXPECT_EQ(select_platform(idx, "linux", "arm", "v6"), nullptr);
+  EXPECT_EQ(select_platform(idx, "linux", "s390x", ""), nullptr);
+}
+
+TEST(Manifest, RejectsUnsupportedLayersAndSchema1) {
+  EXPECT_THROW(parse_manifest(R"({"schemaVersion":1})"), Error);
+  std::string d = "sha256:" + std::string(64, 'c');
+  std::string m = R"({"schemaVersion":2,"config":{"mediaType":"x","digest":")" + d +
+                  R"(","size":2},"layers":[{"mediaType":"application/x-foo","digest":")" + d + R"(","size":1}]})";
+  EXPECT_THROW(parse_manifest(m), Error);
+}
+
+// The decompressor recognises each compression by its magic and yields the diff ID.
+TEST(Decompress, GzipZstdAndNoneGiveTheSameDiffId) {
+  std::string raw = make_tar({{.name = "a", .data = std::string(100000, 'x')}});
+  std::string diff = sha256_digest(raw);
+  for (std::string filter : {"", "gzip", "zstd"}) {
+    std::string blob = make_tar({{.name = "a", .data = std::string(100000, 'x')}}, filter);
+    size_t pos = 0;
+    Decompressor d([&](char* buf, size_t len) {
+      size_t n = std::min<size_t>({len, blob.size() - pos, 777});  // small reads: streaming edge cases
+      std::memcpy(buf, blob.data() + pos, n);
+      pos += n;
+      return n;
+    });
+    EXPECT_EQ(d.finish(), diff) << "filter " << filter;
+  }
+}
+
+TEST(Decompress, TruncatedGzipFails) {
+  std::string blob = make_tar({{.name = "a", .data = std::string(100000, 'y')}}, "gzip");
+  blob.resize(blob.size() / 2);
+  size_t pos = 0;
+  Decompressor d([&](char* buf, size_t len) {
+    size_t n = std::min(len, blob.size() - pos);
+    std::memcpy(buf, blob.data() + pos, n);
+    pos += n;
+    return n;
+  });
+  EXPECT_THROW(d.finish(), Error);
+}
+
+// Applies an in-memory tar to a fresh directory.
+void apply_tar(const std::string& dir, const std::string& tar, const std::vector<std::string>& parents = {}) {
+  size_t pos = 0;
+  Decompressor d([&](char* buf, size_t len) {
+    size_t n = std::min(len, tar.size() - pos);
+    std::memcpy(buf, tar.data() + pos, n);
+    pos += n;
+    return n;
+  });
+  apply_layer(dir, d, parents);
+}
+
+TEST(Unpack, CleanEntryPath) {
+  EXPECT_EQ(clean_entry_path("./a/b/"), "a/b");
+  EXPECT_EQ(clean_entry_path("/abs/x"), "abs/x");
+  EXPECT_EQ(clean_entry_path("a/../b"), "b");
+  EXPECT_EQ(clean_entry_path("a//./c"), "a/c");
+  EXPECT_EQ(clean_entry_path("./"), "");
+  EXPECT_THROW(clean_entry_path("../x"), Error);
+  EXPECT_THROW(clean_entry_path("a/../../x"), Error);
+}
+
+TEST(Unpack, RegularTreeWithModesOwnersAndLinks) {
+  TempDir t;
+  mkdir_p(t / "fs");
+  apply_tar(t / "fs", make_tar({
+                      {.name = "bin", .type = AE_IFDIR, .perm = 0755},
+                      {.name = "bin/tool", .data = "#!/bin/sh\n", .perm = 04755},
+                      {.name = "bin/alias", .type = AE_IFLNK, .link = "tool"},
+                      {.name = "bin/hard", .hardlink = "bin/tool"},
+                      {.name = "etc/deep/file", .data = "x"},  // parents missing from the tar
+                      {.name = "caps", .data = "c", .xattrs = {{"user.berth", "yes"}}},
+                  }));
+  struct stat st;
+  ASSERT_EQ(::stat((t / "fs/bin/tool").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 04755u);  // setuid kept, as containerd does
+  EXPECT_EQ(st.st_nlink, 2u);
+  EXPECT_EQ(st.st_mtime, 1700000000);
+  EXPECT_EQ(read_file(t / "fs/bin/hard"), "#!/bin/sh\n");
+  char target[64] = {};
+  ASSERT_GT(::readlink((t / "fs/bin/alias").c_str(), target, sizeof target), 0);
+  EXPECT_STREQ(target, "tool");
+  EXPECT_EQ(read_file(t / "fs/etc/deep/file"), "x");
+  char xv[8] = {};
+  EXPECT_EQ(::getxattr((t / "fs/caps").c_str(), "user.berth", xv, sizeof xv), 3);
+  ASSERT_EQ(::stat((t / "fs/bin").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mtime, 1700000000);  // directory times set after their content
+}
+
+TEST(Unpack, WhiteoutsBecomeOverlayWhiteouts) {
+  TempDir t;
+  mkdir_p(t / "fs");
+  apply_tar(t / "fs", make_tar({
+                      {.name = "data", .type = AE_IFDIR, .perm = 0755},
+                      {.name = "data/.wh.gone", .data = ""},
+                      {.name = ".wh.topgone", .data = ""},
+                      {.name = "opq", .type = AE_IFDIR, .perm = 0755},
+                      {.name = "opq/.wh..wh..opq", .data = ""},
+                      {.name = "opq/new", .data = "n"},
+                      {.name = "implicit/.wh..wh..opq", .data = ""},
+                      {.name = ".wh..wh.plnk", .type = AE_IFDIR, .perm = 0700},
+                  }));
+  struct stat st;
+  for (auto p : {"data/gone", "topgone"}) {
+    ASSERT_EQ(::lstat((t / "fs/" + std::string(p)).c_str(), &st), 0) << p;
+    EXPECT_TRUE(S_ISCHR(st.st_mode)) << p;
+    EXPECT_EQ(st.st_rdev, makedev(0, 0)) << p;
+  }
+  EXPECT_FALSE(exists_nofollow(t / "fs/data/.wh.gone"));
+  char v[4] = {};
+  EXPECT_EQ(::getxattr((t / "fs/opq").c_str(), "trusted.overlay.opaque", v, sizeof v), 1);
+  EXPECT_EQ(v[0], 'y');
+  EXPECT_EQ(::getxattr((t / "fs/implicit").c_str(), "trusted.overlay.opaque", v, sizeof v), 1);
+  EXPECT_FALSE(exists_nofollow(t / "fs/opq/.wh..wh..opq"));
+  EXPECT_FALSE(exists_nofollow(t / "fs/.wh..wh.plnk"));
+  EXPECT_EQ(read_file(t / "fs/opq/new"), "n");
+}
+
+// Every hostile layer either fails or stays inside its snapshot: the sentinel directory
+// next to the snapshot ("outside") and the host's /tmp stay untouched.
+struct Hostile {
+  const char* name;
+  std::vector<TarEntry> entries;
+  bool rejected;
+};
+
+class HostileLayer : public ::testing::TestWithParam<int> {};
+
+std::vector<Hostile> hostile_cases() {
+  return {
+      {"traversal", {{.name = "../outside/escape", .data = "bad"}}, true},
+      {"deep-traversal", {{.name = "a/../../../outside/escape", .data = "bad"}}, true},
+      {"absolute", {{.name = "/outside/escape", .data = "contained"}}, false},
+      {"symlink-relative-escape",
+       {{.name = "evil", .type = AE_IFLNK, .link = "../../../../../../outside"},
+        {.name = "evil/escape", .data = "bad"}},
+       true},
+      {"symlink-absolute-dir",
+       {{.name = "out", .type = AE_IFDIR, .perm = 0755},
+        {.name = "evil", .type = AE_IFLNK, .link = "/out"},
+        {.name = "evil/escape", .data = "contained"}},
+       false},
+      {"symlink-file-overwrite",
+       {{.name = "evil", .type = AE_IFLNK, .link = "/etc/hostname-berth-test"}, {.name = "evil", .data = "replaced"}},
+       false},
+      {"hardlink-traversal", {{.name = "link", .hardlink = "../outside/target"}}, true},
+      {"hardlink-absolute-missing", {{.name = "link", .hardlink = "/outside/target"}}, true},
+      {"hardlink-through-symlink",
+       {{.name = "evil", .type = AE_IFLNK, .link = "../../outside"}, {.name = "link", .hardlink = "evil/target"}},
+       true},
+      {"hardlink-to-symlink",
+       {{.name = "sl", .type = AE_IFLNK, .link = "../../outside/target"}, {.name = "link", .hardlink = "sl"},
+        {.name = "link", .data = "rewritten"}},
+       false},
+      {"devices",
+       {{.name = "dev", .type = AE_IFDIR, .perm = 0755},
+        {.name = "dev/null2", .type = AE_IFCHR, .perm = 0666, .dev_major = 1, .dev_minor = 3},
+        {.name = "dev/loop", .type = AE_IFBLK, .perm = 0660, .dev_major = 7, .dev_minor = 0},
+        {.name = "dev/fifo", .type = AE_IFIFO, .perm = 0600}},
+       false},
+      {"overlay-xattr-forgery", {{.name = "d", .type = AE_IFDIR, .perm = 0755,
+                                  .xattrs = {{"trusted.overlay.redirect", "/outside"}}}},
+       false},
+  };
+}
+
+TEST_P(HostileLayer, NothingIsWrittenOutsideTheSnapshot) {
+  Hostile h = hostile_cases()[GetParam()];
+  TempDir t;
+  mkdir_p(t / "snap/fs");
+  mkdir_p(t / "outside");
+  write_file(t / "outside/target", "original");
+  std::string tar = make_tar(h.entries);
+  bool threw = false;
+  try {
+    apply_tar(t / "snap/fs", tar);
+  } catch (const Error& e) {
+    threw = true;
+    EXPECT_NE(std::string(e.what()).find("layer entry"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(threw, h.rejected) << h.name;
+  EXPECT_EQ(read_file(t / "outside/target"), "original") << h.name;
+  EXPECT_FALSE(exists_nofollow(t / "outside/escape")) << h.name;
+  EXPECT_FALSE(exists_nofollow(t / "escape")) << h.name;
+  EXPECT_FALSE(exists_nofollow("/etc/hostname-berth-test")) << h.name;
+  std::string name = h.name;
+  if (name == "absolute") EXPECT_EQ(read_file(t / "snap/fs/outside/escape"), "contained");
+  if (name == "symlink-absolute-dir") EXPECT_EQ(read_file(t / "snap/fs/out/escape"), "contained");
+  if (name == "symlink-file-overwrite") EXPECT_EQ(read_file(t / "snap/fs/evil"), "replaced");
+  if (name == "devices") {
+    struct stat st;
+    ASSERT_EQ(::lstat((t / "snap/fs/dev/null2").c_str(), &st), 0);
+    EXPECT_TRUE(S_ISCHR(st.st_mode));
+    EXPECT_EQ(st.st_rdev, makedev(1, 3));
+    ASSERT_EQ(::lstat((t / "snap/fs/dev/loop").c_str(), &st), 0);
+    EXPECT_TRUE(S_ISBLK(st.st_mode));
+    ASSERT_EQ(::lstat((t / "snap/fs/dev/fifo").c_str(), &st), 0);
+    EXPECT_TRUE(S_ISFIFO(st.st_mode));
+  }
+  if (name == "overlay-xattr-forgery") {
+    char v[64];
+    EXPECT_LT(::getxattr((t / "snap/fs/d").c_str(), "trusted.overlay.redirect", v, sizeof v), 0);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, HostileLayer, ::testing::Range(0, static_cast<int>(hostile_cases().size())),
+                         [](const ::testing::TestParamInfo<int>& i) {
+                           std::string n = hostile_cases()[i.param].name;
+                           for (auto& c : n)
+                             if (c == '-') c = '_';
+                           return n;
+                         });
+
+TEST(Unpack, HardlinkToALowerLayerIsCopiedUp) {
+  TempDir t;
+  mkdir_p(t / "lower/etc");
+  write_file(t / "lower/etc/passwd", "root:x:0:0::/:/bin/sh\n");
+  mkdir_p(t / "upper");
+  apply_tar(t / "upper", make_tar({{.name = "etc/passwd-link", .hardlink = "/etc/passwd"}}), {t / "lower"});
+  EXPECT_EQ(read_file(t / "upper/etc/passwd-link"), "root:x:0:0::/:/bin/sh\n");
+  EXPECT_EQ(read_file(t / "upper/etc/passwd"), "root:x:0:0::/:/bin/sh\n");
+  EXPECT_EQ(read_file(t / "lower/etc/passwd"), "root:x:0:0::/:/bin/sh\n");
+}
+
+size_t count_entries(const std::string& dir) {
+  size_t n = 0;
+  if (DIR* d = ::opendir(dir.c_str())) {
+    while (dirent* e = ::readdir(d))
+      if (e->d_name[0] != '.') ++n;
+    ::closedir(d);
+  }
+  return n;
+}
+
+TEST(ContentStore, CommitVerifiesAndIsAtomic) {
+  TempDir t;
+  ContentStore cs(t.path());
+  std::string data = "hello blob";
+  std::string d = sha256_digest(data);
+  {
+    auto in = cs.begin(d, data.size());
+    ASSERT_TRUE(in);
+    in->write(data.data(), 5);
+    EXPECT_FALSE(cs.has(d));  // nothing visible before commit
+    EXPECT_THROW(in->commit(), Error);  // short
+  }
+  EXPECT_FALSE(cs.has(d));
+  EXPECT_EQ(count_entries(t / "content/ingest"), 1u) << "only the lock file is left";
+  {
+    auto in = cs.begin(d, data.size());
+    std::string wrong = "hello blub";
+    in->write(wrong.data(), wrong.size());
+    EXPECT_THROW(in->commit(), Error);  // digest mismatch
+  }
+  EXPECT_FALSE(cs.has(d));
+  cs.put(d, data);
+  EXPECT_TRUE(cs.has(d));
+  EXPECT_EQ(*cs.read(d), data);
+  EXPECT_EQ(count_entries(t / "content/ingest"), 0u);
+  EXPECT_FALSE(cs.begin(d, data.size()).has_value());  // present: nothing to write
+  EXPECT_THROW(cs.put(sha256_digest("x"), "y"), Error);  // content must match its digest
+  EXPECT_FALSE(cs.has(sha256_digest("x")));
+  EXPECT_THROW(cs.blob_path("sha256:../../etc"), Error);
+}
+
+TEST(ContentStore, OpenRemovesAbandonedIngestFiles) {
+  TempDir t;
+  { ContentStore cs(t.path()); }
+  std::string hex(64, 'e');
+  write_file(t / ("content/ingest/" + hex + ".0123.tmp"), "partial");
+  ContentStore cs(t.path());
+  EXPECT_FALSE(exists_nofollow(t / ("content/ingest/" + hex + ".0123.tmp")));
+}
+
+ImageRecord sample_image(char c, std::vector<std::string> tags) {
+  ImageRecord r;
+  r.id = "sha256:" + std::string(64, c);
+  r.repo_tags = std::move(tags);
+  r.repo_digests = {"docker.io/library/x@sha256:" + std::string(64, static_cast<char>(c + 1))};
+  r.config_json = R"({"config":{"User":"1000:1000"}})";
+  r.manifest_digest = "sha256:" + std::string(64, '9');
+  r.chain_ids = {"sha256:" + std::string(64, '8')};
+  r.size = 1234;
+  return r;
+}
+
+TEST(Metadata, ImagesNamesAndBlobRefs) {
+  TempDir t;
+  Metadata md(t / "meta.db");
+  md.put_image(sample_image('a', {"docker.io/library/x:1"}), {"sha256:" + std::string(64, '1')}, 1);
+  auto got = md.image("sha256:" + std::string(64, 'a'));
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->repo_tags, std::vector<std::string>{"docker.io/library/x:1"});
+  EXPECT_EQ(got->size, 1234u);
+  EXPECT_EQ(got->username(), "1000:1000");
+  EXPECT_EQ(md.image_by_name("docker.io/library/x:1"), got->id);
+  // The tag moves to the new image; the old one keeps its repo digest.
+  md.put_image(sample_image('c', {"docker.io/library/x:1"}), {"sha256:" + std::string(64, '2')}, 2);
+  EXPECT_EQ(md.image_by_name("docker.io/library/x:1"), "sha256:" + std::string(64, 'c'));
+  EXPECT_TRUE(md.image("sha256:" + std::string(64, 'a')));
+  EXPECT_TRUE(md.image("sha256:" + std::string(64, 'a'))->repo_tags.empty());
+  EXPECT_EQ(md.images().size(), 2u);
+  EXPECT_EQ(md.referenced_blobs().size(), 2u);
+  EXPECT_EQ(md.image_ids_with_prefix("aaa").size(), 1u);
+  EXPECT_TRUE(md.delete_image("sha256:" + std::string(64, 'a')));
+  EXPECT_EQ(md.referenced_blobs().size(), 1u);
+  EXPECT_FALSE(md.image_by_name("docker.io/library/x@sha256:" + std::string(64, 'b')));
+}
+
+TEST(Metadata, SurvivesReopenInWalMode) {
+  TempDir t;
+  {
+    Metadata md(t / "meta.db");
+    md.put_image(sample_image('a', {"docker.io/library/x:1"}), {}, 1);
+    md.insert_snapshot("k", "", SnapshotKind::committed);
+  }
+  Metadata md(t / "meta.db");
+  EXPECT_TRUE(md.image("sha256:" + std::string(64, 'a')));
+  EXPECT_TRUE(md.snapshot("k"));
+  EXPECT_TRUE(exists_nofollow(t / "meta.db"));
+}
+
+TEST(Snapshotter, PrepareCommitViewRemoveAndRecover) {
+  TempDir t;
+  Metadata md(t / "meta.db");
+  OverlaySnapshotter s(t / "snapshots", md);
+  auto m = s.prepare("base-active", "");
+  ASSERT_EQ(m.size(), 1u);
+  EXPECT_EQ(m[0].type, "bind");
+  write_file(s.fs_dir("base-active") + "/f", "1");
+  s.commit("base", "base-active");
+  EXPECT_EQ(s.stat("base")->kind, SnapshotKind::committed);
+  EXPECT_FALSE(s.stat("base-active"));
+  s.prepare("mid-active", "base");
+  s.commit("mid", "mid-active");
+  auto c = s.prepare("container", "mid");
+  ASSERT_EQ(c.size(), 1u);
+  EXPECT_EQ(c[0].type, "overlay");
+  std::string opts;
+  for (auto& o : c[0].options) opts += o + ",";
+  EXPECT_NE(opts.find("lowerdir=" + s.fs_dir("mid") + ":" + s.fs_dir("base")), std::string::npos) << opts;
+  EXPECT_NE(opts.find("upperdir=" + s.fs_dir("container")), std::string::npos);
+  auto v = s.view("v", "base");
+  EXPECT_EQ(v[0].type, "bind");
+  EXPECT_EQ(v[0].source, s.fs_dir("base"));
+  EXPECT_THROW(s.prepare("container", "mid"), Error);    // exists
+  EXPECT_THROW(s.prepare("x", "no-such-parent"), Error);
+  EXPECT_THROW(s.prepare("y", "container"), Error);      // parent not committed
+  EXPECT_THROW(s.remove("base"), Error);                 // has children
+  EXPECT_GE(s.usage("base").inodes, 2u);
+  // Leftovers of a crash: an unpack snapshot and a directory without a row.
+  s.prepare(std::string(kExtractPrefix) + "123-abc", "mid");
+  mkdir_p(t / "snapshots/9999/fs");
+  s.recover();
+  EXPECT_FALSE(s.stat(std::string(kExtractPrefix) + "123-abc"));
+  EXPECT_FALSE(exists_nofollow(t / "snapshots/9999"));
+  // GC keeps what active snapshots need, drops the rest.
+  s.remove("v");
+  EXPECT_EQ(s.collect_garbage({}), 0u);  // container keeps mid and base
+  s.remove("container");
+  EXPECT_EQ(s.collect_garbage({"base"}), 1u);
+  EXPECT_TRUE(s.stat("base"));
+  EXPECT_FALSE(s.stat("mid"));
+  EXPECT_EQ(count_entries(t / "snapshots"), 1u);
+}
+
+} // namespace
+} // namespace berth::image
