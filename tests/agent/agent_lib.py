@@ -1,0 +1,343 @@
+"""Helpers for berthlet's end-to-end suite: a private containerd 1.6 with its CRI plugin,
+a local registry with busybox-static images, a CRI client for checking what really runs,
+and berthlet processes driven through manifest files and their status endpoint.
+
+Everything lives under one temp root (AGENT_ROOT, made by run.sh) and one cgroup root
+(/berthlet-test-<tag>); only processes started here are ever signalled.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests" / "lib"))
+
+import oci_image  # noqa: E402  (tests/lib, shared with the image suite)
+from registry import Registry  # noqa: E402,F401
+
+BERTHLET = os.environ.get("BERTHLET", str(REPO / "build" / "agent" / "berthlet"))
+NODE = "node1"
+
+
+def wait_for(cond, timeout=30.0, interval=0.1, what="condition"):
+    """Polls cond() until it returns something truthy; errors of a thing not there yet
+    (connection refused, missing key) count as "not yet"."""
+    end = time.monotonic() + timeout
+    last = None
+    while True:
+        try:
+            last = cond()
+            if last:
+                return last
+        except (OSError, KeyError, IndexError, TypeError, urllib.error.URLError) as e:
+            last = f"{type(e).__name__}: {e}"
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+        time.sleep(interval)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --------------------------------------------------------------------------------------
+# CRI client (python stubs generated from cri/proto/api.proto at session start)
+
+
+class Cri:
+    def __init__(self, sock: Path, gen_dir: Path):
+        import grpc
+        gen_dir.mkdir(parents=True, exist_ok=True)
+        if not (gen_dir / "api_pb2_grpc.py").exists():
+            subprocess.run(["protoc", f"-I{REPO / 'cri' / 'proto'}", f"--python_out={gen_dir}",
+                            f"--grpc_python_out={gen_dir}", "--plugin=protoc-gen-grpc_python=/usr/bin/grpc_python_plugin",
+                            "api.proto"], check=True)
+        sys.path.insert(0, str(gen_dir))
+        import api_pb2
+        import api_pb2_grpc
+        self.pb = api_pb2
+        self.channel = grpc.insecure_channel(f"unix://{sock}")
+        self.rt = api_pb2_grpc.RuntimeServiceStub(self.channel)
+        self.img = api_pb2_grpc.ImageServiceStub(self.channel)
+
+    def version(self):
+        return self.rt.Version(self.pb.VersionRequest(version="v1"), timeout=10)
+
+    def sandboxes(self, uid=None):
+        f = self.pb.PodSandboxFilter(label_selector={"io.kubernetes.pod.uid": uid} if uid else {})
+        return list(self.rt.ListPodSandbox(self.pb.ListPodSandboxRequest(filter=f), timeout=30).items)
+
+    def containers(self, uid=None):
+        f = self.pb.ContainerFilter(label_selector={"io.kubernetes.pod.uid": uid} if uid else {})
+        return list(self.rt.ListContainers(self.pb.ListContainersRequest(filter=f), timeout=30).containers)
+
+    def container_status(self, cid):
+        return self.rt.ContainerStatus(self.pb.ContainerStatusRequest(container_id=cid), timeout=30).status
+
+    def sandbox_status(self, sid):
+        return self.rt.PodSandboxStatus(self.pb.PodSandboxStatusRequest(pod_sandbox_id=sid), timeout=30).status
+
+    def running(self, uid=None):
+        return [c for c in self.containers(uid) if c.state == self.pb.CONTAINER_RUNNING]
+
+    def remove_everything(self):
+        """Stops and removes every sandbox (and with it its containers)."""
+        for s in self.sandboxes():
+            with contextlib.suppress(Exception):
+                self.rt.StopPodSandbox(self.pb.StopPodSandboxRequest(pod_sandbox_id=s.id), timeout=60)
+            with contextlib.suppress(Exception):
+                self.rt.RemovePodSandbox(self.pb.RemovePodSandboxRequest(pod_sandbox_id=s.id), timeout=60)
+
+
+# --------------------------------------------------------------------------------------
+# containerd with the CRI plugin
+
+
+class Containerd:
+    def __init__(self, root: Path, registry_addr: str, cni_conf: Path, sandbox_image: str):
+        self.root = root
+        self.sock = root / "containerd.sock"
+        self.config = root / "config.toml"
+        self.log = root / "containerd.log"
+        self.registry_addr = registry_addr
+        self.cni_conf = cni_conf
+        self.sandbox_image = sandbox_image
+        self.proc = None
+
+    def start(self):
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.config.write_text(f"""version = 2
+root = "{self.root}/root"
+state = "{self.root}/state"
+oom_score = 0
+
+[grpc]
+  address = "{self.sock}"
+
+[ttrpc]
+  address = "{self.sock}.ttrpc"
+
+[debug]
+  address = "{self.root}/debug.sock"
+  level = "info"
+
+[metrics]
+  address = ""
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{self.root}/opt"
+
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{self.sandbox_image}"
+  restrict_oom_score_adj = true
+  disable_apparmor = true
+  enable_selinux = false
+  stats_collect_period = 10
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "{self.cni_conf}"
+  [plugins."io.containerd.grpc.v1.cri".registry.mirrors."docker.io"]
+    endpoint = ["http://{self.registry_addr}"]
+""")
+        logf = open(self.log, "ab")
+        self.proc = subprocess.Popen(["containerd", "--config", str(self.config)], stdin=subprocess.DEVNULL,
+                                     stdout=logf, stderr=logf, start_new_session=True)
+        logf.close()
+        (self.root / "containerd.pid").write_text(str(self.proc.pid))
+
+    def wait_ready(self, cri: Cri):
+        def ready():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"containerd exited rc={self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
+            if not self.sock.exists():
+                return False
+            with contextlib.suppress(Exception):
+                return cri.version().runtime_name
+            return False
+        wait_for(ready, timeout=30, interval=0.2, what="containerd's CRI to answer")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        # shims of ours name our socket on their command line
+        for pid in pids_with_arg(str(self.sock)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def pids_with_arg(needle: str):
+    me = os.getpid()
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == me:
+            continue
+        try:
+            args = Path(f"/proc/{name}/cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if any(needle in a for a in args):
+            out.append(int(name))
+    return out
+
+
+def write_cni_conf(conf_dir: Path, bridge: str, subnet: str, data_dir: Path):
+    conf_dir.mkdir(parents=True, exist_ok=True)
+    (conf_dir / "10-berthlet-test.conflist").write_text(json.dumps({
+        "cniVersion": "1.0.0",
+        "name": "berthlet-test",
+        "plugins": [
+            {"type": "bridge", "bridge": bridge, "isGateway": True, "ipMasq": False, "hairpinMode": True,
+             "ipam": {"type": "host-local", "dataDir": str(data_dir), "ranges": [[{"subnet": subnet}]],
+                      "routes": [{"dst": "0.0.0.0/0"}]}},
+            {"type": "loopback"},
+        ],
+    }))
+
+
+# --------------------------------------------------------------------------------------
+# berthlet
+
+
+class Berthlet:
+    def __init__(self, root: Path, endpoint: Path, cgroup_root: str):
+        self.root = root
+        self.manifests = root / "manifests"
+        self.logs = root / "logs"
+        self.rootdir = root / "lib"
+        self.logfile = root / "berthlet.log"
+        self.endpoint = endpoint
+        self.cgroup_root = cgroup_root
+        self.port = free_port()
+        self.proc = None
+        for d in (self.manifests, self.logs, self.rootdir):
+            d.mkdir(parents=True, exist_ok=True)
+
+    def start(self, *extra):
+        logf = open(self.logfile, "ab")
+        self.proc = subprocess.Popen(
+            [BERTHLET, "--pod-manifest-path", str(self.manifests), "--container-runtime-endpoint",
+             f"unix://{self.endpoint}", "--hostname-override", NODE, "--address", "127.0.0.1",
+             "--read-only-port", str(self.port), "--pod-logs-dir", str(self.logs), "--root-dir",
+             str(self.rootdir), "--cgroup-root", self.cgroup_root, *extra],
+            stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, start_new_session=True)
+        logf.close()
+        wait_for(lambda: self.get("/healthz") == "ok", timeout=20, what="berthlet's /healthz")
+        return self
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        rc = self.proc.returncode if self.proc else None
+        self.proc = None
+        return rc
+
+    def log(self):
+        return self.logfile.read_text(errors="replace") if self.logfile.exists() else ""
+
+    def get(self, path):
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
+            return r.read().decode()
+
+    def pods(self):
+        return json.loads(self.get("/pods"))["items"]
+
+    def pod(self, name, ns="default"):
+        """The pod of manifest name `name` (berthlet appends -<node>), or None."""
+        for p in self.pods():
+            if p["metadata"]["name"] == f"{name}-{NODE}" and p["metadata"]["namespace"] == ns:
+                return p
+        return None
+
+    def manifests_status(self):
+        return {Path(m["path"]).name: m for m in json.loads(self.get("/manifests"))["manifests"]}
+
+    def write(self, filename, doc):
+        """Writes a manifest atomically (a dict is written as YAML; a str as it is)."""
+        text = doc if isinstance(doc, str) else yaml.safe_dump(doc, sort_keys=False)
+        tmp = self.manifests / f".{filename}.tmp"
+        tmp.write_text(text)
+        os.rename(tmp, self.manifests / filename)
+
+    def remove(self, filename):
+        (self.manifests / filename).unlink()
+
+    def wait_pod(self, name, pred, timeout=60, what=None):
+        def check():
+            p = self.pod(name)
+            return p if p is not None and pred(p) else None
+        try:
+            return wait_for(check, timeout=timeout, interval=0.1, what=what or f"pod {name}")
+        except AssertionError as e:
+            raise AssertionError(f"{e}\npod now: {json.dumps(self.pod(name), indent=1)}\n"
+                                 f"--- berthlet log (tail)\n{self.log()[-4000:]}") from None
+
+
+def pod_manifest(name, containers, init=None, volumes=None, **spec):
+    s = {"terminationGracePeriodSeconds": 1, "containers": containers}
+    if init:
+        s["initContainers"] = init
+    if volumes:
+        s["volumes"] = volumes
+    s.update(spec)
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": s}
+
+
+def container(name, script, image="busybox:latest", **extra):
+    c = {"name": name, "image": image, "imagePullPolicy": "IfNotPresent", "command": ["sh", "-c", script]}
+    c.update(extra)
+    return c
+
+
+# A container that ends promptly on SIGTERM (sh as PID 1 would ignore it).
+SLEEPER = "trap 'exit 0' TERM; while true; do sleep 0.2; done"
+
+
+def condition(pod, ctype):
+    for c in pod.get("status", {}).get("conditions", []):
+        if c["type"] == ctype:
+            return c["status"] == "True"
+    return None
+
+
+def cstatus(pod, name, init=False):
+    key = "initContainerStatuses" if init else "containerStatuses"
+    for c in pod.get("status", {}).get(key, []):
+        if c["name"] == name:
+            return c
+    return None
+
+
+def running(pod, name):
+    cs = cstatus(pod, name)
+    return cs is not None and "running" in cs["state"]

@@ -1,0 +1,98 @@
+#!/bin/bash
+# berthlet's end-to-end suite against containerd 1.6's CRI plugin.
+#
+#   tests/agent/run.sh [pytest args...]        e.g. -k crash, -x, --junitxml=out.xml
+#   BERTHLET=/path/to/berthlet tests/agent/run.sh
+#
+# Installs what is missing (containerd, containernetworking-plugins, docker-registry,
+# python3-pytest/-grpcio/-protobuf/-yaml, busybox-static, protobuf-compiler-grpc). Everything
+# lives under one temp root, one cgroup root (/berthlet-test-<tag>) and one bridge
+# (bt-agent<tag>), inside a private mount namespace; all are removed at the end. Only
+# processes started by this run are ever signalled.
+set -u
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+
+if [ "$(id -u)" != 0 ]; then
+  echo "agent/run.sh: must run as root" >&2
+  exit 2
+fi
+
+# ---- inside the private mount namespace: set up, run pytest, tear down -------------------
+if [ "${AGENT_IN_NS:-}" = 1 ]; then
+  root=$(mktemp -d /tmp/berthlet-e2e.XXXXXX)
+  tag=$(head -c3 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  export AGENT_ROOT=$root AGENT_TAG=$tag AGENT_BRIDGE=bt-agent${tag:0:4}
+  netns_before=$(ls /var/run/netns 2>/dev/null | sort)
+  teardown() {
+    local p c
+    # Anything still running from our root (containerd, shims, registry, berthlet) is ours.
+    for p in /proc/[0-9]*; do
+      p=${p#/proc/}
+      [ "$p" = $$ ] && continue
+      c=$( { tr '\0' ' ' <"/proc/$p/cmdline"; } 2>/dev/null) || continue
+      case $c in *"$root"*) kill -KILL "$p" 2>/dev/null ;; esac
+    done
+    # Containers of this run can only be in our own cgroup root.
+    awk '$9 == "cgroup" || $9 == "cgroup2" { print $5 }' /proc/self/mountinfo | while read -r mnt; do
+      d="$mnt/berthlet-test-$tag"
+      [ -d "$d" ] || continue
+      find "$d" -name freezer.state -exec sh -c 'echo THAWED > "$1"' _ {} \; 2>/dev/null
+      find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null | sort -u | while read -r p; do kill -KILL "$p" 2>/dev/null; done
+      sleep 0.2
+      find "$d" -depth -type d -exec rmdir {} + 2>/dev/null
+      [ -d "$d" ] && echo "agent/run.sh: could not remove $d" >&2
+    done
+    # our mounts, deepest first
+    awk -v r="$root" '$5 == r || index($5, r "/") == 1 { print $5 }' /proc/self/mountinfo |
+      sort -r | while read -r m; do umount -l "$m" 2>/dev/null; done
+    # network namespaces containerd made for our pods, and our bridge
+    for n in $(ls /var/run/netns 2>/dev/null | sort | comm -13 <(echo "$netns_before") -); do
+      case $n in cni-*) umount -l "/var/run/netns/$n" 2>/dev/null; rm -f "/var/run/netns/$n" ;; esac
+    done
+    ip link del "$AGENT_BRIDGE" 2>/dev/null
+    rm -rf "$root"
+  }
+  trap teardown EXIT
+  trap 'exit 130' INT TERM HUP
+  # A snapshot of the binary: a concurrent rebuild must not swap it mid-run.
+  mkdir -p "$root/bin"
+  cp "$BERTHLET" "$root/bin/berthlet"
+  echo "agent/run.sh: berthlet under test: $BERTHLET (sha256 $(sha256sum <"$BERTHLET" | cut -c1-16))" >&2
+  export BERTHLET=$root/bin/berthlet
+  cd "$repo"
+  paths=("$here")
+  for a in "$@"; do
+    case "$a" in -*) ;; *) [ -e "${a%%::*}" ] && paths=() ;; esac
+  done
+  /usr/bin/python3 -m pytest -q -p no:cacheprovider "${paths[@]}" "$@"
+  exit $?
+fi
+
+# ---- outside: install what is missing, build berthlet if needed, enter the namespace -------
+updated=0
+apt_install() {
+  if [ $updated = 0 ]; then apt-get update -qq >/dev/null 2>&1; updated=1; fi
+  echo "agent/run.sh: installing $*" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null 2>&1 ||
+    { echo "agent/run.sh: cannot install $*" >&2; exit 2; }
+}
+/usr/bin/python3 -c 'import pytest, grpc, google.protobuf, yaml' 2>/dev/null ||
+  apt_install python3-pytest python3-grpcio python3-protobuf python3-yaml
+[ -x /bin/busybox ] || apt_install busybox-static
+command -v containerd >/dev/null && command -v containerd-shim-runc-v2 >/dev/null || apt_install containerd
+[ -x /usr/lib/cni/bridge ] || apt_install containernetworking-plugins
+[ -x /usr/bin/docker-registry ] || apt_install docker-registry
+command -v grpc_python_plugin >/dev/null || apt_install protobuf-compiler-grpc
+command -v htpasswd >/dev/null || apt_install apache2-utils
+
+if [ -z "${BERTHLET:-}" ]; then
+  BERTHLET=$repo/build/agent/berthlet
+  if [ ! -x "$BERTHLET" ]; then
+    echo "agent/run.sh: building berthlet (meson + ninja in $repo/build)" >&2
+    { [ -d "$repo/build" ] || meson setup "$repo/build" "$repo"; } >/dev/null &&
+      ninja -C "$repo/build" agent/berthlet >/dev/null || { echo "agent/run.sh: build failed" >&2; exit 1; }
+  fi
+fi
+export BERTHLET
+exec unshare -m --propagation private -- env AGENT_IN_NS=1 "$0" "$@"
