@@ -1,0 +1,48 @@
+"""pytest fixtures for the CNI suite (tests/cni/run.sh runs it).
+
+Everything happens inside network namespaces the tests create: each test gets a
+private "host" namespace in which bridges, veths, iptables/nftables rules and
+berth-cni itself live, and pod namespaces pinned under its temp dir. The real
+host's interfaces are never touched; a leak check after each test compares them.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+
+import pytest
+
+import cni_helpers as H
+
+
+def pytest_configure(config):
+    if os.geteuid() != 0:
+        raise pytest.UsageError("the CNI suite needs root")
+    for p in (H.BERTH_CNI, H.BERTH_BRIDGE):
+        if not p.exists():
+            raise pytest.UsageError(f"{p} missing: build it (ninja -C <build> cni/berth-cni cni/berth-bridge) "
+                                    "or set BERTH_CNI_BUILD")
+    # Never leak mounts (netns pins) into the caller's namespace.
+    if not os.environ.get("BERTH_CNI_NO_UNSHARE"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.unshare(0x00020000) != 0:  # CLONE_NEWNS
+            raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS)")
+        if libc.mount(b"none", b"/", None, 0x4000 | 0x40000, None) != 0:  # MS_REC | MS_PRIVATE
+            raise OSError(ctypes.get_errno(), "mount --make-rprivate /")
+
+
+def root_links() -> set[str]:
+    return set(H.sh("ip", "-o", "link", "show").stdout.split("\n"))
+
+
+@pytest.fixture
+def world(request):
+    before = {l.split(":")[1].strip() for l in root_links() if l}
+    w = H.World(H.sanitize(request.node.name))
+    try:
+        yield w
+    finally:
+        w.destroy()
+        after = {l.split(":")[1].strip() for l in root_links() if l}
+        assert after == before, f"interfaces of the real host changed: {after ^ before}"
+        assert not w.tmp.exists()
