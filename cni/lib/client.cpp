@@ -65,10 +65,23 @@ std::string Client::exec(const NetworkConfigList& list, const PluginConf& p, con
 json Client::add(const NetworkConfigList& list, const RuntimeConf& rt) {
   validate_runtime(list, rt);
   json result;
-  for (const auto& p : list.plugins) {
-    std::string what = fmt::format("plugin {} failed (add)", describe(p));
-    std::string out = with_context(what, [&] { return exec(list, p, "ADD", result, &rt); });
-    result = parse_result(out, what, list.cni_version);
+  try {
+    for (const auto& p : list.plugins) {
+      std::string what = fmt::format("plugin {} failed (add)", describe(p));
+      std::string out = with_context(what, [&] { return exec(list, p, "ADD", result, &rt); });
+      result = parse_result(out, what, list.cni_version);
+    }
+  } catch (const Error&) {
+    if (opts_.del_after_failed_add) {
+      for (auto it = list.plugins.rbegin(); it != list.plugins.rend(); ++it) {
+        try {
+          exec(list, *it, "DEL", nullptr, &rt);
+        } catch (const Error&) {
+          // The ADD error is the one to report.
+        }
+      }
+    }
+    throw;
   }
   if (result.is_null()) result = json{{"cniVersion", list.cni_version}};
   CachedAttachment a{list.name, rt.container_id, rt.ifname, rt.netns, list.bytes, rt.args, rt.capability_args, result};

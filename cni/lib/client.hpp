@@ -27,6 +27,9 @@ struct ClientOptions {
   std::string cache_dir = std::string(kDefaultCacheDir);
   std::chrono::milliseconds timeout{60000};
   bool pass_plugin_stderr = true;
+  // A failed ADD is followed by a best-effort DEL of the whole list (as containerd
+  // and CRI-O do), so plugins that ran, or half-ran, leave nothing behind.
+  bool del_after_failed_add = true;
 };
 
 struct GCAttachment {
@@ -44,7 +47,8 @@ public:
   explicit Client(ClientOptions opts = {}) : opts_(std::move(opts)), cache_(opts_.cache_dir) {}
 
   // Runs ADD on each plugin in order, each getting the previous result as
-  // prevResult; caches and returns the final result in the list's version.
+  // prevResult; caches and returns the final result in the list's version. On
+  // failure, see ClientOptions::del_after_failed_add.
   json add(const NetworkConfigList& list, const RuntimeConf& rt);
   // Runs DEL on each plugin in reverse order with the cached result, then drops
   // the cache entry. Idempotent: a missing cache entry or netns is not an error.

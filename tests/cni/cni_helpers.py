@@ -122,6 +122,18 @@ class World:
     def ping(self, ns: str, ip: str) -> bool:
         return self.in_ns(ns, "busybox", "ping", "-c", "1", "-W", "3", ip, check=False).returncode == 0
 
+    def bridge_names(self) -> set[str]:
+        names = set()
+        for f in self.conf_dir.iterdir() if self.conf_dir.exists() else []:
+            try:
+                c = json.loads(f.read_text())
+            except ValueError:
+                continue
+            for p in c.get("plugins", [c]) if isinstance(c, dict) else []:
+                if isinstance(p, dict) and p.get("bridge"):
+                    names.add(p["bridge"])
+        return names
+
     # -- teardown
     def destroy(self):
         for p in self.pods + [self.host]:

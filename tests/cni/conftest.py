@@ -31,18 +31,20 @@ def pytest_configure(config):
             raise OSError(ctypes.get_errno(), "mount --make-rprivate /")
 
 
-def root_links() -> set[str]:
-    return set(H.sh("ip", "-o", "link", "show").stdout.split("\n"))
+def root_links() -> list[dict]:
+    import json
+    return json.loads(H.sh("ip", "-j", "link", "show").stdout)
 
 
 @pytest.fixture
 def world(request):
-    before = {l.split(":")[1].strip() for l in root_links() if l}
     w = H.World(H.sanitize(request.node.name))
     try:
         yield w
     finally:
+        bridges = w.bridge_names()
         w.destroy()
-        after = {l.split(":")[1].strip() for l in root_links() if l}
-        assert after == before, f"interfaces of the real host changed: {after ^ before}"
+        # Other work may add interfaces to the real host meanwhile: look for ours only.
+        ours = [l["ifname"] for l in root_links() if l["ifname"] in bridges or l.get("master") in bridges]
+        assert ours == [], f"test interfaces leaked into the real host: {ours}"
         assert not w.tmp.exists()
