@@ -23,6 +23,7 @@ commands:
   del NETWORK NETNS        detach (NETNS may be gone)
   check NETWORK NETNS      verify an attachment against the cached result
   status NETWORK           ask each plugin whether it can serve ADD
+  validate NETWORK         every plugin exists and supports the network's cniVersion
   gc NETWORK [CID:IFNAME...]  remove every attachment not listed
   version PLUGIN           the plugin's supported versions
   list                     networks in the configuration directory
@@ -126,6 +127,10 @@ int main(int argc, char** argv) {
     const NetworkConfigList& net = dir.network(rest[1]);
     if (cmd == "status") {
       client.status(net);
+      return 0;
+    }
+    if (cmd == "validate") {
+      client.validate(net);
       return 0;
     }
     if (cmd == "gc") {

@@ -20,11 +20,12 @@ namespace berth::cni {
 
 namespace {
 
-// Undo steps run in reverse when ADD fails half-way.
+// Undo steps, run in reverse by bridge_add's catch when ADD fails half-way; each
+// step owns copies of what it needs (the frame that added it is gone by then).
 class Rollback {
 public:
-  ~Rollback() {
-    if (done_) return;
+  void add(std::function<void()> f) { steps_.push_back(std::move(f)); }
+  void run() noexcept {
     for (auto it = steps_.rbegin(); it != steps_.rend(); ++it) {
       try {
         (*it)();
@@ -32,13 +33,11 @@ public:
         // Best effort: the original error is what the caller must see.
       }
     }
+    steps_.clear();
   }
-  void add(std::function<void()> f) { steps_.push_back(std::move(f)); }
-  void commit() { done_ = true; }
 
 private:
   std::vector<std::function<void()>> steps_;
-  bool done_ = false;
 };
 
 // Enters a network namespace for this scope and returns to the original one.
@@ -155,8 +154,10 @@ void remove_veth_pair(Netlink& cont, Netlink& host, const LinkInfo& link, const 
     return;
   }
   if (child == 0) {
-    // The runtime reads our stdout to EOF: the child must not hold it.
-    for (int fd = 0; fd < 3; ++fd) ::close(fd);
+    // The runtime reads our stdout to EOF: the child keeps nothing but its socket.
+    int keep = cont.fd();
+    if (keep > 0) ::close_range(0, static_cast<unsigned>(keep - 1), 0);
+    ::close_range(static_cast<unsigned>(keep + 1), ~0U, 0);
     try {
       cont.delete_link(link.ifindex);
     } catch (...) {
@@ -186,10 +187,11 @@ const std::vector<std::string>& bridge_versions() {
   return v;
 }
 
-json bridge_add(const BridgeConf& c, const Invocation& inv) {
+namespace {
+
+json add_with(const BridgeConf& c, const Invocation& inv, Rollback& undo) {
   validate_interface_name(inv.ifname);
   UniqueFd netns = open_netns(inv.netns);
-  Rollback undo;
   Netlink host;
   LinkInfo br = host.ensure_bridge(c.bridge, c.mtu, c.promisc);
   try {
@@ -203,7 +205,7 @@ json bridge_add(const BridgeConf& c, const Invocation& inv) {
   std::vector<RouteConfig> routes;
   if (!c.ipam_type.empty()) {
     json r = ipam_add(c, inv);
-    undo.add([&] { ipam_del(c, inv); });
+    undo.add([&c, &inv] { ipam_del(c, inv); });
     r = with_context("IPAM result", [&] { return convert_result(r, "1.0.0"); });
     ips = result_ips(r);
     if (ips.empty()) fail("IPAM plugin returned missing IP config");
@@ -227,8 +229,9 @@ json bridge_add(const BridgeConf& c, const Invocation& inv) {
   std::string host_name = host_veth_name();
   std::string cont_mac = c.mac.empty() ? random_mac() : c.mac;
   host.create_veth(host_name, inv.ifname, cont_mac, c.mtu, netns.get(), br.ifindex);
-  undo.add([&] {
-    if (auto l = host.link(host_name)) host.delete_link(l->ifindex);
+  undo.add([host_name] {
+    Netlink nl;
+    if (auto l = nl.link(host_name)) nl.delete_link(l->ifindex);
   });
   auto host_link = host.link(host_name);
   if (!host_link) fail("host veth {} vanished after creation", host_name);
@@ -251,7 +254,7 @@ json bridge_add(const BridgeConf& c, const Invocation& inv) {
   MasqTarget masq{c.name, inv.ifname, inv.container_id};
   if (c.ip_masq && !ips.empty()) {
     setup_ipmasq(c.ipmasq_backend, ipnets_of(ips), masq);
-    undo.add([&] { teardown_ipmasq(ipnets_of(ips), masq); });
+    undo.add([nets = ipnets_of(ips), masq] { teardown_ipmasq(nets, masq); });
   }
 
   {
@@ -303,8 +306,19 @@ json bridge_add(const BridgeConf& c, const Invocation& inv) {
   }
   if (has_dns(c.dns)) result["dns"] = c.dns;
   if (!result.contains("dns")) result["dns"] = json::object();
-  undo.commit();
   return convert_result(result, c.cni_version);
+}
+
+} // namespace
+
+json bridge_add(const BridgeConf& c, const Invocation& inv) {
+  Rollback undo;
+  try {
+    return add_with(c, inv, undo);
+  } catch (...) {
+    undo.run();
+    throw;
+  }
 }
 
 void bridge_del(const BridgeConf& c, const Invocation& inv) {

@@ -131,6 +131,8 @@ Netlink Netlink::in_netns(int netns_fd) {
   return Netlink(sk);
 }
 
+int Netlink::fd() const { return nl_socket_get_fd(sk_); }
+
 std::optional<LinkInfo> Netlink::link(const std::string& name) {
   rtnl_link* l = nullptr;
   int e = rtnl_link_get_kernel(sk_, 0, name.c_str(), &l);

@@ -39,6 +39,7 @@ public:
   Netlink& operator=(const Netlink&) = delete;
   // Opens a socket inside the namespace of netns_fd, leaving the caller where it was.
   static Netlink in_netns(int netns_fd);
+  int fd() const;
 
   std::optional<LinkInfo> link(const std::string& name);
   std::optional<LinkInfo> link(int ifindex);

@@ -107,6 +107,9 @@ class World:
             return []
         return sorted(p.name for p in d.iterdir() if p.name != "lock" and not p.name.startswith("last_reserved_ip"))
 
+    def ipam_networks(self) -> list[str]:
+        return [p.name for p in self.ipam_dir.iterdir()] if self.ipam_dir.exists() else []
+
     def cache_files(self) -> list[str]:
         d = self.cache_dir / "results"
         return sorted(p.name for p in d.iterdir()) if d.exists() else []

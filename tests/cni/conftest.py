@@ -41,6 +41,13 @@ def world(request):
     w = H.World(H.sanitize(request.node.name))
     try:
         yield w
+        # Leak check: every test detaches what it attached; nothing may remain.
+        assert w.veths() == [], f"veths left in the host namespace: {w.veths()}"
+        leftovers = [f for n in w.ipam_networks() for f in w.ipam_files(n)]
+        assert leftovers == [], f"address reservations left: {leftovers}"
+        assert w.cache_files() == [], f"cache entries left: {w.cache_files()}"
+        rules = [r for r in w.nat_rules() + w.filter_rules() + w.nat_rules(v6=True) if "10.250." in r or "fd42:" in r]
+        assert rules == [], f"iptables rules left: {rules}"
     finally:
         bridges = w.bridge_names()
         w.destroy()
@@ -48,3 +55,5 @@ def world(request):
         ours = [l["ifname"] for l in root_links() if l["ifname"] in bridges or l.get("master") in bridges]
         assert ours == [], f"test interfaces leaked into the real host: {ours}"
         assert not w.tmp.exists()
+        mounts = [l.split()[4] for l in open("/proc/self/mountinfo") if str(w.tmp) in l.split()[4]]
+        assert mounts == [], f"mounts left: {mounts}"

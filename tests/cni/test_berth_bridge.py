@@ -162,3 +162,22 @@ def test_restart_between_add_and_del_uses_the_cache(world):
     assert w.ipam_files("bnet") == [] and w.cache_files() == []
     # The pair dies with the namespace, in the kernel's netns cleanup worker.
     assert H.wait_for(lambda: w.veths() == []), w.veths()
+
+
+def test_clear_errors_on_conflicts(world):
+    w = world
+    w.write_conf("bnet", conf(w, subnets=("10.250.11.0/24",), extra={"ipMasq": False}))
+    p = w.pod("p")
+    w.add("bnet", p, cid="c1")
+    # A second attachment with the same interface name in the same pod.
+    e = w.cni("add", "bnet", p, cid="c2", check=False)
+    assert e.returncode == 1 and 'container veth name "eth0"' in e.stderr and "already exists" in e.stderr, e.stderr
+    assert w.ipam_files("bnet") == ["10.250.11.2"]  # c2's address was given back
+    # An address already on the bridge is not replaced without forceAddress.
+    w.in_host("ip", "addr", "add", "10.250.11.1/24", "dev", "bt-brt0", check=False)
+    w.write_conf("other", conf(w, name="other", subnets=("10.250.12.0/24",), extra={"ipMasq": False}))
+    q = w.pod("q")
+    e = w.cni("add", "other", q, cid="c3", check=False)
+    assert '"bt-brt0" already has an IP address different from 10.250.12.1/24' in e.stderr, e.stderr
+    w.cni("del", "bnet", p, cid="c1")
+    assert w.ipam_files("other") == []
