@@ -112,6 +112,9 @@ void Fetcher::download(std::shared_ptr<RegistrySession> session, size_t endpoint
     if (!ingest) {  // another process stored it while we waited for its lock
       UniqueFd fd = content_.open_blob(digest);
       if (!fd) fail_errno("open blob {}", digest);
+      auto stored = content_.size(digest);
+      if (!stored || *stored != f->size())
+        fail("blob {}: the descriptor says {} bytes, the stored blob has {}", digest, f->size(), stored.value_or(0));
       f->attach(fd.release());
       f->complete();
       if (progress) progress(fmt::format("exists {}", digest));

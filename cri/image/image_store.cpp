@@ -95,9 +95,35 @@ public:
     collect_garbage();
   }
 
+  void set_pinned(std::string_view ref, bool pinned) override {
+    auto rec = find(ref);
+    if (!rec || !md_->set_pinned(rec->id, pinned)) fail_code(ENOENT, "pin image {}: not found", ref);
+  }
+
+  // Committed snapshots never change, so their usage is walked once and cached.
   FsUsage usage() const override {
-    TreeUsage u = tree_usage(snaps_->root());
-    return {snaps_->root(), u.bytes, u.inodes, now_ns()};
+    FsUsage out{snaps_->root(), 0, 1, now_ns()};
+    std::lock_guard lk(usage_mu_);
+    std::map<std::string, TreeUsage> fresh;
+    for (auto& s : snaps_->list()) {
+      TreeUsage u;
+      std::string key = s.key + "\n" + std::to_string(s.created_ns);
+      if (s.kind == SnapshotKind::committed && usage_cache_.count(key)) {
+        u = usage_cache_.at(key);
+      } else {
+        try {
+          auto su = snaps_->usage(s.key);
+          u = {su.bytes, su.inodes};
+        } catch (const Error&) {
+          continue;  // removed meanwhile
+        }
+      }
+      if (s.kind == SnapshotKind::committed) fresh[key] = u;
+      out.used_bytes += u.bytes;
+      out.inodes_used += u.inodes;
+    }
+    usage_cache_ = std::move(fresh);
+    return out;
   }
 
   Snapshotter& snapshots() override { return *snaps_; }
@@ -279,11 +305,17 @@ private:
   std::unique_ptr<OverlaySnapshotter> snaps_;
   std::unique_ptr<Fetcher> fetcher_;
   std::shared_mutex gc_mu_;
+  mutable std::mutex usage_mu_;
+  mutable std::map<std::string, TreeUsage> usage_cache_;  // "<key>\n<created>" of committed snapshots
   std::mutex chain_mu_;
   std::map<std::string, std::shared_ptr<std::mutex>> chain_locks_;
 };
 
 } // namespace
+
+void ImageStore::set_pinned(std::string_view ref_or_id, bool) {
+  fail_code(ENOTSUP, "pin image {}: this store does not keep pins", ref_or_id);
+}
 
 std::unique_ptr<ImageStore> ImageStore::open(StoreOptions options) {
   std::string root = options.root;

@@ -233,6 +233,12 @@ bool Metadata::delete_image(const std::string& id) {
   return removed;
 }
 
+bool Metadata::set_pinned(const std::string& id, bool pinned) {
+  std::lock_guard lk(mu_);
+  Stmt(db_, "UPDATE images SET pinned = ?2 WHERE id = ?1").bind(1, id).bind(2, int64_t{pinned}).step();
+  return sqlite3_changes(db_) > 0;
+}
+
 std::set<std::string> Metadata::referenced_blobs() const {
   std::lock_guard lk(mu_);
   std::set<std::string> out;

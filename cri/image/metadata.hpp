@@ -36,6 +36,7 @@ public:
   std::vector<std::string> image_ids_with_prefix(const std::string& hex_prefix) const;
   std::vector<ImageRecord> images() const;
   bool delete_image(const std::string& id);
+  bool set_pinned(const std::string& id, bool pinned);
   std::set<std::string> referenced_blobs() const;
   std::set<std::string> image_chain_ids() const;
 

@@ -48,13 +48,10 @@ struct RegistryOptions {
   bool anonymous_pull = false;
 };
 
-class RegistryServer {
+// A helper process that prints one JSON line when ready and stops when its stdin closes.
+class ServeProcess {
 public:
-  explicit RegistryServer(const RegistryOptions& o = {}) {
-    std::vector<std::string> args = {"/usr/bin/python3", tests_lib() + "/registry.py", "serve", "--dir", dir_.path()};
-    for (auto& u : o.users) args.insert(args.end(), {"--user", u});
-    if (o.token) args.push_back("--token");
-    if (o.anonymous_pull) args.push_back("--anonymous-pull");
+  explicit ServeProcess(std::vector<std::string> args) {
     int in[2], out[2];
     if (::pipe2(in, O_CLOEXEC) < 0 || ::pipe2(out, O_CLOEXEC) < 0) throw std::runtime_error("pipe");
     posix_spawn_file_actions_t fa;
@@ -64,24 +61,57 @@ public:
     std::vector<char*> cargs;
     for (auto& a : args) cargs.push_back(a.data());
     cargs.push_back(nullptr);
-    if (posix_spawn(&pid_, cargs[0], &fa, nullptr, cargs.data(), environ) != 0) throw std::runtime_error("spawn registry");
+    int rc = posix_spawn(&pid_, cargs[0], &fa, nullptr, cargs.data(), environ);
     posix_spawn_file_actions_destroy(&fa);
     ::close(in[0]);
     ::close(out[1]);
     stdin_ = in[1];
+    if (rc != 0) {
+      ::close(out[0]);
+      stop();
+      throw std::runtime_error("spawn " + args[1]);
+    }
     std::string line;
     char c;
     while (::read(out[0], &c, 1) == 1 && c != '\n') line += c;
     ::close(out[0]);
-    auto j = nlohmann::json::parse(line, nullptr, false);
-    if (j.is_discarded() || !j.is_object()) {
+    info_ = nlohmann::json::parse(line, nullptr, false);
+    if (info_.is_discarded() || !info_.is_object()) {
       stop();
-      throw std::runtime_error("registry.py serve did not start: \"" + line + "\"");
+      throw std::runtime_error(args[1] + " did not start: \"" + line + "\"");
     }
-    addr_ = j["addr"];
-    log_ = j["log"];
   }
-  ~RegistryServer() { stop(); }
+  ~ServeProcess() { stop(); }
+  const nlohmann::json& info() const { return info_; }
+
+private:
+  void stop() {
+    if (stdin_ >= 0) ::close(stdin_);
+    stdin_ = -1;
+    if (pid_ > 0) {
+      ::kill(pid_, SIGTERM);
+      int st;
+      ::waitpid(pid_, &st, 0);
+      pid_ = -1;
+    }
+  }
+  pid_t pid_ = -1;
+  int stdin_ = -1;
+  nlohmann::json info_;
+};
+
+inline std::vector<std::string> registry_args(const std::string& dir, const RegistryOptions& o) {
+  std::vector<std::string> args = {"/usr/bin/python3", tests_lib() + "/registry.py", "serve", "--dir", dir};
+  for (auto& u : o.users) args.insert(args.end(), {"--user", u});
+  if (o.token) args.push_back("--token");
+  if (o.anonymous_pull) args.push_back("--anonymous-pull");
+  return args;
+}
+
+class RegistryServer {
+public:
+  explicit RegistryServer(const RegistryOptions& o = {})
+      : proc_(registry_args(dir_.path(), o)), addr_(proc_.info()["addr"]), log_(proc_.info()["log"]) {}
   const std::string& addr() const { return addr_; }
   std::string storage() const { return dir_.path() + "/storage"; }
 
@@ -112,20 +142,23 @@ public:
   }
 
 private:
-  void stop() {
-    if (stdin_ >= 0) ::close(stdin_);
-    stdin_ = -1;
-    if (pid_ > 0) {
-      ::kill(pid_, SIGTERM);
-      int st;
-      ::waitpid(pid_, &st, 0);
-      pid_ = -1;
-    }
-  }
   TempDir dir_;
-  pid_t pid_ = -1;
-  int stdin_ = -1;
+  ServeProcess proc_;
   std::string addr_, log_;
+};
+
+// tests/../flaky_proxy.py in front of a registry.
+class FlakyProxy {
+public:
+  explicit FlakyProxy(const std::string& upstream)
+      : proc_({"/usr/bin/python3", std::string(BERTH_IMAGE_TESTS_DIR) + "/flaky_proxy.py", "--upstream", upstream}),
+        addr_(proc_.info()["addr"]) {}
+  const std::string& addr() const { return addr_; }
+  nlohmann::json stats() const { return nlohmann::json::parse(run({"curl", "-s", "http://" + addr_ + "/_stats"})); }
+
+private:
+  ServeProcess proc_;
+  std::string addr_;
 };
 
 } // namespace berth::image::testing

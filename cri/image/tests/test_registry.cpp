@@ -373,6 +373,47 @@ TEST_F(RegistryTest, MirrorsFallBackInOrder) {
   }
 }
 
+// Through a proxy that fails the first manifest GET (503), redirects every blob GET and
+// hangs up half-way through the first transfer of every blob.
+TEST_F(RegistryTest, RetriesRedirectsAndResumesBlobs) {
+  testing::FlakyProxy proxy(registry_->addr());
+  StoreOptions o = options();
+  o.retries = 3;
+  o.registries.push_back({.host = "flaky.test", .mirrors = {"http://" + proxy.addr()}});
+  auto store = ImageStore::open(o);
+  ImageRecord rec = store->pull("flaky.test/test/multilayer:latest", {});
+  EXPECT_EQ(rec.id, pushed_["multilayer"]["image_id"]);
+  json stats = proxy.stats();
+  EXPECT_EQ(stats.value("manifest /v2/test/multilayer/manifests/latest", 0), 2);  // 503, then the retry
+  for (auto& l : pushed_["multilayer"]["layers"]) {
+    std::string path = "/v2/test/multilayer/blobs/" + l.get<std::string>();
+    EXPECT_GE(stats.value("redirect " + path, 0), 2) << path;     // first try and the resume
+    EXPECT_EQ(stats.value("blob " + path, 0), 1) << path;         // cut half-way
+    EXPECT_EQ(stats.value("blob " + path + " range", 0), 1) << path;  // resumed from the middle
+  }
+}
+
+TEST_F(RegistryTest, PinnedAndUsage) {
+  auto store = ImageStore::open(options());
+  ImageRecord rec = store->pull(ref("library/busybox:latest"), {});
+  EXPECT_FALSE(rec.pinned);
+  FsUsage before = store->usage();
+  EXPECT_GT(before.used_bytes, 1000000u);  // busybox-static unpacked
+  EXPECT_GT(before.inodes_used, 20u);
+  EXPECT_EQ(before.mountpoint, root() + "/snapshots");
+  store->set_pinned(ref("library/busybox:latest"), true);
+  EXPECT_TRUE(store->find(rec.id)->pinned);
+  store->pull(ref("library/busybox:latest"), {});
+  EXPECT_TRUE(store->find(rec.id)->pinned) << "a re-pull keeps the pin";
+  EXPECT_EQ(store->usage().used_bytes, before.used_bytes);
+  try {
+    store->set_pinned("nosuch", true);
+    ADD_FAILURE();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ENOENT);
+  }
+}
+
 class AuthTest : public ::testing::Test {
 protected:
   TempDir dir_;
@@ -447,7 +488,10 @@ TEST_F(RegistryTest, BigImage) {
   EXPECT_GT(rec.size, 100000000u);
   EXPECT_EQ(rec.chain_ids.size(), 5u);
   // Informational only (no timing assertions in tests): bench/ measures properly.
-  std::printf("[ info ] pulled %.1f MB in %.2f s\n", rec.size / 1e6, secs);
+  rusage ru{};
+  ::getrusage(RUSAGE_SELF, &ru);
+  std::printf("[ info ] pulled %.1f MB in %.2f s; test process peak RSS %.1f MiB\n", rec.size / 1e6, secs,
+              ru.ru_maxrss / 1024.0);
 }
 
 // SIGKILL at points of a pull, then reopen and pull again: the store opens cleanly, no
