@@ -153,7 +153,7 @@ void Agent::relist() {
   for (auto& [uid, w] : workers_) {
     auto& fp = now[uid];
     auto old = fingerprints_.find(uid);
-    if (old != fingerprints_.end() && old->second != fp) w->notify();
+    if (old == fingerprints_.end() || old->second != fp) w->notify();
     fingerprints_[uid] = fp;
   }
   if (!orphans_collected_) {
