@@ -23,7 +23,7 @@ Library:
 CLI:
     python3 tests/lib/oci_image.py push --registry 127.0.0.1:5000 \\
         --name library/busybox:latest --kind busybox [--compression zstd] [--format docker] \\
-        [--user u:p] [--layout DIR]
+        [--user u:p] [--layout DIR]      (--registry https://127.0.0.1:5000 --ca-file F for TLS)
     python3 tests/lib/oci_image.py layout --kind multilayer --out DIR [--tag latest]
 
 `push` prints {"manifest": digest, "index": digest|null, "config": digest, "layers": [...],
@@ -345,10 +345,15 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 class Pusher:
     """Distribution API pushes: monolithic blob uploads, then the manifest(s)."""
 
-    def __init__(self, registry, auth=None):
-        self.base = f"http://{registry}"
+    def __init__(self, registry, auth=None, ca_file=None):
+        # "host:port" is plain HTTP; "https://host:port" is TLS, verified against ca_file.
+        self.base = registry if "://" in registry else f"http://{registry}"
         self.auth = auth
         self.token = None
+        self.ssl = None
+        if self.base.startswith("https://"):
+            import ssl
+            self.ssl = ssl.create_default_context(cafile=ca_file)
 
     def _request(self, method, url, data=None, headers=None, retry=True):
         if url.startswith("/"):
@@ -360,7 +365,7 @@ class Pusher:
             req.add_header("Authorization", "Basic " + base64.b64encode(
                 f"{self.auth[0]}:{self.auth[1]}".encode()).decode())
         try:
-            return urllib.request.urlopen(req, timeout=120)
+            return urllib.request.urlopen(req, timeout=120, context=self.ssl)
         except urllib.error.HTTPError as e:
             challenge = e.headers.get("WWW-Authenticate", "")
             if e.code == 401 and retry and challenge.startswith("Bearer "):
@@ -407,10 +412,11 @@ def split_name(name):
     return repo, tag
 
 
-def push(image, registry, name, auth=None):
-    """Pushes `image` as <registry>/<name> ("repo:tag"); returns image.summary()."""
+def push(image, registry, name, auth=None, ca_file=None):
+    """Pushes `image` as <registry>/<name> ("repo:tag"); returns image.summary().
+    `registry` is "host:port" (HTTP) or "https://host:port" (TLS, checked with ca_file)."""
     repo, tag = split_name(name)
-    p = Pusher(registry, auth)
+    p = Pusher(registry, auth, ca_file)
     for digest, data in image.blobs.items():
         if image.children and any(digest == c.manifest_digest for c in image.children):
             continue
@@ -434,6 +440,7 @@ def _cli():
             sp.add_argument("--registry", required=True)
             sp.add_argument("--name", required=True)
             sp.add_argument("--user", help="user:password")
+            sp.add_argument("--ca-file", help="CA for an https:// registry")
             sp.add_argument("--layout", help="also write an OCI layout here")
         else:
             sp.add_argument("--out", required=True)
@@ -447,7 +454,7 @@ def _cli():
     if args.layout:
         img.write_layout(args.layout, split_name(args.name)[1])
     auth = tuple(args.user.split(":", 1)) if args.user else None
-    print(json.dumps(push(img, args.registry, args.name, auth)))
+    print(json.dumps(push(img, args.registry, args.name, auth, args.ca_file)))
     return 0
 
 

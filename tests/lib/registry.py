@@ -11,18 +11,20 @@ Library use:
 
     Registry(token_auth=True, users={...}) runs a Bearer token server on loopback too
     (reg.token_url) and configures the registry for token auth (RS256, x5c chain).
+    Registry(tls=True) serves HTTPS with a fresh self-signed certificate for 127.0.0.1
+    (reg.ca_file is its PEM; reg.url starts with https://).
 
 CLI (for shell scripts; state is kept in <dir>/registry.json):
 
-    python3 tests/lib/registry.py start --dir /tmp/reg [--port 5000] [--user alice:secret]
+    python3 tests/lib/registry.py start --dir /tmp/reg [--port 5000] [--user alice:secret] [--tls]
     python3 tests/lib/registry.py stop --dir /tmp/reg
-    python3 tests/lib/registry.py serve --dir /tmp/reg [--user u:p] [--token] [--anonymous-pull]
+    python3 tests/lib/registry.py serve --dir /tmp/reg [--user u:p] [--token] [--anonymous-pull] [--tls]
 
 `serve` runs in the foreground (with the token server when --token): it prints the same
 JSON line (plus "token_url"), then stops everything on SIGTERM, SIGINT or EOF on stdin.
 
-`start` prints {"pid", "addr", "url", "dir", "log"} as JSON and returns once the registry
-answers. Plain HTTP only (no TLS). `stop` kills the PID it recorded, nothing else.
+`start` prints {"pid", "addr", "url", "dir", "log", "ca_file"} as JSON and returns once the registry
+answers. Plain HTTP unless --tls. `stop` kills the PID it recorded, nothing else.
 """
 
 import argparse
@@ -156,7 +158,7 @@ class TokenServer:
 
 
 class Registry:
-    def __init__(self, workdir=None, port=None, users=None, token_auth=False, anonymous_pull=False):
+    def __init__(self, workdir=None, port=None, users=None, token_auth=False, anonymous_pull=False, tls=False):
         self.owns_workdir = workdir is None
         self.workdir = workdir or tempfile.mkdtemp(prefix="berth-registry-")
         os.makedirs(self.workdir, exist_ok=True)
@@ -164,7 +166,10 @@ class Registry:
         self.users = dict(users or {})
         self.token = TokenServer(self.workdir, self.users, anonymous_pull) if token_auth else None
         self.addr = f"127.0.0.1:{self.port}"
-        self.url = f"http://{self.addr}"
+        self.tls = tls
+        self.url = f"{'https' if tls else 'http'}://{self.addr}"
+        self.ca_file = os.path.join(self.workdir, "registry.crt") if tls else None
+        self.key_file = os.path.join(self.workdir, "registry.key") if tls else None
         self.storage = os.path.join(self.workdir, "storage")
         self.config = os.path.join(self.workdir, "config.yml")
         self.log = os.path.join(self.workdir, "registry.log")
@@ -187,6 +192,12 @@ class Registry:
             f"  addr: 127.0.0.1:{self.port}",
             # the debug server would bind :5001 by default; keep it off
         ]
+        if self.tls:
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", self.key_file,
+                            "-out", self.ca_file, "-days", "2", "-subj", "/CN=127.0.0.1",
+                            "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+                           check=True, capture_output=True)
+            lines += ["  tls:", f"    certificate: {self.ca_file}", f"    key: {self.key_file}"]
         if self.token:
             lines += [
                 "auth:",
@@ -221,7 +232,11 @@ class Registry:
                 raise RuntimeError(f"docker-registry exited with {self.proc.returncode}; log {self.log}:\n"
                                    + open(self.log, errors="replace").read()[-2000:])
             try:
-                urllib.request.urlopen(self.url + "/v2/", timeout=1).close()
+                ctx = None
+                if self.tls:
+                    import ssl
+                    ctx = ssl.create_default_context(cafile=self.ca_file)
+                urllib.request.urlopen(self.url + "/v2/", timeout=1, context=ctx).close()
                 break
             except urllib.error.HTTPError as e:
                 if e.code == 401:
@@ -293,6 +308,7 @@ def _cli():
     st.add_argument("--dir", required=True)
     st.add_argument("--port", type=int)
     st.add_argument("--user", action="append", default=[], help="user:password (htpasswd auth)")
+    st.add_argument("--tls", action="store_true", help="HTTPS with a self-signed certificate (ca_file)")
     sp = sub.add_parser("stop")
     sp.add_argument("--dir", required=True)
     sv = sub.add_parser("serve")
@@ -301,18 +317,20 @@ def _cli():
     sv.add_argument("--user", action="append", default=[], help="user:password")
     sv.add_argument("--token", action="store_true", help="Bearer token auth (token server on loopback)")
     sv.add_argument("--anonymous-pull", action="store_true", help="token server grants pull without credentials")
+    sv.add_argument("--tls", action="store_true", help="HTTPS with a self-signed certificate (ca_file)")
     args = ap.parse_args()
     if args.cmd == "serve":
         users = dict(u.split(":", 1) for u in args.user)
         reg = Registry(workdir=os.path.abspath(args.dir), port=args.port, users=users,
-                       token_auth=args.token, anonymous_pull=args.anonymous_pull)
+                       token_auth=args.token, anonymous_pull=args.anonymous_pull, tls=args.tls)
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
         reg.start()
         try:
             print(json.dumps({"pid": reg.pid, "addr": reg.addr, "url": reg.url, "dir": reg.workdir,
-                              "log": reg.log, "token_url": reg.token.url if reg.token else None}), flush=True)
+                              "log": reg.log, "token_url": reg.token.url if reg.token else None,
+                              "ca_file": reg.ca_file}), flush=True)
 
             def watch_stdin():
                 try:
@@ -329,9 +347,10 @@ def _cli():
     state = os.path.join(args.dir, "registry.json")
     if args.cmd == "start":
         users = dict(u.split(":", 1) for u in args.user)
-        reg = Registry(workdir=os.path.abspath(args.dir), port=args.port, users=users)
+        reg = Registry(workdir=os.path.abspath(args.dir), port=args.port, users=users, tls=args.tls)
         reg.start()
-        info = {"pid": reg.pid, "addr": reg.addr, "url": reg.url, "dir": reg.workdir, "log": reg.log}
+        info = {"pid": reg.pid, "addr": reg.addr, "url": reg.url, "dir": reg.workdir, "log": reg.log,
+                "ca_file": reg.ca_file}
         with open(state, "w") as f:
             json.dump(info, f)
         print(json.dumps(info))

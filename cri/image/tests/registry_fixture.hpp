@@ -46,6 +46,7 @@ struct RegistryOptions {
   std::vector<std::string> users;  // "user:password"
   bool token = false;
   bool anonymous_pull = false;
+  bool tls = false;  // HTTPS with a self-signed certificate (ca_file())
 };
 
 // A helper process that prints one JSON line when ready and stops when its stdin closes.
@@ -105,14 +106,17 @@ inline std::vector<std::string> registry_args(const std::string& dir, const Regi
   for (auto& u : o.users) args.insert(args.end(), {"--user", u});
   if (o.token) args.push_back("--token");
   if (o.anonymous_pull) args.push_back("--anonymous-pull");
+  if (o.tls) args.push_back("--tls");
   return args;
 }
 
 class RegistryServer {
 public:
   explicit RegistryServer(const RegistryOptions& o = {})
-      : proc_(registry_args(dir_.path(), o)), addr_(proc_.info()["addr"]), log_(proc_.info()["log"]) {}
+      : proc_(registry_args(dir_.path(), o)), addr_(proc_.info()["addr"]), log_(proc_.info()["log"]),
+        ca_file_(o.tls ? proc_.info()["ca_file"].get<std::string>() : std::string()) {}
   const std::string& addr() const { return addr_; }
+  const std::string& ca_file() const { return ca_file_; }
   std::string storage() const { return dir_.path() + "/storage"; }
 
   // Successful blob GETs logged for the repository (and digest, when given).
@@ -135,16 +139,18 @@ public:
   // Pushes a fixture; returns oci_image.py's summary (manifest, index, config, layers, ...).
   nlohmann::json push(const std::string& name, const std::string& kind, const std::string& compression = "gzip",
                       const std::string& format = "oci", const std::string& user = "") const {
-    std::vector<std::string> args = {"/usr/bin/python3", tests_lib() + "/oci_image.py", "push", "--registry", addr_,
-                                     "--name", name, "--kind", kind, "--compression", compression, "--format", format};
+    std::vector<std::string> args = {"/usr/bin/python3", tests_lib() + "/oci_image.py", "push", "--registry",
+                                     ca_file_.empty() ? addr_ : "https://" + addr_, "--name", name, "--kind", kind,
+                                     "--compression", compression, "--format", format};
     if (!user.empty()) args.insert(args.end(), {"--user", user});
+    if (!ca_file_.empty()) args.insert(args.end(), {"--ca-file", ca_file_});
     return nlohmann::json::parse(run(args));
   }
 
 private:
   TempDir dir_;
   ServeProcess proc_;
-  std::string addr_, log_;
+  std::string addr_, log_, ca_file_;
 };
 
 // tests/../flaky_proxy.py in front of a registry.

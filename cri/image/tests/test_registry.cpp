@@ -477,6 +477,37 @@ TEST_F(AuthTest, BearerTokenFlow) {
   EXPECT_EQ(s2->pull(anon.addr() + "/pub/busybox:1", {}).id, q["image_id"]);
 }
 
+TEST_F(AuthTest, TlsWithCaFileOrSkipVerify) {
+  RegistryServer reg(RegistryOptions{.tls = true});
+  json p = reg.push("tls/busybox:1", "busybox");
+  std::string ref = reg.addr() + "/tls/busybox:1";
+  auto fails = [&](StoreOptions o, const std::string& what) {
+    auto store = ImageStore::open(o);
+    try {
+      store->pull(ref, {});
+      ADD_FAILURE() << what << ": pulled";
+    } catch (const Error& e) {
+      SUCCEED() << e.what();
+    }
+  };
+  StoreOptions o = options("verify");
+  o.registries.push_back({.host = reg.addr(), .plain_http = false});
+  fails(o, "unknown CA");
+  o.root = dir_ / "http";
+  o.registries.clear();  // loopback default: plain http, which an HTTPS server refuses
+  fails(o, "plain http");
+  o.root = dir_ / "ca";
+  o.registries = {{.host = reg.addr(), .ca_file = reg.ca_file()}};
+  EXPECT_EQ(ImageStore::open(o)->pull(ref, {}).id, p["image_id"]);
+  o.root = dir_ / "skip";
+  o.registries = {{.host = reg.addr(), .skip_verify = true}};
+  EXPECT_EQ(ImageStore::open(o)->pull(ref, {}).id, p["image_id"]);
+  // A mirror inherits its host's TLS settings.
+  o.root = dir_ / "mirror";
+  o.registries = {{.host = "tls.mirror.test", .mirrors = {"https://" + reg.addr()}, .ca_file = reg.ca_file()}};
+  EXPECT_EQ(ImageStore::open(o)->pull("tls.mirror.test/tls/busybox:1", {}).id, p["image_id"]);
+}
+
 // The ~100 MB image: four 25 MiB random layers over busybox, downloaded in parallel.
 TEST_F(RegistryTest, BigImage) {
   json p = registry_->push("big/image:latest", "big", "gzip");
