@@ -80,7 +80,9 @@ std::string Reference::str() const {
 }
 
 Reference parse_reference(std::string_view input) {
-  auto bad = [&](std::string_view why) -> Reference { fail("invalid image reference \"{}\": {}", input, why); };
+  auto bad = [&](std::string_view why) -> Reference {
+    fail_code(EINVAL, "invalid image reference \"{}\": {}", input, why);
+  };
   if (input.empty()) return bad("empty");
   if (input.size() > 4096) return bad("too long");
   Reference ref;

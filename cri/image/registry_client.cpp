@@ -305,7 +305,8 @@ bool RegistrySession::authorize(size_t endpoint, const std::string& challenge) {
       continue;
     }
     if (r.curl != CURLE_OK) fail("token request to {}: {}", url, r.error);
-    if (r.status == 401 || r.status == 403) fail("token request to {}: credentials rejected (HTTP {})", url, r.status);
+    if (r.status == 401 || r.status == 403)
+      fail_code(EACCES, "token request to {}: credentials rejected (HTTP {})", url, r.status);
     if (r.status != 200) fail("token request to {}: HTTP {}", url, r.status);
     auto j = nlohmann::json::parse(r.body, nullptr, false);
     if (j.is_object()) {
@@ -324,6 +325,9 @@ FetchedManifest RegistrySession::get_manifest(std::string_view object) {
   std::string path = fmt::format("/v2/{}/manifests/{}", repository_, object);
   std::string errors;
   BodySink none;
+  // The errno tells the daemon what kind of failure it was: every endpoint said 404
+  // (ENOENT), one refused our credentials (EACCES), or something else (EIO).
+  bool all_not_found = true, denied = false;
   for (size_t ep = 0; ep < endpoints_.size(); ++ep) {
     bool authorized = false;
     for (unsigned attempt = 0;; ++attempt) {
@@ -344,7 +348,11 @@ FetchedManifest RegistrySession::get_manifest(std::string_view object) {
       }
       std::string why = r.curl != CURLE_OK ? r.error : fmt::format("HTTP {}", r.status);
       if (r.curl == CURLE_OK && r.status == 404) why = "not found (HTTP 404)";
-      if (r.curl == CURLE_OK && (r.status == 401 || r.status == 403)) why = fmt::format("unauthorized (HTTP {})", r.status);
+      if (r.curl == CURLE_OK && (r.status == 401 || r.status == 403)) {
+        why = fmt::format("unauthorized (HTTP {})", r.status);
+        denied = true;
+      }
+      all_not_found = all_not_found && r.curl == CURLE_OK && r.status == 404;
       errors += fmt::format("{}{}: {}; ", endpoints_[ep].base_url, path, why);
       log::info("registry: {}{} failed ({}), {}", endpoints_[ep].base_url, path, why,
                 ep + 1 < endpoints_.size() ? "trying the next endpoint" : "no endpoint left");
@@ -352,7 +360,7 @@ FetchedManifest RegistrySession::get_manifest(std::string_view object) {
     }
   }
   if (errors.size() >= 2) errors.resize(errors.size() - 2);
-  fail("fetch manifest {}: {}", object, errors);
+  fail_code(all_not_found ? ENOENT : denied ? EACCES : EIO, "fetch manifest {}: {}", object, errors);
 }
 
 void RegistrySession::get_blob(std::string_view digest, uint64_t expected_size, size_t preferred,

@@ -370,6 +370,13 @@ TEST_F(RegistryTest, MirrorsFallBackInOrder) {
     ADD_FAILURE() << "pulled a missing image";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("not found"), std::string::npos) << e.what();
+    EXPECT_EQ(e.code(), EIO) << "registry.k8s.io itself is unreachable here: not a definite 404";
+  }
+  try {
+    store->pull(ref("nosuch/image:1"), {});
+    ADD_FAILURE() << "pulled a missing image";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ENOENT) << e.what();
   }
 }
 
@@ -435,6 +442,7 @@ TEST_F(AuthTest, HtpasswdBasicAuth) {
     ADD_FAILURE() << "pulled without credentials";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("unauthorized"), std::string::npos) << e.what();
+    EXPECT_EQ(e.code(), EACCES);
   }
   try {
     store->pull(ref, {.username = "alice", .password = "wrong"});

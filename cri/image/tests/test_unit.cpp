@@ -56,6 +56,7 @@ TEST(Reference, RejectsInvalidWithTheReferenceInTheMessage) {
       ADD_FAILURE() << "accepted \"" << bad << "\"";
     } catch (const Error& e) {
       EXPECT_NE(std::string(e.what()).find("\"" + bad + "\""), std::string::npos) << e.what();
+      EXPECT_EQ(e.code(), EINVAL);
     }
   }
 }
