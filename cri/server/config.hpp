@@ -21,7 +21,7 @@ struct Config {
   std::string address;                      // gRPC unix socket; empty: <state_dir>/berthd.sock
   mode_t socket_mode = 0660;
   std::string socket_group;                 // group name or gid owning the socket; empty: root's
-  unsigned max_threads = 16;                // gRPC handler threads (each running pull holds one)
+  unsigned max_threads = 64;                // gRPC threads; a call beyond them gets RESOURCE_EXHAUSTED
   unsigned shutdown_timeout_s = 10;         // SIGTERM: wait this long for running calls
   dlog::Level log_level = dlog::Level::info;
   dlog::Format log_format = dlog::Format::text;

@@ -353,3 +353,24 @@ def test_absolute_paths_stay_inside_the_snapshot(make_berthd, registry, pushed, 
         except grpc.RpcError:
             pass  # rejecting it is fine too; writing outside is not
     assert_nothing_outside(workdir, passwd, allowed_inside=os.path.join(b.root, "snapshots"))
+
+
+def test_sigterm_during_pull_exits_and_the_next_start_is_clean(make_berthd, registry, pushed):
+    img = pushed("big", "library/big-term:1")
+    b = make_berthd("shutdown_timeout = 1\n" + mirror_config(registry)).start()
+    with b.client() as c:
+        fut = c.pull_future("big-term:1")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not fut.done() and "msg=\"pulling image\"" not in b.log():
+            time.sleep(0.01)
+        # Either the pull finishes within the grace period or it is abandoned; both exit 0.
+        assert b.stop(signal.SIGTERM, timeout=30) == 0
+        try:
+            fut.result()
+        except grpc.RpcError:
+            pass
+    assert not os.path.exists(b.socket)
+    b.start()
+    with b.client() as c:
+        assert c.pull("big-term:1") == img["image_id"]
+    assert_store_consistent(b)
