@@ -2,6 +2,7 @@
 // Configuration: --config FILE (KubeletConfiguration-like YAML), flags override it.
 #include <getopt.h>
 
+#include <csignal>
 #include <cstdio>
 #include <memory>
 
@@ -62,6 +63,13 @@ int main(int argc, char** argv) {
       {"version", no_argument, nullptr, kVersion},
       {"help", no_argument, nullptr, kHelp},
       {nullptr, 0, nullptr, 0}};
+  // Blocked before any thread exists (gRPC, the status endpoint, pod workers), so that
+  // only the event loop's signalfd receives them.
+  sigset_t mask;
+  sigemptyset(&mask);
+  for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&mask, sig);
+  pthread_sigmask(SIG_BLOCK, &mask, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
   try {
     // The config file is read first wherever --config appears; flags then override it.
     std::string config_path;

@@ -65,6 +65,13 @@ Agent::~Agent() {
 
 void Agent::start_worker(Manifest m) {
   auto uid = m.pod.uid;
+  // The same pod coming back (a manifest restored right after its removal) waits until
+  // its old worker has finished tearing it down, as the kubelet's pod workers do.
+  for (auto& t : terminating_)
+    if (t->uid() == uid) {
+      pending_[uid] = std::move(m);
+      return;
+    }
   workers_[uid] = std::make_unique<PodWorker>(*ctx_, std::move(m));
 }
 
@@ -96,11 +103,13 @@ void Agent::drop_manifest(const std::string& path) {
   auto it = sources_.find(path);
   if (it == sources_.end()) return;
   auto uid = it->second.uid;
+  auto name = it->second.full_name;
   sources_.erase(it);
   store_.remove_manifest(path);
+  pending_.erase(uid);
   auto w = workers_.find(uid);
   if (uid.empty() || w == workers_.end()) return;
-  log_info("pod {}: manifest {} removed or replaced, stopping the pod", it == sources_.end() ? uid : uid, path);
+  log_info("pod {}: manifest {} removed or replaced, stopping the pod", name, path);
   w->second->terminate();
   terminating_.push_back(std::move(w->second));
   workers_.erase(w);
@@ -108,6 +117,7 @@ void Agent::drop_manifest(const std::string& path) {
 }
 
 void Agent::scan_manifests() {
+  scanned_ = true;
   for (auto& ch : watcher_.scan()) {
     if (ch.kind == FileChange::Kind::removed) {
       log_info("manifest {} removed", ch.path);
@@ -156,7 +166,7 @@ void Agent::relist() {
     if (old == fingerprints_.end() || old->second != fp) w->notify();
     fingerprints_[uid] = fp;
   }
-  if (!orphans_collected_) {
+  if (!orphans_collected_ && scanned_) {
     // Once, after the first manifest scan: pods that berthlet started for manifests that
     // are gone now (removed while it was down) are stopped and removed.
     orphans_collected_ = true;
@@ -177,6 +187,17 @@ void Agent::relist() {
 
 void Agent::reap_workers() {
   std::erase_if(terminating_, [](const std::unique_ptr<PodWorker>& w) { return w->finished(); });
+  for (auto it = pending_.begin(); it != pending_.end();) {
+    bool busy = false;
+    for (auto& t : terminating_) busy |= t->uid() == it->first;
+    if (busy) {
+      ++it;
+      continue;
+    }
+    auto m = std::move(it->second);
+    it = pending_.erase(it);
+    start_worker(std::move(m));
+  }
 }
 
 void Agent::run(const std::function<void()>& on_ready) {

@@ -50,9 +50,11 @@ private:
   std::map<std::string, Source> sources_;                   // manifest path -> pod
   std::map<std::string, std::unique_ptr<PodWorker>> workers_; // uid -> worker
   std::vector<std::unique_ptr<PodWorker>> terminating_;
+  std::map<std::string, Manifest> pending_;                 // uid -> waits for its old worker
   std::map<std::string, std::string> fingerprints_;         // uid -> runtime state summary
   bool runtime_up_ = false;
   bool orphans_collected_ = false;
+  bool scanned_ = false;
 };
 
 // The node's address for hostIP: the first global IPv4 address of an interface that is up.

@@ -61,6 +61,7 @@ void PodWorker::terminate() {
 void PodWorker::shutdown() {
   std::lock_guard lock(mu_);
   if (stop_ == Stop::none) stop_ = Stop::shutdown;
+  abandon_ = true;
   cv_.notify_one();
 }
 
@@ -503,7 +504,10 @@ void PodWorker::publish() {
 
 void PodWorker::kill_pod() {
   int64_t grace = manifest_ ? manifest_->pod.spec.termination_grace_period_seconds : 30;
-  for (int tries = 0; tries < 3; tries++) {
+  // Retried until the runtime has really removed the pod (it may be restarting), unless
+  // berthlet shuts down meanwhile: then the next berthlet finds the pod as an orphan.
+  auto delay = std::chrono::milliseconds(200);
+  while (true) {
     try {
       auto containers = ctx_.cri.list_containers(uid_);
       // Stop all running containers together, each with its preStop hook and grace period.
@@ -531,11 +535,16 @@ void PodWorker::kill_pod() {
         ctx_.cri.stop_pod_sandbox(s.id());
         ctx_.cri.remove_pod_sandbox(s.id());
       }
-      break;
+      if (ctx_.cri.list_pod_sandboxes(uid_).empty() && ctx_.cri.list_containers(uid_).empty()) break;
     } catch (const std::exception& e) {
       log_error("kill {}: {}", pod_ref(), e.what());
-      std::this_thread::sleep_for(std::chrono::seconds(1));
     }
+    std::unique_lock lock(mu_);
+    if (cv_.wait_for(lock, delay, [&] { return abandon_; })) {
+      log_info("pod {}: left as it is (berthlet shuts down)", full_name_);
+      return;
+    }
+    delay = std::min(delay * 2, std::chrono::milliseconds(5000));
   }
   teardown_volumes(ctx_.config, uid_);
   remove_pod_cgroups(ctx_.config, uid_);

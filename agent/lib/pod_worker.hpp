@@ -75,6 +75,7 @@ private:
   std::condition_variable cv_;
   bool dirty_ = true;
   enum class Stop { none, shutdown, terminate } stop_ = Stop::none;
+  bool abandon_ = false; // shutdown while terminating: stop retrying
   std::atomic<bool> finished_{false};
 
   // sync state (worker thread only)

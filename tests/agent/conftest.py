@@ -80,6 +80,9 @@ def berthlet_factory(cri_world, request):
             finally:
                 b.stop()
     leftovers = cri.sandboxes()
+    if leftovers:
+        for b in made:
+            print(f"--- {b.logfile}\n{b.log()[-6000:]}")
     cri.remove_everything()
     # emptyDir tmpfs mounts of a berthlet killed mid-test
     for b in made:
