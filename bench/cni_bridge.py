@@ -3,7 +3,8 @@
 
 Run through bench/cni-bridge.sh (root, private mount namespace). Everything happens
 inside a network namespace made for the run ("the host"), with one bridge and one
-/16 per plugin and one pinned network namespace per pod, all removed at the end.
+/16 per plugin and one network namespace per pod pinned under the run's temp dir, all
+removed at the end.
 
 Phase 1: W warm-up pairs, then N rounds of A-ADD A-DEL B-ADD B-DEL (alternating which
 plugin goes first). Each plugin process is spawned directly (CNI_* env, config on
@@ -80,6 +81,20 @@ class Plugin:
         return wall, ru.ru_utime + ru.ru_stime, 0
 
 
+def pin_netns(path):
+    """A new network namespace bind-mounted on path (unshare(1) keeps it alive)."""
+    open(path, "w").close()
+    subprocess.run(["unshare", f"--net={path}", "true"], check=True)
+
+
+def unpin_netns(path):
+    subprocess.run(["umount", "-l", path], check=False)
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
 def median_ms(xs):
     return statistics.median(xs) * 1000
 
@@ -97,14 +112,14 @@ def main():
     a = ap.parse_args()
 
     tmp = tempfile.mkdtemp(prefix="cni-bench-")
-    host = "bt-bench-host"
     nsdir = os.path.join(tmp, "netns")
     os.makedirs(nsdir)
+    host = os.path.join(nsdir, "host")
     pods = []
-    subprocess.run(["ip", "netns", "add", host], check=True)
+    pin_netns(host)
     orig = os.open("/proc/self/ns/net", os.O_RDONLY)
     try:
-        setns(f"/run/netns/{host}")
+        setns(host)
         subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
         # berth-bridge runs from a copy named like a plugin dir would hold it.
         bindir = os.path.join(tmp, "bin")
@@ -118,8 +133,8 @@ def main():
         ]
         for i in range(max(a.pods, 1)):
             p = os.path.join(nsdir, f"p{i}")
-            subprocess.run(["ip", "netns", "add", f"bt-bench-p{i}"], check=True)
-            pods.append(f"/run/netns/bt-bench-p{i}")
+            pin_netns(p)
+            pods.append(p)
 
         samples = {p.label: {"add": [], "del": [], "add_cpu": [], "del_cpu": [], "rss_add": [], "rss_del": [],
                              "pair": [], "pair_cpu": []} for p in plugins}
@@ -161,9 +176,8 @@ def main():
         if libc.setns(setns_back, CLONE_NEWNET) != 0:
             print("cannot return to the original network namespace", file=sys.stderr)
         os.close(orig)
-        for i in range(len(pods)):
-            subprocess.run(["ip", "netns", "del", f"bt-bench-p{i}"], check=False)
-        subprocess.run(["ip", "netns", "del", host], check=False)
+        for p in pods + [host]:
+            unpin_netns(p)
         shutil.rmtree(tmp, ignore_errors=True)
 
     b, r = samples["berth"], samples["reference"]

@@ -31,7 +31,7 @@ commands:
   netns-del PATH           remove one
 options (environment in brackets):
   --conf-dir DIR   network configurations [NETCONFPATH] (/etc/cni/net.d)
-  --bin-dir DIRS   plugin directories, colon-separated [CNI_PATH] (/opt/cni/bin:/usr/lib/cni)
+  --bin-dir DIRS   plugin directories, colon-separated [CNI_PATH] (/opt/cni/bin:/usr/local/lib/cni:/usr/lib/cni)
   --cache-dir DIR  attachment cache [CNI_CACHE_DIR] (/var/lib/cni)
   --cid ID         container ID [CNI_CONTAINERID] (default: from the netns name)
   --ifname NAME    interface in the pod [CNI_IFNAME] (eth0)

@@ -22,8 +22,9 @@ struct RuntimeConf {
 };
 
 struct ClientOptions {
-  // Searched in order; Debian installs the reference plugins in /usr/lib/cni.
-  std::vector<std::string> bin_dirs = {"/opt/cni/bin", "/usr/lib/cni"};
+  // Searched in order; Debian installs the reference plugins in /usr/lib/cni, and
+  // berth-bridge goes to <prefix>/lib/cni.
+  std::vector<std::string> bin_dirs = {"/opt/cni/bin", "/usr/local/lib/cni", "/usr/lib/cni"};
   std::string cache_dir = std::string(kDefaultCacheDir);
   std::chrono::milliseconds timeout{60000};
   bool pass_plugin_stderr = true;
