@@ -98,6 +98,11 @@ def test_status_and_version(world):
     assert "1.1.0" in v["supportedVersions"] and "0.3.0" in v["supportedVersions"]
     ref = json.loads(w.cni("version", "bridge").stdout)
     assert "1.0.0" in ref["supportedVersions"]
+    # Negotiation: validate asks each plugin for its versions before anything runs.
+    w.cni("validate", "gnet")
+    w.write_conf("newref", {"cniVersion": "1.1.0", "name": "newref", "plugins": [{"type": "bridge"}]})
+    e = w.cni("validate", "newref", check=False)
+    assert e.returncode == 1 and 'plugin type="bridge": does not support cniVersion 1.1.0 (supports' in e.stderr, e.stderr
     # STATUS reports an unusable address store (dataDir under a regular file).
     blocker = w.tmp / "file"
     blocker.write_text("")
