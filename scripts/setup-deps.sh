@@ -6,7 +6,7 @@ packages=(
   meson ninja-build g++ pkg-config python3
   libseccomp-dev libcap-dev libfmt-dev nlohmann-json3-dev libsystemd-dev
   libgtest-dev libgmock-dev
-  busybox-static python3-pytest iproute2 jq util-linux procps
+  busybox-static python3-pytest iproute2 jq util-linux procps time
   # cni/: libnl-route for berth-bridge; the reference plugins and nftables/iptables for tests
   libnl-3-dev libnl-route-3-dev containernetworking-plugins nftables iptables
   # cri/ and agent/: gRPC + protobuf, TOML/YAML config, registry client, layers, metadata

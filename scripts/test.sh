@@ -13,9 +13,13 @@ status=0
 echo "== unit tests"
 ./build/tests/unit-tests --gtest_brief=1 --gtest_output="xml:$results/unit.xml" || status=1
 ./build/shim/shim-unit-tests --gtest_brief=1 --gtest_output="xml:$results/shim-unit.xml" || status=1
+./build/cni/cni-unit-tests --gtest_brief=1 --gtest_output="xml:$results/cni-unit.xml" || status=1
 
 echo "== integration tests (runtime)"
 tests/run-integration.sh --junitxml="$results/integration.xml" -q -rfE || status=1
+
+echo "== CNI tests (client + reference plugins + berth-bridge, in private network namespaces)"
+tests/cni/run.sh --junitxml="$results/cni.xml" -q -rfE || status=1
 
 echo "== cgroup v2 tests (pure cgroup v2 kernel in a qemu micro-VM)"
 tests/vm/setup.sh || echo "vm: setup failed (cgroup v2 tests will be reported as skipped)"
