@@ -28,6 +28,7 @@
 #include "common/log.hpp"
 #include "runtime/lib/cgroup.hpp"
 #include "runtime/lib/dmz.hpp"
+#include "runtime/lib/finalize.hpp"
 #include "runtime/lib/hooks.hpp"
 #include "runtime/lib/launch.hpp"
 #include "runtime/lib/process.hpp"
@@ -459,6 +460,14 @@ nlohmann::ordered_json container_state(const RuntimeContext& ctx, const std::str
   return oci_state(st, current_status(dir, st));
 }
 
+// `list` names the owner of each state dir as runc does: the user name, or #uid.
+static std::string state_dir_owner(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return "";
+  auto entry = passwd_entry(st.st_uid);
+  return entry.empty() ? fmt::format("#{}", st.st_uid) : entry[0];
+}
+
 std::vector<nlohmann::ordered_json> list_containers(const RuntimeContext& ctx) {
   std::vector<nlohmann::ordered_json> out;
   DIR* d = ::opendir(ctx.root.c_str());
@@ -476,7 +485,9 @@ std::vector<nlohmann::ordered_json> list_containers(const RuntimeContext& ctx) {
       auto dir = StateDir::try_open(ctx.root, id, StateDir::Lock::none);
       if (!dir) continue;
       ContainerState st = dir->load();
-      out.push_back(oci_state(st, current_status(*dir, st)));
+      auto entry = oci_state(st, current_status(*dir, st));
+      entry["owner"] = state_dir_owner(ctx.root + "/" + id);
+      out.push_back(std::move(entry));
     } catch (const Error& e) {
       log::warn("list: skipping {}: {}", id, e.what());
     }

@@ -88,20 +88,21 @@ void send_to_listener(const FinalizeArgs& a, int notify_fd) {
 
 } // namespace
 
-void add_home(std::vector<std::string>& env, uid_t uid) {
-  for (auto& e : env)
-    if (starts_with(e, "HOME=")) return;
-  std::string home = "/";
+std::vector<std::string> passwd_entry(uid_t uid) {
   if (auto passwd = try_read_file("/etc/passwd")) {
     for (auto& line : split(*passwd, '\n')) {
       auto f = split(line, ':', false);
-      if (f.size() >= 6 && parse_uint(f[2]) == uid) {
-        if (!f[5].empty()) home = f[5];
-        break;
-      }
+      if (f.size() >= 6 && parse_uint(f[2]) == uid) return f;
     }
   }
-  env.push_back("HOME=" + home);
+  return {};
+}
+
+void add_home(std::vector<std::string>& env, uid_t uid) {
+  for (auto& e : env)
+    if (starts_with(e, "HOME=")) return;
+  auto entry = passwd_entry(uid);
+  env.push_back("HOME=" + (entry.empty() || entry[5].empty() ? std::string("/") : entry[5]));
 }
 
 void finalize_and_exec(FinalizeArgs& a) {

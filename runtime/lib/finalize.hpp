@@ -32,6 +32,10 @@ struct FinalizeArgs {
 // Never returns on success; throws berth::Error when a step fails.
 [[noreturn]] void finalize_and_exec(FinalizeArgs& a);
 
+// The fields of uid's line in /etc/passwd (name, password, uid, gid, gecos, home, shell),
+// empty when there is none. Parsed directly: the static binary has no NSS.
+std::vector<std::string> passwd_entry(uid_t uid);
+
 // Adds HOME from the container's /etc/passwd when env has none (runc's behaviour).
 void add_home(std::vector<std::string>& env, uid_t uid);
 

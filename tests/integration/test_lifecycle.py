@@ -303,6 +303,7 @@ def test_list(env, make_bundle):
     assert rows[c1][2] == "created" and rows[c2][2] == "running"
     assert rows[c1][1] == str(env.state(c1)["pid"])
     assert os.path.realpath(rows[c1][3]) == os.path.realpath(b1)
+    assert rows[c1][-1] == "root", lines  # runc names the state dir's owner
 
     rc, out, err = env.runtime("list", "--format", "json")
     assert rc == 0, err
@@ -312,6 +313,7 @@ def test_list(env, make_bundle):
     for i in items.values():
         for key in ("id", "pid", "status", "bundle", "created", "owner"):
             assert key in i, f"list json lacks {key}: {i}"
+        assert i["owner"] == "root", i
 
     rc, out, err = env.runtime("list", "-q")
     assert rc == 0, err
