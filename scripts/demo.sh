@@ -1,6 +1,10 @@
 #!/bin/bash
-# The main job, from a fresh Debian 12 machine: install, build, and run a busybox
-# container with `berth run` (in a private mount namespace, cleaned up afterwards).
+# The main job, from a fresh Debian 12 machine (root, no internet): install, build, then
+#  1. a busybox container straight through the OCI runtime (`berth run`), and
+#  2. a real pod from a static manifest: an image built here from busybox-static and
+#     pushed to a local registry, berthlet running the manifest through containerd's CRI
+#     with berth as the OCI runtime and berth-bridge as the CNI plugin (scripts/demo_pod.py).
+# Everything runs in a private mount namespace and is removed afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-deps.sh
@@ -15,13 +19,18 @@ for applet in sh ls cat id ps hostname uname mount grep head; do
   ln -s busybox "$work/bundle/rootfs/bin/$applet"
 done
 echo "root:x:0:0:root:/root:/bin/sh" >"$work/bundle/rootfs/etc/passwd"
-cd "$work/bundle"
-"$berth" spec
-# Not a terminal, and a script that shows what the container sees.
-jq '.process.terminal = false
-    | .process.args = ["sh", "-c", "echo \"hello from $(hostname), pid $$, uid $(id -u)\"; echo; ps; echo; grep -E \"^(Cap(Eff|Bnd)|NoNewPrivs|Seccomp):\" /proc/self/status; echo; mount | head -n 8; ls /dev"]' \
-  config.json >config.json.new && mv config.json.new config.json
+(
+  cd "$work/bundle"
+  "$berth" spec
+  # Not a terminal, and a script that shows what the container sees.
+  jq '.process.terminal = false
+      | .process.args = ["sh", "-c", "echo \"hello from $(hostname), pid $$, uid $(id -u)\"; echo; ps; echo; grep -E \"^(Cap(Eff|Bnd)|NoNewPrivs|Seccomp):\" /proc/self/status; echo; mount | head -n 8; ls /dev"]' \
+    config.json >config.json.new && mv config.json.new config.json
+  echo "== berth $("$berth" --version | head -n1 | cut -d' ' -f3): running a busybox container"
+  unshare -m --propagation private "$berth" --root "$work/state" run demo
+  echo "== container exited with status $?; state left behind: $(ls "$work/state" 2>/dev/null | wc -l) entries"
+)
 
-echo "== berth $("$berth" --version | head -n1 | cut -d' ' -f3): running a busybox container"
-unshare -m --propagation private "$berth" --root "$work/state" run demo
-echo "== container exited with status $?; state left behind: $(ls "$work/state" 2>/dev/null | wc -l) entries"
+echo
+echo "==== a pod from a static manifest through the whole stack"
+unshare -m --propagation private /usr/bin/python3 scripts/demo_pod.py

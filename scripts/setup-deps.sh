@@ -14,7 +14,7 @@ packages=(
   libtomlplusplus-dev libyaml-cpp-dev libcurl4-openssl-dev libarchive-dev libzstd-dev
   libssl-dev libsqlite3-dev
   # tests of cri/ and agent/: a local registry, image push, a Python gRPC client
-  docker-registry skopeo apache2-utils python3-grpcio python3-protobuf
+  docker-registry skopeo apache2-utils python3-grpcio python3-protobuf python3-yaml containerd
 )
 if [[ "${1:-}" == "--bench" ]]; then
   packages+=(runc crun)

@@ -108,8 +108,14 @@ class Cri:
 
 
 class Containerd:
-    def __init__(self, root: Path, registry_addr: str, cni_conf: Path, sandbox_image: str):
+    def __init__(self, root: Path, registry_addr: str, cni_conf: Path, sandbox_image: str,
+                 runtime_binary: str = "runc", cni_bin_dir: str = "/usr/lib/cni"):
+        """runtime_binary: the OCI runtime containerd's runc shim execs (berth, runc or crun);
+        its state root is kept under `root` (runtime-root/) so it can be listed."""
         self.root = root
+        self.runtime_binary = runtime_binary
+        self.runtime_root = root / "runtime-root"
+        self.cni_bin_dir = cni_bin_dir
         self.sock = root / "containerd.sock"
         self.config = root / "config.toml"
         self.log = root / "containerd.log"
@@ -154,8 +160,10 @@ oom_score = 0
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         SystemdCgroup = false
+        BinaryName = "{self.runtime_binary}"
+        Root = "{self.runtime_root}"
   [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "/usr/lib/cni"
+    bin_dir = "{self.cni_bin_dir}"
     conf_dir = "{self.cni_conf}"
   [plugins."io.containerd.grpc.v1.cri".registry.mirrors."docker.io"]
     endpoint = ["http://{self.registry_addr}"]
