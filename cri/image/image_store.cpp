@@ -140,7 +140,7 @@ private:
         content_->remove(d);
         ++blobs;
       }
-    log::info("image gc: removed {} snapshots and {} blobs", snaps, blobs);
+    log::debug("image gc: removed {} snapshots and {} blobs", snaps, blobs);
   }
 
   std::shared_ptr<std::mutex> chain_lock(const std::string& chain) {
@@ -240,7 +240,7 @@ private:
     }
     md_->put_image(rec, blobs, now_ns());
     emit("done " + rec.id);
-    log::info("pulled {} as {} ({} layers, {} bytes)", ref.str(), rec.id, m.layers.size(), rec.size);
+    log::debug("pulled {} as {} ({} layers, {} bytes)", ref.str(), rec.id, m.layers.size(), rec.size);
     auto stored = md_->image(rec.id);
     return stored ? *stored : rec;
   }

@@ -70,11 +70,14 @@ struct FsUsage {
 
 // Progress events, one line each, space-separated, first word the phase:
 //   "resolve <ref>"                        "manifest <digest>"
-//   "fetch <digest> <done> <total>"        "fetched <digest>"
+//   "fetch <digest> <done> <total>"        "fetched <digest>"   (at most one "fetch" per MiB)
 //   "unpack <digest> <chain id>"           "unpacked <digest> <chain id>"
-//   "exists <digest>"                      (blob or snapshot already present)
+//   "exists <digest>"                      (blob already stored)
+//   "exists <digest> <chain id>"           (layer already unpacked: no download)
 //   "done <image id>"
-// Called from the pulling threads; must be cheap and must not call back into the store.
+// A blob downloaded for another pull at the same time reports its fetch events there only.
+// Called from the pull's thread and its download threads (concurrently); must be cheap,
+// thread-safe, and must not call back into the store.
 using Progress = std::function<void(std::string_view event)>;
 
 // "busybox" -> "docker.io/library/busybox:latest"; "foo/bar@sha256:..." keeps the digest

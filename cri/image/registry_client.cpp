@@ -77,7 +77,32 @@ void curl_init_once() {
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
 }
 
-// One easy handle per thread: connections and TLS sessions are reused across requests.
+// TLS sessions and DNS answers shared by every handle of the process, so the download
+// threads (one per blob) resume TLS sessions instead of full handshakes. Connections are
+// not shared: libcurl does not support sharing them between concurrent threads (tried:
+// two transfers ended up with each other's bodies, caught by the digest check).
+class CurlShare {
+public:
+  CurlShare() : share_(curl_share_init()) {
+    curl_share_setopt(share_, CURLSHOPT_LOCKFUNC, +[](CURL*, curl_lock_data d, curl_lock_access, void* p) {
+      static_cast<CurlShare*>(p)->locks_[d % kLocks].lock();
+    });
+    curl_share_setopt(share_, CURLSHOPT_UNLOCKFUNC, +[](CURL*, curl_lock_data d, void* p) {
+      static_cast<CurlShare*>(p)->locks_[d % kLocks].unlock();
+    });
+    curl_share_setopt(share_, CURLSHOPT_USERDATA, this);
+    curl_share_setopt(share_, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+    curl_share_setopt(share_, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+  }
+  CURLSH* get() const { return share_; }
+
+private:
+  static constexpr int kLocks = 8;
+  CURLSH* share_;
+  std::mutex locks_[kLocks];
+};
+
+// One easy handle per thread, attached to the process-wide share.
 CURL* thread_handle() {
   struct Holder {
     CURL* h;
@@ -85,9 +110,11 @@ CURL* thread_handle() {
     ~Holder() { curl_easy_cleanup(h); }
   };
   curl_init_once();
+  static CurlShare* share = new CurlShare();  // never freed: handles of exiting threads still use it
   thread_local Holder holder;
   if (!holder.h) fail("libcurl: cannot create a handle");
   curl_easy_reset(holder.h);
+  curl_easy_setopt(holder.h, CURLOPT_SHARE, share->get());
   return holder.h;
 }
 

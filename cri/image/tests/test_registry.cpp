@@ -543,7 +543,9 @@ TEST_P(CrashTest, KillDuringPullThenRetry) {
   StoreOptions o = options();
   pid_t pid = ::fork();
   if (pid == 0) {
-    int seen = 0;
+    // The child never returns into gtest: any way out of here is an _exit.
+    try {
+    std::atomic<int> seen{0};
     std::string want = event;
     auto store = ImageStore::open(o);
     store->pull(ref("crash/image:latest"), {}, [&](std::string_view e) {
@@ -556,6 +558,10 @@ TEST_P(CrashTest, KillDuringPullThenRetry) {
       }
       if (match && ++seen == nth) ::kill(::getpid(), SIGKILL);
     });
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "crash child: %s\n", e.what());
+      _exit(4);
+    }
     _exit(3);  // the kill point was never reached
   }
   int st = 0;
