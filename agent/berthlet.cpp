@@ -1,23 +1,45 @@
 // berthlet: keeps the pods of static pod manifests running through a CRI endpoint.
 // Configuration: --config FILE (KubeletConfiguration-like YAML), flags override it.
 #include <getopt.h>
+#include <malloc.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 
 #include <csignal>
+#include <cstddef>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <memory>
 
-#include <curl/curl.h>
-#include <systemd/sd-daemon.h>
 
 #include "agent/lib/agent.hpp"
 #include "agent/lib/log.hpp"
 #include "agent/lib/status_server.hpp"
 #include "common/error.hpp"
+#include "common/fd.hpp"
 #include "common/fs.hpp"
 
 using namespace berth::agent;
 
 namespace {
+
+// systemd's notify protocol (a datagram to $NOTIFY_SOCKET; sd_notify(3) documents it as
+// stable for reimplementation): saves loading libsystemd and its dependencies.
+void notify_systemd(const char* state) {
+  const char* path = std::getenv("NOTIFY_SOCKET");
+  if (!path || (path[0] != '/' && path[0] != '@')) return;
+  struct sockaddr_un addr = {};
+  addr.sun_family = AF_UNIX;
+  size_t len = std::strlen(path);
+  if (len >= sizeof addr.sun_path) return;
+  std::memcpy(addr.sun_path, path, len);
+  if (addr.sun_path[0] == '@') addr.sun_path[0] = '\0'; // abstract namespace
+  berth::UniqueFd fd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (!fd) return;
+  ::sendto(fd.get(), state, std::strlen(state), MSG_NOSIGNAL, reinterpret_cast<sockaddr*>(&addr),
+           static_cast<socklen_t>(offsetof(struct sockaddr_un, sun_path) + len));
+}
 
 const char kUsage[] = R"(Usage: berthlet [options]
 
@@ -70,6 +92,8 @@ int main(int argc, char** argv) {
   for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&mask, sig);
   pthread_sigmask(SIG_BLOCK, &mask, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
+  // One malloc arena per pod worker thread would cost far more than the contention saves.
+  mallopt(M_ARENA_MAX, 2);
   try {
     // The config file is read first wherever --config appears; flags then override it.
     std::string config_path;
@@ -112,15 +136,16 @@ int main(int argc, char** argv) {
     }
     if (optind < argc) berth::fail("unexpected argument {:?}", argv[optind]);
     finalize_config(cfg);
-    curl_global_init(CURL_GLOBAL_DEFAULT);
+    // libcurl (7.84+) initialises itself, thread-safely, at the first httpGet probe or hook:
+    // a node without them never loads its TLS stack's state.
     Agent agent(cfg);
     std::unique_ptr<StatusServer> server;
     if (cfg.read_only_port != 0) {
       server = std::make_unique<StatusServer>(agent.store(), cfg.address, cfg.read_only_port);
       log_info("status endpoint on http://{}:{}/pods", cfg.address, server->port());
     }
-    agent.run([] { sd_notify(0, "READY=1"); });
-    sd_notify(0, "STOPPING=1");
+    agent.run([] { notify_systemd("READY=1"); });
+    notify_systemd("STOPPING=1");
     return 0;
   } catch (const std::exception& e) {
     log_error("berthlet: {}", e.what());

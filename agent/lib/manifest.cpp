@@ -6,9 +6,9 @@
 #include <algorithm>
 #include <cctype>
 
-#include <openssl/evp.h>
 #include <yaml-cpp/yaml.h>
 
+#include "agent/lib/hash.hpp"
 #include "common/error.hpp"
 #include "common/fs.hpp"
 
@@ -63,15 +63,6 @@ nlohmann::json node_to_json(const YAML::Node& n) {
   }
   }
   return nullptr;
-}
-
-std::string md5_hex(std::string_view a) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(a.data(), a.size(), md, &len, EVP_md5(), nullptr);
-  std::string out;
-  for (unsigned i = 0; i < len; i++) out += fmt::format("{:02x}", md[i]);
-  return out;
 }
 
 std::string lower(std::string s) {

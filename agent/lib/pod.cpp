@@ -2,9 +2,9 @@
 
 #include <set>
 
-#include <openssl/evp.h>
 
 #include "agent/lib/quantity.hpp"
+#include "agent/lib/hash.hpp"
 #include "common/error.hpp"
 #include "common/fs.hpp"
 #include "common/json.hpp"
@@ -177,15 +177,6 @@ std::string default_pull_policy(const std::string& image) {
   bool tagged = colon != std::string::npos && (slash == std::string::npos || colon > slash);
   if (!tagged || image.substr(colon + 1) == "latest") return "Always";
   return "IfNotPresent";
-}
-
-std::string md5_hex(std::string_view data) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(data.data(), data.size(), md, &len, EVP_md5(), nullptr);
-  std::string out;
-  for (unsigned i = 0; i < len; i++) out += fmt::format("{:02x}", md[i]);
-  return out;
 }
 
 Container parse_container(const JsonView& v, bool init) {

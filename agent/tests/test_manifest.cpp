@@ -154,3 +154,10 @@ TEST(Manifest, QosClasses) {
   auto best = manifest_from_text("/p", "kind: Pod\nmetadata: {name: x}\nspec: {containers: [{name: c, image: i}]}\n", "n");
   EXPECT_EQ(qos_class(best.pod.spec), "BestEffort");
 }
+
+#include "agent/lib/hash.hpp"
+
+TEST(Hash, Md5MatchesTheReference) {
+  EXPECT_EQ(md5_hex("abc"), "900150983cd24fb0d6963f7d28e17f72");
+  EXPECT_EQ(md5_hex(""), "d41d8cd98f00b204e9800998ecf8427e");
+}
