@@ -1,6 +1,7 @@
 """berthd's ImageService end to end against a real registry (Debian's docker-registry on
 127.0.0.1) with images built from busybox-static (tests/lib/oci_image.py)."""
 
+import base64
 import hashlib
 import json
 import os
@@ -248,6 +249,10 @@ def test_basic_auth_from_request_and_from_config(make_berthd):
             with pytest.raises(grpc.RpcError):
                 c.pull(ref, username="alice", password="wrong")
             assert c.pull(ref, username="alice", password="s3cret") == img["image_id"]
+            c.remove(ref)
+            # AuthConfig.auth: base64("user:password"), as the kubelet passes pull secrets.
+            token = base64.b64encode(b"alice:s3cret").decode()
+            assert c.pull(ref, auth=token) == img["image_id"]
         b.stop()
         # Static credentials of the host from the config file.
         b2 = make_berthd(host + 'username = "alice"\npassword = "s3cret"\n', name="static").start()
