@@ -157,6 +157,15 @@ int run_daemon(const Config& cfg) {
   auto slash = socket.rfind('/');
   if (slash != std::string::npos && slash > 0) mkdir_p(socket.substr(0, slash), 0711);
   remove_stale_socket(socket);
+  // From here on the socket is ours: removed however run_daemon ends (the watchdog's
+  // forced exit removes it itself).
+  struct SocketRemover {
+    std::string path;
+    ~SocketRemover() {
+      if (::unlink(path.c_str()) < 0 && errno != ENOENT)
+        dlog::warn("remove socket", {{"path", path}, {"error", strerror(errno)}});
+    }
+  } socket_remover{socket};
 
   auto started = std::chrono::steady_clock::now();
   std::unique_ptr<image::ImageStore> store =
@@ -179,7 +188,6 @@ int run_daemon(const Config& cfg) {
     server.reset();
     store.reset();
   }
-  if (::unlink(socket.c_str()) < 0 && errno != ENOENT) dlog::warn("remove socket", {{"path", socket}, {"error", strerror(errno)}});
   dlog::info("stopped");
   return 0;
 }
