@@ -343,7 +343,7 @@ void PodWorker::start_container(const Container& c, uint32_t attempt) {
           fail("container has runAsNonRoot and image will run as root (pod: {:?}, container: {})", pod.name, c.name);
       }
     }
-    auto mounts = container_mounts(ctx_.config, pod, c);
+    auto mounts = container_mounts(ctx_.config, pod, c, write_etc_hosts(ctx_.config, pod, view_.pod_ip));
     auto config = container_config(ctx_.config, pod, c, attempt, {view_.pod_ip, ctx_.host_ip, ctx_.config.node_name}, mounts);
     id = ctx_.cri.create_container(sandbox_id_, config, sandbox_config_);
   } catch (const std::exception& e) {

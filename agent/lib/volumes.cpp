@@ -90,8 +90,37 @@ void setup_volumes(const Config& cfg, const Pod& pod) {
   }
 }
 
-std::vector<cri::Mount> container_mounts(const Config& cfg, const Pod& pod, const Container& c) {
+std::string etc_hosts_content(const Config& cfg, const Pod& pod, const std::string& pod_ip) {
+  std::string hostname = pod.spec.hostname.empty() ? pod.name : pod.spec.hostname;
+  if (hostname.size() > 63) hostname.resize(63);
+  std::string names = hostname;
+  if (!pod.spec.subdomain.empty() && !cfg.cluster_domain.empty())
+    names = fmt::format("{}.{}.{}.svc.{}\t{}", hostname, pod.spec.subdomain, pod.namespace_, cfg.cluster_domain, hostname);
+  return fmt::format("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+                     "fe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n"
+                     "{}\t{}\n",
+                     pod_ip, names);
+}
+
+std::string write_etc_hosts(const Config& cfg, const Pod& pod, const std::string& pod_ip) {
+  if (pod.spec.host_network || pod_ip.empty()) return "";
+  auto path = path_join(pod_dir(cfg, pod.uid), "etc-hosts");
+  mkdir_p(pod_dir(cfg, pod.uid), 0750);
+  write_file_atomic(path, etc_hosts_content(cfg, pod, pod_ip), 0644, false);
+  return path;
+}
+
+std::vector<cri::Mount> container_mounts(const Config& cfg, const Pod& pod, const Container& c,
+                                         const std::string& etc_hosts) {
   std::vector<cri::Mount> out;
+  bool own_hosts = false;
+  for (auto& vm : c.volume_mounts) own_hosts |= vm.mount_path == "/etc/hosts";
+  if (!etc_hosts.empty() && !own_hosts) {
+    cri::Mount m;
+    m.set_container_path("/etc/hosts");
+    m.set_host_path(etc_hosts);
+    out.push_back(m);
+  }
   for (auto& vm : c.volume_mounts) {
     auto& v = find_volume(pod, vm.name);
     std::string base = v.kind == Volume::Kind::host_path ? v.host_path : empty_dir_path(cfg, pod.uid, v.name);

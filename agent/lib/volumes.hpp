@@ -14,7 +14,15 @@ namespace berth::agent {
 
 // Idempotent: creates what is missing. Throws berth::Error naming the volume.
 void setup_volumes(const Config& cfg, const Pod& pod);
-std::vector<cri::Mount> container_mounts(const Config& cfg, const Pod& pod, const Container& c);
+// etc_hosts: the file from write_etc_hosts, mounted at /etc/hosts unless the container mounts one.
+std::vector<cri::Mount> container_mounts(const Config& cfg, const Pod& pod, const Container& c,
+                                        const std::string& etc_hosts = "");
+// The kubelet-managed /etc/hosts of a pod on its own network: localhost entries and
+// "<podIP> <hostname>[.<subdomain>.<namespace>.svc.<clusterDomain>] <hostname>".
+// Written to <rootDir>/pods/<uid>/etc-hosts; returns its path ("" for hostNetwork pods,
+// which see the node's file as the runtime sets it up).
+std::string write_etc_hosts(const Config& cfg, const Pod& pod, const std::string& pod_ip);
+std::string etc_hosts_content(const Config& cfg, const Pod& pod, const std::string& pod_ip);
 // Unmounts the pod's tmpfs volumes and removes <rootDir>/pods/<uid>. Never follows into
 // hostPath volumes (they are bind-mounted by the runtime, not here).
 void teardown_volumes(const Config& cfg, const std::string& uid);

@@ -111,3 +111,17 @@ TEST(CriConvert, ExpandVars) {
   std::vector<std::pair<std::string, std::string>> env = {{"A", "1"}};
   EXPECT_EQ(expand_vars("$(A)-$(B)-$$(A)-$", env), "1-$(B)-$(A)-$");
 }
+
+#include "agent/lib/volumes.hpp"
+
+TEST(CriConvert, EtcHostsAsTheKubeletWritesIt) {
+  Config cfg;
+  cfg.cluster_domain = "cluster.local";
+  auto m = manifest_from_text("/m/h.yaml", "kind: Pod\nmetadata: {name: h}\nspec: {hostname: db, subdomain: sub, "
+                                           "containers: [{name: c, image: i}]}\n", "n1");
+  auto text = etc_hosts_content(cfg, m.pod, "10.1.2.3");
+  EXPECT_NE(text.find("127.0.0.1\tlocalhost\n"), std::string::npos);
+  EXPECT_NE(text.find("10.1.2.3\tdb.sub.default.svc.cluster.local\tdb\n"), std::string::npos) << text;
+  auto plain = manifest_from_text("/m/p.yaml", "kind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, image: i}]}\n", "n1");
+  EXPECT_NE(etc_hosts_content(Config{}, plain.pod, "10.1.2.4").find("10.1.2.4\tp-n1\n"), std::string::npos);
+}
