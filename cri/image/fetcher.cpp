@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <thread>
 
 #include "common/error.hpp"
 #include "common/log.hpp"
@@ -65,49 +64,62 @@ void BlobFetch::abort(std::exception_ptr error) {
 }
 
 Fetcher::Fetcher(ContentStore& content, unsigned max_concurrent)
-    : content_(content), slots_(std::clamp(max_concurrent, 1u, 64u)) {}
+    : content_(content), max_workers_(std::clamp(max_concurrent, 1u, 64u)) {}
 
 Fetcher::~Fetcher() {
-  std::unique_lock lk(mu_);
-  idle_.wait(lk, [&] { return running_ == 0; });
+  {
+    std::lock_guard lk(mu_);
+    stopping_ = true;
+  }
+  work_.notify_all();
+  for (auto& t : workers_) t.join();
 }
 
 std::shared_ptr<BlobFetch> Fetcher::fetch(std::shared_ptr<RegistrySession> session, size_t endpoint,
                                           const std::string& digest, uint64_t size, Progress progress) {
-  std::lock_guard lk(mu_);
-  if (auto it = inflight_.find(digest); it != inflight_.end())
-    if (auto f = it->second.lock()) return f;
-  auto f = std::make_shared<BlobFetch>(digest, size);
-  if (UniqueFd fd = content_.open_blob(digest)) {
-    auto stored = content_.size(digest);
-    if (stored && *stored == size) {
-      f->attach(fd.release());
-      f->complete();
-      if (progress) progress(fmt::format("exists {}", digest));
+  std::shared_ptr<BlobFetch> f;
+  {
+    std::lock_guard lk(mu_);
+    if (auto it = inflight_.find(digest); it != inflight_.end())
+      if (auto running = it->second.lock()) return running;
+    f = std::make_shared<BlobFetch>(digest, size);
+    UniqueFd fd = content_.open_blob(digest);
+    auto stored = fd ? content_.size(digest) : std::nullopt;
+    if (!stored || *stored != size) {
+      inflight_[digest] = f;
+      queue_.push_back({std::move(session), endpoint, f, std::move(progress)});
+      // Workers start on demand and stay: their curl handles keep connections open.
+      if (workers_.size() < max_workers_) workers_.emplace_back([this] { worker(); });
+      work_.notify_one();
       return f;
     }
+    f->attach(fd.release());
+    f->complete();
   }
-  inflight_[digest] = f;
-  ++running_;
-  std::thread([this, session = std::move(session), endpoint, f, progress = std::move(progress)]() mutable {
-    download(std::move(session), endpoint, f, std::move(progress));
-    std::lock_guard lk2(mu_);
-    if (auto it = inflight_.find(f->digest()); it != inflight_.end() && it->second.lock() == f) inflight_.erase(it);
-    f.reset();
-    if (--running_ == 0) idle_.notify_all();
-  }).detach();
+  if (progress) progress(fmt::format("exists {}", digest));
   return f;
 }
 
-void Fetcher::download(std::shared_ptr<RegistrySession> session, size_t endpoint, std::shared_ptr<BlobFetch> f,
-                       Progress progress) {
+void Fetcher::worker() {
+  std::unique_lock lk(mu_);
+  while (true) {
+    work_.wait(lk, [&] { return stopping_ || !queue_.empty(); });
+    if (queue_.empty()) return;  // stopping, nothing left
+    Job job = std::move(queue_.front());
+    queue_.pop_front();
+    lk.unlock();
+    download(job);
+    lk.lock();
+    auto it = inflight_.find(job.fetch->digest());
+    if (it != inflight_.end() && it->second.lock() == job.fetch) inflight_.erase(it);
+  }
+}
+
+void Fetcher::download(const Job& job) {
+  const auto& f = job.fetch;
+  const auto& progress = job.progress;
   const std::string& digest = f->digest();
   try {
-    slots_.acquire();
-    struct Release {
-      std::counting_semaphore<64>& s;
-      ~Release() { s.release(); }
-    } release{slots_};
     auto ingest = content_.begin(digest, f->size());
     if (!ingest) {  // another process stored it while we waited for its lock
       UniqueFd fd = content_.open_blob(digest);
@@ -116,8 +128,9 @@ void Fetcher::download(std::shared_ptr<RegistrySession> session, size_t endpoint
       if (!stored || *stored != f->size())
         fail("blob {}: the descriptor says {} bytes, the stored blob has {}", digest, f->size(), stored.value_or(0));
       f->attach(fd.release());
-      f->complete();
+      // Progress before completion: once complete, the pull may return and its callback go.
       if (progress) progress(fmt::format("exists {}", digest));
+      f->complete();
       return;
     }
     int rfd = ::fcntl(ingest->fd(), F_DUPFD_CLOEXEC, 0);
@@ -125,7 +138,7 @@ void Fetcher::download(std::shared_ptr<RegistrySession> session, size_t endpoint
     f->attach(rfd);
     uint64_t next_report = 0;
     if (progress) progress(fmt::format("fetch {} 0 {}", digest, f->size()));
-    session->get_blob(digest, f->size(), endpoint, [&](const char* d, size_t n) {
+    job.session->get_blob(digest, f->size(), job.endpoint, [&](const char* d, size_t n) {
       ingest->write(d, n);
       f->advance(ingest->written());
       if (progress && ingest->written() >= next_report) {
@@ -135,8 +148,8 @@ void Fetcher::download(std::shared_ptr<RegistrySession> session, size_t endpoint
       return true;
     });
     ingest->commit();
-    f->complete();
     if (progress) progress(fmt::format("fetched {}", digest));
+    f->complete();
   } catch (Error& e) {
     log::warn("fetch {}: {}", digest, e.what());
     f->abort(std::current_exception());

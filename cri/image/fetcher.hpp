@@ -1,17 +1,21 @@
 // Blob downloads shared by every pull of the store: one download per digest at a time
 // (in-process single flight, plus the content store's per-digest file lock across
-// processes), at most max_concurrent running, and readers that follow a download's
-// bytes as they land in the ingest file, so a layer unpacks while it streams.
+// processes), run in FIFO order by a pool of at most max_concurrent worker threads (each
+// keeps its curl handle, so connections are reused from blob to blob), and readers that
+// follow a download's bytes as they land in the ingest file, so a layer unpacks while it
+// streams.
 #pragma once
 
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <exception>
 #include <map>
 #include <memory>
 #include <mutex>
-#include <semaphore>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "common/fd.hpp"
 #include "cri/image/content_store.hpp"
@@ -51,20 +55,28 @@ private:
 class Fetcher {
 public:
   Fetcher(ContentStore& content, unsigned max_concurrent);
-  ~Fetcher();  // waits for running downloads
+  ~Fetcher();  // finishes queued downloads, joins the workers
   // The fetch of `digest`: already complete when the blob is stored, shared when another
-  // pull downloads it, else started now on a download thread.
+  // pull downloads it, else queued for the workers now.
   std::shared_ptr<BlobFetch> fetch(std::shared_ptr<RegistrySession> session, size_t endpoint,
                                    const std::string& digest, uint64_t size, Progress progress);
 
 private:
-  void download(std::shared_ptr<RegistrySession> session, size_t endpoint, std::shared_ptr<BlobFetch> f,
-                Progress progress);
+  struct Job {
+    std::shared_ptr<RegistrySession> session;
+    size_t endpoint;
+    std::shared_ptr<BlobFetch> fetch;
+    Progress progress;
+  };
+  void worker();
+  void download(const Job& job);
   ContentStore& content_;
-  std::counting_semaphore<64> slots_;
+  unsigned max_workers_;
   std::mutex mu_;
-  std::condition_variable idle_;
-  unsigned running_ = 0;
+  std::condition_variable work_;
+  std::deque<Job> queue_;
+  bool stopping_ = false;
+  std::vector<std::thread> workers_;
   std::map<std::string, std::weak_ptr<BlobFetch>> inflight_;
 };
 
