@@ -192,6 +192,16 @@ Config load_config_file(const std::string& path, Config cfg) {
       check_platform(*v, path + ": image.platform");
       cfg.platform = *v;
     }
+    if (auto v = r.strings("pinned_images")) {
+      cfg.pinned_images.clear();
+      for (auto& ref : *v) {
+        try {
+          cfg.pinned_images.push_back(image::normalize_reference(ref));
+        } catch (const Error& e) {
+          r.bad_value("pinned_images", e.message());
+        }
+      }
+    }
     r.finish();
   }
   if (const toml::table* t = top.table("registry")) {

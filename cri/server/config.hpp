@@ -28,6 +28,7 @@ struct Config {
   unsigned max_concurrent_downloads = 3;    // layers fetched in parallel per pull
   unsigned retries = 3;                     // registry request retries (exponential backoff)
   std::string platform;                     // "os/arch[/variant]"; empty: the host's
+  std::vector<std::string> pinned_images;   // normalised references reported as pinned
   std::vector<image::RegistryHost> registries;
 
   std::string socket_path() const;

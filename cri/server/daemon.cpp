@@ -171,7 +171,8 @@ int run_daemon(const Config& cfg) {
   std::unique_ptr<image::ImageStore> store =
       with_context(fmt::format("open image store in {}", cfg.root), [&] { return image::ImageStore::open(cfg.store_options()); });
   RuntimeServiceImpl runtime_service;
-  ImageServiceImpl image_service(*store);
+  ImageServiceImpl image_service(*store, cfg.pinned_images);
+  with_context("pin the configured images", [&] { image_service.reconcile_pinned(); });
   std::unique_ptr<grpc::Server> server = start_server(cfg, socket, {&runtime_service, &image_service});
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
 

@@ -137,6 +137,25 @@ std::optional<image::ImageRecord> ImageServiceImpl::resolve(std::string_view ref
   return std::nullopt;
 }
 
+bool ImageServiceImpl::is_pinned_reference(const image::ImageRecord& rec) const {
+  for (auto& ref : pinned_) {
+    for (auto& t : rec.repo_tags)
+      if (t == ref) return true;
+    for (auto& d : rec.repo_digests)
+      if (d == ref) return true;
+  }
+  return false;
+}
+
+void ImageServiceImpl::reconcile_pinned() {
+  for (auto& rec : store_.list()) {
+    bool want = is_pinned_reference(rec);
+    if (rec.pinned == want) continue;
+    store_.set_pinned(rec.id, want);
+    dlog::info(want ? "image pinned" : "image unpinned", {{"id", rec.id}});
+  }
+}
+
 grpc::Status ImageServiceImpl::ListImages(grpc::ServerContext*, const runtime::v1::ListImagesRequest* req,
                                           runtime::v1::ListImagesResponse* resp) {
   try {
@@ -184,6 +203,10 @@ grpc::Status ImageServiceImpl::PullImage(grpc::ServerContext*, const runtime::v1
     auto start = std::chrono::steady_clock::now();
     PullLogger logger(name);
     image::ImageRecord rec = store_.pull(name, auth, [&logger](std::string_view ev) { logger(ev); });
+    if (!rec.pinned && is_pinned_reference(rec)) {
+      store_.set_pinned(rec.id, true);
+      dlog::info("image pinned", {{"image", name}, {"id", rec.id}});
+    }
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
     dlog::info("image pulled", {{"image", name}, {"id", rec.id}, {"size", std::to_string(rec.size)},
                                 {"duration_ms", std::to_string(ms.count())}});

@@ -4,7 +4,9 @@
 #pragma once
 
 #include <optional>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "api.grpc.pb.h"
 #include "cri/image/image_store.hpp"
@@ -13,7 +15,14 @@ namespace berth::cri {
 
 class ImageServiceImpl final : public runtime::v1::ImageService::Service {
 public:
-  explicit ImageServiceImpl(image::ImageStore& store) : store_(store) {}
+  // pinned: normalised references whose images are pinned (the kubelet's image GC
+  // leaves them alone), e.g. the pause image.
+  ImageServiceImpl(image::ImageStore& store, std::vector<std::string> pinned)
+      : store_(store), pinned_(std::move(pinned)) {}
+
+  // Makes the stored images' pinned flags match the configured references: pins the
+  // ones present, unpins images pinned by an earlier configuration. Called at start-up.
+  void reconcile_pinned();
 
   grpc::Status ListImages(grpc::ServerContext*, const runtime::v1::ListImagesRequest*,
                           runtime::v1::ListImagesResponse*) override;
@@ -32,7 +41,10 @@ private:
   // digest, or by unique ID prefix. Throws berth::Error (EINVAL) for a malformed reference.
   std::optional<image::ImageRecord> resolve(std::string_view ref) const;
 
+  bool is_pinned_reference(const image::ImageRecord& rec) const;
+
   image::ImageStore& store_;
+  std::vector<std::string> pinned_;
 };
 
 // The CRI Image message for a stored image, as containerd's CRI plugin fills it.

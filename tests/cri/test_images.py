@@ -379,3 +379,28 @@ def test_sigterm_during_pull_exits_and_the_next_start_is_clean(make_berthd, regi
     with b.client() as c:
         assert c.pull("big-term:1") == img["image_id"]
     assert_store_consistent(b)
+
+
+def test_pinned_images_follow_the_config(make_berthd, registry, pushed):
+    bb = pushed("busybox", "library/busybox:latest")
+    pushed("multilayer", "library/multi:1.0")
+    b = make_berthd('[image]\npinned_images = ["busybox"]\n' + mirror_config(registry)).start()
+    with b.client() as c:
+        c.pull("busybox")
+        c.pull("multi:1.0")
+        assert c.status("busybox")[0].pinned
+        assert not c.status("multi:1.0")[0].pinned
+        assert {i.id: i.pinned for i in c.list()}[bb["image_id"]]
+    b.stop()
+    b.write_config(mirror_config(registry))  # no longer pinned: unpinned at the next start
+    b.start()
+    with b.client() as c:
+        assert not c.status("busybox")[0].pinned
+    assert "msg=\"image unpinned\"" in b.log()
+
+
+def test_bad_pinned_reference_is_a_config_error(make_berthd):
+    b = make_berthd('[image]\npinned_images = ["Bad::Ref"]\n')
+    b.start(wait=False)
+    assert b.proc.wait(timeout=30) != 0
+    assert "image.pinned_images" in b.log()
