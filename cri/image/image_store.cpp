@@ -277,8 +277,10 @@ private:
       std::string got = stream.finish();
       f->wait();  // the blob's digest and size are verified before we trust what we unpacked
       if (got != diff_id) fail("layer {}: uncompressed digest {} differs from the config's diff ID {}", layer.digest, got, diff_id);
-      UniqueFd dir(::open(fs.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-      if (!dir || ::syncfs(dir.get()) < 0) fail_errno("sync snapshot {}", fs);
+      if (opts_.sync_layers) {
+        UniqueFd dir(::open(fs.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+        if (!dir || ::syncfs(dir.get()) < 0) fail_errno("sync snapshot {}", fs);
+      }
       snaps_->commit(chains[i], key);
       if (progress) progress(fmt::format("unpacked {} {}", layer.digest, chains[i]));
     } catch (Error& e) {
