@@ -187,6 +187,7 @@ int run_daemon(const Config& cfg) {
     ShutdownWatchdog watchdog(std::chrono::seconds(cfg.shutdown_timeout_s + 5), socket);
     server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(cfg.shutdown_timeout_s));
     server.reset();
+    dlog::debug("gRPC server stopped; closing the image store");
     store.reset();
   }
   dlog::info("stopped");
