@@ -117,7 +117,9 @@ public:
   int root() const { return root_.get(); }
 
 private:
-  // Opens `path` (a directory inside the root), creating missing components as 0755 root dirs.
+  // Opens `path` (a directory inside the root), creating missing components. A created
+  // directory copies owner, mode and times from the same directory in a lower layer (an
+  // upper directory's metadata hides the lower one's under overlay), else 0755 root.
   UniqueFd make_dirs(const std::string& path) {
     UniqueFd cur = open_in_root(root_.get(), path, O_RDONLY | O_DIRECTORY);
     if (cur) return cur;
@@ -127,6 +129,16 @@ private:
     if (::mkdirat(up.get(), base.c_str(), 0755) < 0 && errno != EEXIST) fail_errno("mkdir {}", path);
     cur = open_in_root(root_.get(), path, O_RDONLY | O_DIRECTORY);
     if (!cur) fail_errno("open directory {} in the layer (a dangling symlink in the path?)", path);
+    for (auto& p : parents_) {
+      UniqueFd proot(::open(p.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+      UniqueFd lower = proot ? open_in_root(proot.get(), path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW) : UniqueFd();
+      struct stat st;
+      if (!lower || ::fstat(lower.get(), &st) < 0) continue;
+      if (::fchown(cur.get(), st.st_uid, st.st_gid) < 0 || ::fchmod(cur.get(), st.st_mode & 07777) < 0)
+        fail_errno("copy metadata of directory {} from a lower layer", path);
+      dir_times_.emplace_back(path, std::array<timespec, 2>{st.st_atim, st.st_mtim});
+      break;
+    }
     return cur;
   }
 

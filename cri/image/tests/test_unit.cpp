@@ -312,6 +312,24 @@ TEST(Unpack, HardlinkToALowerLayerIsCopiedUp) {
   EXPECT_EQ(read_file(t / "lower/etc/passwd"), "root:x:0:0::/:/bin/sh\n");
 }
 
+// Tars from ko, jib and friends often omit parent directories: a created parent takes the
+// lower layer's owner and mode, or overlay would show the upper's defaults instead.
+TEST(Unpack, MissingParentsCopyLowerLayerMetadata) {
+  TempDir t;
+  mkdir_p(t / "lower/var/spool");
+  ASSERT_EQ(::chmod((t / "lower/var/spool").c_str(), 01730), 0);
+  ASSERT_EQ(::chown((t / "lower/var/spool").c_str(), 0, 12), 0);
+  mkdir_p(t / "upper");
+  apply_tar(t / "upper", make_tar({{.name = "var/spool/job", .data = "j"}, {.name = "new/dir/f", .data = "f"}}),
+            {t / "lower"});
+  struct stat st;
+  ASSERT_EQ(::stat((t / "upper/var/spool").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 01730u);
+  EXPECT_EQ(st.st_gid, 12u);
+  ASSERT_EQ(::stat((t / "upper/new/dir").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0755u);
+}
+
 size_t count_entries(const std::string& dir) {
   size_t n = 0;
   if (DIR* d = ::opendir(dir.c_str())) {
