@@ -146,9 +146,28 @@ std::vector<Endpoint> resolve_endpoints(const std::vector<RegistryHost>& hosts, 
   return out;
 }
 
+namespace {
+
+// CRI's server_address names the registry the credentials are for ("https://index.docker.io/v1/",
+// "quay.io", "127.0.0.1:5000"); containerd ignores credentials for another host.
+bool auth_matches(std::string_view server_address, std::string_view domain) {
+  if (server_address.empty()) return true;
+  std::string_view a = server_address;
+  if (size_t scheme = a.find("://"); scheme != std::string_view::npos) a.remove_prefix(scheme + 3);
+  a = a.substr(0, a.find('/'));
+  if (a == domain) return true;
+  auto is_docker_hub = [](std::string_view h) {
+    return h == "docker.io" || h == "index.docker.io" || h == "registry-1.docker.io";
+  };
+  return is_docker_hub(a) && is_docker_hub(domain);
+}
+
+} // namespace
+
 Credentials resolve_credentials(const std::vector<RegistryHost>& hosts, std::string_view domain,
-                                const AuthConfig& auth) {
+                                const AuthConfig& auth_in) {
   Credentials c;
+  AuthConfig auth = auth_matches(auth_in.server_address, domain) ? auth_in : AuthConfig{};
   if (!auth.auth.empty()) {
     std::string decoded = unbase64(auth.auth);
     size_t colon = decoded.find(':');

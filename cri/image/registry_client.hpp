@@ -32,7 +32,8 @@ struct Credentials {
 
 // Endpoints for a registry domain: its mirrors in order, then the host itself.
 std::vector<Endpoint> resolve_endpoints(const std::vector<RegistryHost>& hosts, std::string_view domain);
-// Credentials from the CRI AuthConfig when it carries any, else the host's static ones.
+// Credentials from the CRI AuthConfig when it carries any (and its server_address, if
+// set, names this registry), else the host's static ones.
 Credentials resolve_credentials(const std::vector<RegistryHost>& hosts, std::string_view domain,
                                 const AuthConfig& auth);
 

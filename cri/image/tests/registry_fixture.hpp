@@ -114,7 +114,9 @@ class RegistryServer {
 public:
   explicit RegistryServer(const RegistryOptions& o = {})
       : proc_(registry_args(dir_.path(), o)), addr_(proc_.info()["addr"]), log_(proc_.info()["log"]),
-        ca_file_(o.tls ? proc_.info()["ca_file"].get<std::string>() : std::string()) {}
+        ca_file_(o.tls ? proc_.info()["ca_file"].get<std::string>() : std::string()),
+        token_url_(o.token ? proc_.info()["token_url"].get<std::string>() : std::string()) {}
+  const std::string& token_url() const { return token_url_; }
   const std::string& addr() const { return addr_; }
   const std::string& ca_file() const { return ca_file_; }
   std::string storage() const { return dir_.path() + "/storage"; }
@@ -150,7 +152,7 @@ public:
 private:
   TempDir dir_;
   ServeProcess proc_;
-  std::string addr_, log_, ca_file_;
+  std::string addr_, log_, ca_file_, token_url_;
 };
 
 // tests/../flaky_proxy.py in front of a registry.

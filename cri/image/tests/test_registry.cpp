@@ -479,6 +479,12 @@ TEST_F(AuthTest, BearerTokenFlow) {
   }
   EXPECT_EQ(store->pull(ref, {.username = "bob", .password = "tok3n"}).id, p["image_id"]);
 
+  // CRI's registry_token: a Bearer token obtained elsewhere, sent as it is.
+  json tok = json::parse(testing::run({"curl", "-sf", "-u", "bob:tok3n",
+                                       reg.token_url() + "?service=berth-test-registry&scope=repository:tok/busybox:pull"}));
+  auto s3 = ImageStore::open(options("c"));
+  EXPECT_EQ(s3->pull(ref, {.registry_token = tok["token"]}).id, p["image_id"]);
+
   RegistryServer anon(RegistryOptions{.users = {"bob:tok3n"}, .token = true, .anonymous_pull = true});
   json q = anon.push("pub/busybox:1", "busybox", "zstd", "oci", "bob:tok3n");
   auto s2 = ImageStore::open(options("b"));

@@ -15,6 +15,7 @@
 #include "cri/image/metadata.hpp"
 #include "cri/image/overlay_snapshotter.hpp"
 #include "cri/image/reference.hpp"
+#include "cri/image/registry_client.hpp"
 #include "cri/image/unpack.hpp"
 #include "test_helpers.hpp"
 
@@ -59,6 +60,44 @@ TEST(Reference, RejectsInvalidWithTheReferenceInTheMessage) {
       EXPECT_EQ(e.code(), EINVAL);
     }
   }
+}
+
+TEST(Registry, EndpointsMirrorsFirstThenTheHost) {
+  std::vector<RegistryHost> hosts = {
+      {.host = "docker.io", .mirrors = {"http://127.0.0.1:5000/", "mirror.example/v2"}, .ca_file = "/ca.pem"},
+      {.host = "plain.example:5000", .plain_http = true, .skip_verify = true}};
+  auto d = resolve_endpoints(hosts, "docker.io");
+  ASSERT_EQ(d.size(), 3u);
+  EXPECT_EQ(d[0].base_url, "http://127.0.0.1:5000");
+  EXPECT_TRUE(d[0].mirror);
+  EXPECT_EQ(d[1].base_url, "https://mirror.example");
+  EXPECT_EQ(d[2].base_url, "https://registry-1.docker.io");
+  EXPECT_EQ(d[2].ca_file, "/ca.pem");
+  auto p = resolve_endpoints(hosts, "plain.example:5000");
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_EQ(p[0].base_url, "http://plain.example:5000");
+  EXPECT_TRUE(p[0].skip_verify);
+  EXPECT_EQ(resolve_endpoints({}, "localhost:5000")[0].base_url, "http://localhost:5000");
+  EXPECT_EQ(resolve_endpoints({}, "quay.io")[0].base_url, "https://quay.io");
+}
+
+TEST(Registry, CredentialsFromAuthConfigOrHost) {
+  std::vector<RegistryHost> hosts = {{.host = "quay.io", .username = "static", .password = "pw"}};
+  auto c = resolve_credentials(hosts, "quay.io", {});
+  EXPECT_EQ(c.username, "static");
+  c = resolve_credentials(hosts, "quay.io", {.auth = "dTpw"});  // base64("u:p")
+  EXPECT_EQ(c.username, "u");
+  EXPECT_EQ(c.password, "p");
+  c = resolve_credentials(hosts, "quay.io", {.username = "a", .password = "b", .server_address = "https://quay.io"});
+  EXPECT_EQ(c.username, "a");
+  // Credentials for another registry are not sent here.
+  c = resolve_credentials(hosts, "quay.io", {.username = "a", .password = "b", .server_address = "ghcr.io"});
+  EXPECT_EQ(c.username, "static");
+  c = resolve_credentials({}, "docker.io", {.username = "h", .server_address = "https://index.docker.io/v1/"});
+  EXPECT_EQ(c.username, "h");
+  c = resolve_credentials({}, "docker.io", {.registry_token = "tok"});
+  EXPECT_EQ(c.registry_token, "tok");
+  EXPECT_THROW(resolve_credentials({}, "docker.io", {.auth = "bm9jb2xvbg=="}), Error);  // "nocolon"
 }
 
 TEST(Manifest, ChainIdsFollowTheImageSpec) {
