@@ -14,11 +14,11 @@
 #include <grpc/support/log.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/resource_quota.h>
-#include <systemd/sd-daemon.h>
 
 #include "common/error.hpp"
 #include "common/fd.hpp"
 #include "common/fs.hpp"
+#include "common/sd_notify.hpp"
 #include "cri/server/daemon_log.hpp"
 #include "cri/server/image_service.hpp"
 #include "cri/server/runtime_service.hpp"
@@ -116,7 +116,7 @@ public:
           dlog::warn("calls still running after the shutdown timeout; exiting now (unfinished pulls "
                      "are cleaned up at the next start)");
           ::unlink(socket.c_str());
-          sd_notify(0, "STATUS=forced exit after shutdown timeout");
+          notify_systemd("STATUS=forced exit after shutdown timeout");
           ::_exit(0);
         }) {}
   ~ShutdownWatchdog() {
@@ -176,13 +176,13 @@ int run_daemon(const Config& cfg) {
   std::unique_ptr<grpc::Server> server = start_server(cfg, socket, {&runtime_service, &image_service});
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
 
-  sd_notifyf(0, "READY=1\nSTATUS=serving CRI v1 on %s\nMAINPID=%ld", socket.c_str(), static_cast<long>(::getpid()));
+  notify_systemd(fmt::format("READY=1\nSTATUS=serving CRI v1 on {}\nMAINPID={}", socket, ::getpid()));
   dlog::info("serving", {{"socket", socket}, {"root", cfg.root}, {"version", BERTH_VERSION},
                          {"startup_ms", std::to_string(ms.count())}});
 
   int sig = wait_for_stop_signal(stop_signals);
   dlog::info("shutting down", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
-  sd_notify(0, "STOPPING=1\nSTATUS=shutting down");
+  notify_systemd("STOPPING=1\nSTATUS=shutting down");
   {
     ShutdownWatchdog watchdog(std::chrono::seconds(cfg.shutdown_timeout_s + 5), socket);
     server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(cfg.shutdown_timeout_s));
