@@ -45,6 +45,22 @@ la_ssize_t read_cb(archive*, void* p, const void** out) {
   }
 }
 
+// Names as bytes, whatever the process locale: pax names are UTF-8 (which the *_utf8
+// getters return as they are, where the plain ones would fail to convert them to a C
+// locale), ustar names are raw bytes (the plain getters return those untouched).
+const char* entry_path(archive_entry* e) {
+  const char* p = archive_entry_pathname_utf8(e);
+  return p ? p : archive_entry_pathname(e);
+}
+const char* entry_symlink(archive_entry* e) {
+  const char* p = archive_entry_symlink_utf8(e);
+  return p ? p : archive_entry_symlink(e);
+}
+const char* entry_hardlink(archive_entry* e) {
+  const char* p = archive_entry_hardlink_utf8(e);
+  return p ? p : archive_entry_hardlink(e);
+}
+
 std::pair<std::string, std::string> split_parent(const std::string& path) {
   size_t slash = path.rfind('/');
   if (slash == std::string::npos) return {"", path};
@@ -59,12 +75,12 @@ public:
   }
 
   void apply(archive* a, archive_entry* e) {
-    std::string name = clean_entry_path(archive_entry_pathname(e) ? archive_entry_pathname(e) : "");
+    std::string name = clean_entry_path(entry_path(e) ? entry_path(e) : "");
     if (name.empty()) return;  // the root itself: the snapshot directory keeps its own metadata
     auto [parent, base] = split_parent(name);
     if (base.starts_with(kWhiteoutPrefix)) return whiteout(parent, base);
     UniqueFd dir = make_dirs(parent);
-    const char* hardlink = archive_entry_hardlink(e);
+    const char* hardlink = entry_hardlink(e);
     mode_t type = archive_entry_filetype(e);
     struct stat old;
     if (::fstatat(dir.get(), base.c_str(), &old, AT_SYMLINK_NOFOLLOW) == 0) {
@@ -80,7 +96,7 @@ public:
     case AE_IFREG:
       return write_file(a, e, dir.get(), base, name, perm);
     case AE_IFLNK:
-      if (::symlinkat(archive_entry_symlink(e) ? archive_entry_symlink(e) : "", dir.get(), base.c_str()) < 0)
+      if (::symlinkat(entry_symlink(e) ? entry_symlink(e) : "", dir.get(), base.c_str()) < 0)
         fail_errno("symlink {}", name);
       own_and_time(e, dir.get(), base, name);
       return;
@@ -321,7 +337,7 @@ UnpackStats apply_layer(const std::string& root_dir, Decompressor& tar_stream,
     if (rc == ARCHIVE_EOF) break;
     if (ctx.error) std::rethrow_exception(ctx.error);
     if (rc < ARCHIVE_WARN) fail("read layer tar: {}", archive_error_string(a.get()));
-    const char* path = archive_entry_pathname(e);
+    const char* path = entry_path(e);
     with_context(fmt::format("layer entry \"{}\"", path ? path : ""), [&] { applier.apply(a.get(), e); });
     if (ctx.error) std::rethrow_exception(ctx.error);
     stats.entries++;

@@ -210,6 +210,18 @@ TEST(Unpack, RegularTreeWithModesOwnersAndLinks) {
   EXPECT_EQ(st.st_mtime, 1700000000);  // directory times set after their content
 }
 
+// Non-ASCII names (pax UTF-8 headers) unpack byte for byte under the C locale too.
+TEST(Unpack, Utf8Names) {
+  TempDir t;
+  mkdir_p(t / "fs");
+  std::string name = "caf\xc3\xa9-\xe6\x97\xa5\xe6\x9c\xac";
+  apply_tar(t / "fs", make_tar({{.name = name, .data = "u"}, {.name = "l", .type = AE_IFLNK, .link = name}}));
+  EXPECT_EQ(read_file(t / ("fs/" + name)), "u");
+  char target[64] = {};
+  ASSERT_GT(::readlink((t / "fs/l").c_str(), target, sizeof target), 0);
+  EXPECT_EQ(std::string(target), name);
+}
+
 TEST(Unpack, WhiteoutsBecomeOverlayWhiteouts) {
   TempDir t;
   mkdir_p(t / "fs");
