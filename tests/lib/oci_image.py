@@ -65,6 +65,12 @@ DOCKER_LAYER = {"gzip": "application/vnd.docker.image.rootfs.diff.tar.gzip",
                 "none": "application/vnd.docker.image.rootfs.diff.tar"}
 
 
+def host_arch():
+    import platform
+    m = platform.machine()
+    return {"x86_64": "amd64", "aarch64": "arm64"}.get(m, m)
+
+
 def sha256(data):
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
@@ -158,8 +164,9 @@ class Image:
             self.manifest = json.dumps({"schemaVersion": 2, "mediaType": self.media_type,
                                         "manifests": manifests}, indent=None).encode()
             self.manifest_digest = sha256(self.manifest)
-            first = children[0]
-            self.config_digest, self.layers = first.config_digest, first.layers
+            # The summary describes the child a puller on this machine selects.
+            self.default = next((c for c in children if c.arch == host_arch()), children[0])
+            self.config_digest, self.layers = self.default.config_digest, self.default.layers
             return
         self.arch, self.variant, self.layers = arch, variant, layers
         config = {
@@ -201,12 +208,18 @@ class Image:
         return self.config_digest
 
     def summary(self):
-        return {"manifest": self.children[0].manifest_digest if self.children else self.manifest_digest,
-                "index": self.manifest_digest if self.children else None,
+        """manifest/config/image_id/layers: of the host platform's child for an index;
+        "platforms" maps "os/arch[/variant]" to each child's manifest digest."""
+        out = {"manifest": self.default.manifest_digest if self.children else self.manifest_digest,
+               "index": self.manifest_digest if self.children else None,
                 "config": self.config_digest, "image_id": self.config_digest,
                 "layers": [l.digest for l in self.layers],
                 "diff_ids": [l.diff_id for l in self.layers],
                 "size": sum(len(b) for b in self.blobs.values()) + len(self.manifest)}
+        if self.children:
+            out["platforms"] = {"linux/" + c.arch + ("/" + c.variant if c.variant else ""): c.manifest_digest
+                                for c in self.children}
+        return out
 
     def write_layout(self, out, tag="latest"):
         """Writes an OCI image layout (oci-layout, index.json, blobs/sha256/...)."""

@@ -224,14 +224,16 @@ TEST_F(RegistryTest, IndexSelectsThePlatform) {
     ImageRecord rec = store->pull(ref("test/index:latest"), {});
     // The index's digest is the repo digest; the amd64 manifest is the one unpacked.
     EXPECT_EQ(rec.repo_digests[0], ref("test/index") + "@" + p["index"].get<std::string>());
-    EXPECT_EQ(rec.id, pushed_["library"]["image_id"]);  // same busybox layer and config as the amd64 entry
+    EXPECT_EQ(rec.id, p["image_id"]);
+    EXPECT_EQ(rec.manifest_digest, p["platforms"]["linux/amd64"]);
   }
   StoreOptions o = options();
   o.root = store_dir_ / "arm";
   o.platform_arch = "arm64";
   auto arm = ImageStore::open(o);
   ImageRecord rec = arm->pull(ref("test/index:latest"), {});
-  EXPECT_NE(rec.id, pushed_["library"]["image_id"]);
+  EXPECT_EQ(rec.manifest_digest, p["platforms"]["linux/arm64/v8"]);
+  EXPECT_NE(rec.id, p["image_id"]);
   EXPECT_NE(rec.config_json.find("arm64"), std::string::npos);
   o.root = store_dir_ / "s390x";
   o.platform_arch = "s390x";
