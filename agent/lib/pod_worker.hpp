@@ -33,6 +33,8 @@ struct WorkerContext {
 class PodWorker {
 public:
   using Clock = std::chrono::steady_clock;
+  // A wall-clock instant from the runtime (ns since the epoch) on the steady clock.
+  static Clock::time_point steady_from_wall(int64_t wall_ns);
   // A worker for a manifest's pod.
   PodWorker(WorkerContext& ctx, Manifest manifest);
   // A worker that only tears down what the runtime still runs for uid (an orphan).

@@ -24,9 +24,11 @@ struct TempDir {
 
 std::string kinds(const std::vector<FileChange>& cs) {
   std::string out;
-  for (auto& c : cs)
-    out += (c.kind == FileChange::Kind::added ? "+" : c.kind == FileChange::Kind::modified ? "~" : "-") +
-           std::filesystem::path(c.path).filename().string() + " ";
+  for (auto& c : cs) {
+    out += c.kind == FileChange::Kind::added ? '+' : c.kind == FileChange::Kind::modified ? '~' : '-';
+    out += std::filesystem::path(c.path).filename().string();
+    out += ' ';
+  }
   return out;
 }
 
