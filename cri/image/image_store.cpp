@@ -10,7 +10,6 @@
 #include <unistd.h>
 
 #include <map>
-#include <random>
 #include <shared_mutex>
 
 #include <nlohmann/json.hpp>
@@ -41,11 +40,6 @@ std::string ImageRecord::username() const {
 namespace {
 
 bool all_hex(std::string_view s) { return !s.empty() && s.find_first_not_of("0123456789abcdef") == std::string_view::npos; }
-
-std::string random_hex() {
-  static thread_local std::mt19937_64 rng{std::random_device{}()};
-  return fmt::format("{:016x}", rng());
-}
 
 class Store final : public ImageStore {
 public:
@@ -256,8 +250,7 @@ private:
     std::shared_ptr<BlobFetch> f = fetch;
     if (!f) fail("layer {}: snapshot {} disappeared during the pull", layer.digest, chains[i]);
     std::string parent = i ? chains[i - 1] : std::string();
-    std::string key = fmt::format("{}{}-{}", kExtractPrefix, random_hex(), chains[i]);
-    snaps_->prepare(key, parent);
+    std::string key = snaps_->prepare_unpack(chains[i], parent);
     try {
       if (progress) progress(fmt::format("unpack {} {}", layer.digest, chains[i]));
       uint64_t offset = 0;

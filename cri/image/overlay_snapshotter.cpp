@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <map>
+#include <random>
 
 #include "common/error.hpp"
 #include "common/fs.hpp"
@@ -72,10 +73,19 @@ std::vector<Mount> OverlaySnapshotter::create(std::string_view key, std::string_
 }
 
 std::vector<Mount> OverlaySnapshotter::prepare(std::string_view key, std::string_view parent) {
+  if (key.starts_with(kExtractPrefix)) fail_code(EINVAL, "prepare snapshot {}: the prefix {} is reserved", key, kExtractPrefix);
   return with_context(fmt::format("prepare snapshot {}", key), [&] { return create(key, parent, SnapshotKind::active); });
 }
 
+std::string OverlaySnapshotter::prepare_unpack(std::string_view chain, std::string_view parent) {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  std::string key = fmt::format("{}{:016x}-{}", kExtractPrefix, rng(), chain);
+  with_context(fmt::format("prepare snapshot {}", key), [&] { return create(key, parent, SnapshotKind::active); });
+  return key;
+}
+
 std::vector<Mount> OverlaySnapshotter::view(std::string_view key, std::string_view parent) {
+  if (key.starts_with(kExtractPrefix)) fail_code(EINVAL, "view snapshot {}: the prefix {} is reserved", key, kExtractPrefix);
   return with_context(fmt::format("view snapshot {}", key), [&] { return create(key, parent, SnapshotKind::view); });
 }
 

@@ -28,6 +28,9 @@ public:
   std::vector<SnapshotInfo> list() const override;
   SnapshotUsage usage(std::string_view key) const override;
 
+  // A temporary active snapshot for unpacking the layer `chain` over `parent`; returns its
+  // key ("extract-<random>-<chain>", a prefix callers of prepare() cannot use).
+  std::string prepare_unpack(std::string_view chain, std::string_view parent);
   // fs directory of a snapshot; throws ENOENT when the key is unknown.
   std::string fs_dir(std::string_view key) const;
   // fs directories of `key` and its ancestors, top first.

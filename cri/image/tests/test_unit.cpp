@@ -508,10 +508,12 @@ TEST(Snapshotter, PrepareCommitViewRemoveAndRecover) {
   EXPECT_THROW(s.remove("base"), Error);                 // has children
   EXPECT_GE(s.usage("base").inodes, 2u);
   // Leftovers of a crash: an unpack snapshot and a directory without a row.
-  s.prepare(std::string(kExtractPrefix) + "123-abc", "mid");
+  EXPECT_THROW(s.prepare(std::string(kExtractPrefix) + "mine", "mid"), Error);  // reserved
+  std::string extract = s.prepare_unpack("sha256:abc", "mid");
+  EXPECT_TRUE(extract.starts_with(kExtractPrefix));
   mkdir_p(t / "snapshots/9999/fs");
   s.recover();
-  EXPECT_FALSE(s.stat(std::string(kExtractPrefix) + "123-abc"));
+  EXPECT_FALSE(s.stat(extract));
   EXPECT_FALSE(exists_nofollow(t / "snapshots/9999"));
   // GC keeps what active snapshots need, drops the rest.
   s.remove("v");
