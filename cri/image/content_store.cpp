@@ -84,6 +84,8 @@ void ContentStore::remove(std::string_view digest) {
   if (::unlink(blob_path(digest).c_str()) < 0 && errno != ENOENT) fail_errno("remove blob {}", digest);
 }
 
+void ContentStore::sync() const { fsync_dir(blobs_); }
+
 std::vector<std::string> ContentStore::list() const {
   std::vector<std::string> out;
   DIR* d = ::opendir(blobs_.c_str());
@@ -141,7 +143,6 @@ void ContentStore::Ingest::commit() {
   std::string final_path = store_->blob_path(digest_);
   if (::rename(temp_path_.c_str(), final_path.c_str()) < 0) fail_errno("rename {} to {}", temp_path_, final_path);
   committed_ = true;
-  fsync_dir(store_->blobs_);
   // Waiters on this lock re-check for the blob once they hold it, so the file can go.
   ::unlink(fmt::format("{}/{}.lock", store_->ingest_, digest_hex(digest_)).c_str());
 }

@@ -1,6 +1,7 @@
 // Content-addressed blob store: <root>/content/blobs/sha256/<hex>, written through
-// <root>/content/ingest/ (temp file + fsync + rename + directory fsync), one writer per
-// digest across processes (flock on ingest/<hex>.lock).
+// <root>/content/ingest/ (temp file + fsync + rename), one writer per digest across
+// processes (flock on ingest/<hex>.lock). The renames reach the disk with sync(), which
+// the image store calls once before it writes a record that refers to the blobs.
 #pragma once
 
 #include <cstdint>
@@ -28,6 +29,8 @@ public:
   // Verifies data against digest, stores it atomically (no-op when present).
   void put(std::string_view digest, std::string_view data);
   void remove(std::string_view digest);
+  // fsync of the blobs directory: every rename done so far survives a power loss.
+  void sync() const;
   std::vector<std::string> list() const;
 
   // An in-progress blob: bytes go to a temp file and a hasher; commit() verifies size
@@ -39,7 +42,8 @@ public:
     void write(const char* data, size_t len);
     uint64_t written() const { return written_; }
     int fd() const { return fd_.get(); }
-    // Throws (and leaves nothing behind) when the content is not what was expected.
+    // Throws (and leaves nothing behind) when the content is not what was expected. The
+    // file is fsynced; its name is durable after the store's next sync().
     void commit();
 
   private:

@@ -144,14 +144,22 @@ private:
     return m;
   }
 
-  // Fetches a small blob (manifest from a digest reference, config) fully and returns it.
-  std::string fetch_small(const std::shared_ptr<RegistrySession>& s, size_t ep, const Descriptor& d,
-                          const Progress& progress) {
-    if (d.size > (16u << 20)) fail("{} is {} bytes: too large for a config", d.digest, d.size);
-    auto f = fetcher_->fetch(s, ep, d.digest, d.size, progress);
-    f->wait();
+  // Fetches a config blob on the calling thread (its connection to the registry is warm
+  // from the manifest); the per-digest ingest lock still makes racing pulls fetch it once.
+  std::string fetch_config(RegistrySession& s, size_t ep, const Descriptor& d, const Progress& progress) {
+    if (d.size > (16u << 20)) fail("config {} is {} bytes: too large", d.digest, d.size);
+    if (auto stored = content_->read(d.digest); stored && stored->size() == d.size) return *stored;
+    if (auto ingest = content_->begin(d.digest, d.size)) {
+      if (progress) progress(fmt::format("fetch {} 0 {}", d.digest, d.size));
+      s.get_blob(d.digest, d.size, ep, [&](const char* p, size_t n) {
+        ingest->write(p, n);
+        return true;
+      });
+      ingest->commit();
+      if (progress) progress(fmt::format("fetched {}", d.digest));
+    }
     auto data = content_->read(d.digest);
-    if (!data) fail("blob {} vanished from the content store", d.digest);
+    if (!data || data->size() != d.size) fail("config {}: stored blob does not match its descriptor", d.digest);
     return *data;
   }
 
@@ -191,7 +199,7 @@ private:
     Manifest m = parse_manifest(manifest_body);
 
     std::shared_lock gc(gc_mu_);  // no garbage collection while this pull holds unreferenced content
-    std::string config = fetch_small(session, top.endpoint, m.config, progress);
+    std::string config = fetch_config(*session, top.endpoint, m.config, progress);
     auto diff_ids = config_diff_ids(config);
     if (diff_ids.size() != m.layers.size())
       fail("image config lists {} layers, manifest {}", diff_ids.size(), m.layers.size());
@@ -217,6 +225,7 @@ private:
     for (size_t i = 0; i < m.layers.size(); ++i) unpack_layer(m.layers[i], diff_ids[i], chains, i, fetches[i], progress);
 
     for (auto& [d, body] : manifests) content_->put(d, body);
+    content_->sync();  // the blobs' names are on disk before a record refers to them
     ImageRecord rec;
     rec.id = m.config.digest;
     if (!ref.tag.empty()) rec.repo_tags.push_back(ref.name() + ":" + ref.tag);
