@@ -105,8 +105,9 @@ void PodWorker::sync() {
   view_.waiting.clear();
   auto sandboxes = ctx_.cri.list_pod_sandboxes(uid_);
   std::sort(sandboxes.begin(), sandboxes.end(), [](auto& a, auto& b) { return a.created_at() > b.created_at(); });
-  ensure_sandbox(sandboxes);
-  load_instances(ctx_.cri.list_containers(uid_));
+  bool fresh = ensure_sandbox(sandboxes);
+  // A sandbox made just now has no containers yet: one list call less on the way to running.
+  load_instances(fresh ? std::vector<cri::Container>{} : ctx_.cri.list_containers(uid_));
   if (view_.sandbox_ready && !terminal_) {
     if (sync_init_containers()) sync_containers();
     run_probes();
@@ -120,7 +121,7 @@ void PodWorker::sync() {
   }
 }
 
-void PodWorker::ensure_sandbox(std::vector<cri::PodSandbox>& sandboxes) {
+bool PodWorker::ensure_sandbox(std::vector<cri::PodSandbox>& sandboxes) {
   const auto& pod = manifest_->pod;
   const cri::PodSandbox* ready = nullptr;
   for (auto& s : sandboxes)
@@ -141,21 +142,21 @@ void PodWorker::ensure_sandbox(std::vector<cri::PodSandbox>& sandboxes) {
     }
     view_.sandbox_ready = true;
     view_.host_ip = ctx_.host_ip;
-    return;
+    return false;
   }
   view_.sandbox_ready = false;
   view_.host_ip = ctx_.host_ip;
   if (!sandboxes.empty()) {
     // The newest sandbox is not ready: either this pod is done (its containers are
     // not restarted) or the sandbox died and a new one must replace it.
-    if (terminal_) return;
+    if (terminal_) return false;
     auto containers = ctx_.cri.list_containers(uid_);
     load_instances(containers);
     PodView probe_view = view_;
     auto st = compute_pod_status(pod, probe_view, ctx_.runtime_name, nullptr);
     if (st.phase == "Succeeded" || st.phase == "Failed") {
       terminal_ = true;
-      return;
+      return false;
     }
   }
   uint32_t attempt = sandboxes.empty() ? 0 : sandboxes[0].metadata().attempt() + 1;
@@ -164,7 +165,7 @@ void PodWorker::ensure_sandbox(std::vector<cri::PodSandbox>& sandboxes) {
   mkdir_p(sandbox_config_.log_directory(), 0755);
   auto id = ctx_.cri.run_pod_sandbox(sandbox_config_);
   // Containers of the old sandboxes die with them; remove them and the sandboxes.
-  for (auto& c : ctx_.cri.list_containers(uid_))
+  for (auto& c : sandboxes.empty() ? std::vector<cri::Container>{} : ctx_.cri.list_containers(uid_))
     if (c.pod_sandbox_id() != id) {
       try {
         ctx_.cri.remove_container(c.id());
@@ -187,6 +188,7 @@ void PodWorker::ensure_sandbox(std::vector<cri::PodSandbox>& sandboxes) {
   view_.sandbox_created_ns = st.created_at();
   status_cache_.clear();
   log_info("pod {}: sandbox {} started (attempt {}, ip {})", full_name_, id.substr(0, 13), attempt, view_.pod_ip);
+  return true;
 }
 
 void PodWorker::load_instances(const std::vector<cri::Container>& containers) {

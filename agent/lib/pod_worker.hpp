@@ -56,7 +56,8 @@ private:
   Clock::time_point next_deadline() const;
 
   // sync steps
-  void ensure_sandbox(std::vector<cri::PodSandbox>& sandboxes);
+  // True when it made a new sandbox (which has no containers yet).
+  bool ensure_sandbox(std::vector<cri::PodSandbox>& sandboxes);
   void load_instances(const std::vector<cri::Container>& containers);
   bool sync_init_containers();
   void sync_containers();
