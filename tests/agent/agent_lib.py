@@ -246,14 +246,15 @@ class Berthlet:
         for d in (self.manifests, self.logs, self.rootdir):
             d.mkdir(parents=True, exist_ok=True)
 
-    def start(self, *extra):
+    def start(self, *extra, env=None):
         logf = open(self.logfile, "ab")
         self.proc = subprocess.Popen(
             [BERTHLET, "--pod-manifest-path", str(self.manifests), "--container-runtime-endpoint",
              f"unix://{self.endpoint}", "--hostname-override", NODE, "--address", "127.0.0.1",
              "--read-only-port", str(self.port), "--pod-logs-dir", str(self.logs), "--root-dir",
              str(self.rootdir), "--cgroup-root", self.cgroup_root, *extra],
-            stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, start_new_session=True)
+            stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, start_new_session=True,
+            env=dict(os.environ, **(env or {})))
         logf.close()
         wait_for(lambda: self.get("/healthz") == "ok", timeout=20, what="berthlet's /healthz")
         return self

@@ -69,3 +69,24 @@ def test_host_network_pod_sees_the_node(berthlet):
     assert pod["status"]["podIP"] == pod["status"]["hostIP"]
     lines = container_log(berthlet, pod, "app", "done")
     assert lines[0] == socket.gethostname()
+
+
+def test_config_file_flags_override_and_sd_notify(berthlet_factory, tmp_path):
+    b = berthlet_factory("config")
+    cfg = tmp_path / "berthlet.yaml"
+    cfg.write_text(f"kind: BerthletConfiguration\nnodeName: from-config\nfileCheckFrequency: 5s\n"
+                   f"clusterDNS: [192.0.2.10]\nclusterDomain: cluster.test\nreadOnlyPort: 1\n")
+    sock_path = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.bind(str(sock_path))
+        notify.settimeout(20)
+        # the flags given by the harness (node name, port, paths) override the file
+        b.start("--config", str(cfg), env={"NOTIFY_SOCKET": str(sock_path)})
+        assert notify.recv(4096) == b"READY=1"
+    c = container("app", "cat /etc/resolv.conf; echo done; " + L.SLEEPER)
+    b.write("cf.yaml", pod_manifest("cf", [c]))
+    pod = b.wait_pod("cf", lambda p: running(p, "app"))  # named <name>-node1: the flag won
+    lines = container_log(b, pod, "app", "done")
+    assert "nameserver 192.0.2.10" in lines
+    assert any(line.startswith("search default.svc.cluster.test svc.cluster.test cluster.test") for line in lines)
+    assert "options ndots:5" in lines
