@@ -21,7 +21,8 @@ fi
 
 if [ "${CRI_IN_NS:-}" = 1 ]; then
   root=$(mktemp -d /tmp/berth-cri-run.XXXXXX)
-  export CRI_TEST_ROOT=$root
+  # Every temp dir of the run (registries, stubs, daemons) lives under $root.
+  export CRI_TEST_ROOT=$root TMPDIR=$root
   teardown() {
     # berthd and registries started by this run have $root on their command line.
     local p c
