@@ -11,8 +11,10 @@ directory (protoc + grpc_python_plugin), so nothing generated is ever committed:
 Needs Debian's python3-grpcio and python3-protobuf (run with /usr/bin/python3).
 """
 
+import atexit
 import importlib
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -31,7 +33,9 @@ def load_stubs(outdir=None):
     global _stubs
     if _stubs is not None:
         return _stubs
-    outdir = outdir or tempfile.mkdtemp(prefix="berth-cri-stubs-")
+    if outdir is None:
+        outdir = tempfile.mkdtemp(prefix="berth-cri-stubs-")
+        atexit.register(shutil.rmtree, outdir, True)
     subprocess.run(["protoc", f"--proto_path={PROTO_DIR}", f"--python_out={outdir}",
                     f"--grpc_out={outdir}", f"--plugin=protoc-gen-grpc={GRPC_PYTHON_PLUGIN}",
                     os.path.join(PROTO_DIR, "api.proto")], check=True)
