@@ -14,12 +14,22 @@ echo "== unit tests"
 ./build/tests/unit-tests --gtest_brief=1 --gtest_output="xml:$results/unit.xml" || status=1
 ./build/shim/shim-unit-tests --gtest_brief=1 --gtest_output="xml:$results/shim-unit.xml" || status=1
 ./build/cni/cni-unit-tests --gtest_brief=1 --gtest_output="xml:$results/cni-unit.xml" || status=1
+./build/agent/agent-unit-tests --gtest_brief=1 --gtest_output="xml:$results/agent-unit.xml" || status=1
 
 echo "== integration tests (runtime)"
 tests/run-integration.sh --junitxml="$results/integration.xml" -q -rfE || status=1
 
 echo "== CNI tests (client + reference plugins + berth-bridge, in private network namespaces)"
 tests/cni/run.sh --junitxml="$results/cni.xml" -q -rfE || status=1
+
+echo "== image library tests (unit, and pulls from a local docker-registry)"
+tests/image/run.sh --junitxml="$results/image.xml" || status=1
+
+echo "== berthd tests (CRI daemon and image service over gRPC, local docker-registry)"
+tests/cri/run.sh --junitxml="$results/cri.xml" -q -rfE || status=1
+
+echo "== berthlet tests (static pods through containerd's CRI)"
+tests/agent/run.sh --junitxml="$results/agent.xml" -q -rfE || status=1
 
 echo "== cgroup v2 tests (pure cgroup v2 kernel in a qemu micro-VM)"
 tests/vm/setup.sh || echo "vm: setup failed (cgroup v2 tests will be reported as skipped)"
