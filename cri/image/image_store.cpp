@@ -226,6 +226,13 @@ private:
 
     for (auto& [d, body] : manifests) content_->put(d, body);
     content_->sync();  // the blobs' names are on disk before a record refers to them
+    if (opts_.sync_layers) {
+      // One syncfs for every layer of the image (cheaper than one per layer, which would
+      // also flush the other layers' downloads each time), then the chain is durable.
+      UniqueFd dir(::open(snaps_->root().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+      if (!dir || ::syncfs(dir.get()) < 0) fail_errno("sync {}", snaps_->root());
+      snaps_->mark_durable(chains);
+    }
     ImageRecord rec;
     rec.id = m.config.digest;
     if (!ref.tag.empty()) rec.repo_tags.push_back(ref.name() + ":" + ref.tag);
@@ -271,7 +278,7 @@ private:
       std::string fs = snaps_->fs_dir(key);
       std::vector<std::string> parents = parent.empty() ? std::vector<std::string>{} : snaps_->chain_dirs(parent);
       try {
-        apply_layer(fs, stream, parents);
+        apply_layer(fs, stream, parents, opts_.sync_layers);
       } catch (...) {
         f->wait();  // a download error explains a broken stream better than the tar reader
         throw;
@@ -279,11 +286,8 @@ private:
       std::string got = stream.finish();
       f->wait();  // the blob's digest and size are verified before we trust what we unpacked
       if (got != diff_id) fail("layer {}: uncompressed digest {} differs from the config's diff ID {}", layer.digest, got, diff_id);
-      if (opts_.sync_layers) {
-        UniqueFd dir(::open(fs.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-        if (!dir || ::syncfs(dir.get()) < 0) fail_errno("sync snapshot {}", fs);
-      }
-      snaps_->commit(chains[i], key);
+      // With sync_layers, durable only after the pull's one syncfs (see do_pull).
+      snaps_->commit_unpacked(chains[i], key, !opts_.sync_layers);
       if (progress) progress(fmt::format("unpacked {} {}", layer.digest, chains[i]));
     } catch (Error& e) {
       try {

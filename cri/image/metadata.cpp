@@ -36,7 +36,8 @@ CREATE TABLE IF NOT EXISTS snapshots (
   key TEXT NOT NULL UNIQUE,
   parent TEXT NOT NULL,
   kind INTEGER NOT NULL,
-  created_ns INTEGER NOT NULL
+  created_ns INTEGER NOT NULL,
+  durable INTEGER NOT NULL DEFAULT 1
 );
 )sql";
 
@@ -124,6 +125,13 @@ Metadata::Metadata(const std::string& path) : path_(path) {
     exec("PRAGMA synchronous=NORMAL");
     exec("PRAGMA foreign_keys=ON");
     exec(kSchema);
+    // Stores made before snapshots had a durable column get it (every old row was synced).
+    bool has_durable = false;
+    {
+      Stmt cols(db_, "PRAGMA table_info(snapshots)");
+      while (cols.step()) has_durable |= cols.text(1) == "durable";
+    }
+    if (!has_durable) exec("ALTER TABLE snapshots ADD COLUMN durable INTEGER NOT NULL DEFAULT 1");
   } catch (Error& e) {
     sqlite3_close(db_);
     e.wrap(fmt::format("open metadata database {}", path));
@@ -284,34 +292,44 @@ int64_t Metadata::insert_snapshot(const std::string& key, const std::string& par
 
 std::optional<SnapshotRow> Metadata::snapshot(const std::string& key) const {
   std::lock_guard lk(mu_);
-  Stmt q(db_, "SELECT id, key, parent, kind, created_ns FROM snapshots WHERE key = ?1");
+  Stmt q(db_, "SELECT id, key, parent, kind, created_ns, durable FROM snapshots WHERE key = ?1");
   q.bind(1, key);
   if (!q.step()) return std::nullopt;
-  return SnapshotRow{q.integer(0), q.text(1), q.text(2), static_cast<SnapshotKind>(q.integer(3)), q.integer(4)};
+  return SnapshotRow{q.integer(0), q.text(1), q.text(2), static_cast<SnapshotKind>(q.integer(3)), q.integer(4),
+                     q.integer(5) != 0};
 }
 
 std::vector<SnapshotRow> Metadata::snapshots() const {
   std::lock_guard lk(mu_);
   std::vector<SnapshotRow> out;
-  Stmt q(db_, "SELECT id, key, parent, kind, created_ns FROM snapshots ORDER BY id");
+  Stmt q(db_, "SELECT id, key, parent, kind, created_ns, durable FROM snapshots ORDER BY id");
   while (q.step())
-    out.push_back({q.integer(0), q.text(1), q.text(2), static_cast<SnapshotKind>(q.integer(3)), q.integer(4)});
+    out.push_back({q.integer(0), q.text(1), q.text(2), static_cast<SnapshotKind>(q.integer(3)), q.integer(4),
+                   q.integer(5) != 0});
   return out;
 }
 
-void Metadata::commit_snapshot(const std::string& key, const std::string& name) {
+void Metadata::commit_snapshot(const std::string& key, const std::string& name, bool durable) {
   std::lock_guard lk(mu_);
   Txn txn(db_);
   Stmt exists(db_, "SELECT 1 FROM snapshots WHERE key = ?1");
   exists.bind(1, name);
   if (exists.step()) fail_code(EEXIST, "snapshot {} already exists", name);
-  Stmt(db_, "UPDATE snapshots SET key = ?2, kind = ?3 WHERE key = ?1 AND kind = ?4")
+  Stmt(db_, "UPDATE snapshots SET key = ?2, kind = ?3, durable = ?5 WHERE key = ?1 AND kind = ?4")
       .bind(1, key)
       .bind(2, name)
       .bind(3, static_cast<int64_t>(SnapshotKind::committed))
       .bind(4, static_cast<int64_t>(SnapshotKind::active))
+      .bind(5, int64_t{durable})
       .step();
   if (sqlite3_changes(db_) != 1) fail_code(ENOENT, "active snapshot {} not found", key);
+  txn.commit();
+}
+
+void Metadata::mark_durable(const std::vector<std::string>& keys) {
+  std::lock_guard lk(mu_);
+  Txn txn(db_);
+  for (auto& k : keys) Stmt(db_, "UPDATE snapshots SET durable = 1 WHERE key = ?1").bind(1, k).step();
   txn.commit();
 }
 

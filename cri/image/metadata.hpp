@@ -20,6 +20,7 @@ struct SnapshotRow {
   std::string key, parent;
   SnapshotKind kind = SnapshotKind::committed;
   int64_t created_ns = 0;
+  bool durable = true;  // false: committed by an unpack whose data may not be on disk yet
 };
 
 class Metadata {
@@ -45,7 +46,9 @@ public:
   std::optional<SnapshotRow> snapshot(const std::string& key) const;
   std::vector<SnapshotRow> snapshots() const;
   // Renames `key` to `name` and marks it committed, in one transaction.
-  void commit_snapshot(const std::string& key, const std::string& name);
+  void commit_snapshot(const std::string& key, const std::string& name, bool durable = true);
+  // After a syncfs: these committed snapshots' data is on disk.
+  void mark_durable(const std::vector<std::string>& keys);
   void delete_snapshot(const std::string& key);
   bool has_children(const std::string& key) const;
 

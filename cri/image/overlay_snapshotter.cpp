@@ -95,10 +95,12 @@ std::vector<Mount> OverlaySnapshotter::mounts(std::string_view key) const {
   return mounts_of(*row);
 }
 
-void OverlaySnapshotter::commit(std::string_view name, std::string_view key) {
+void OverlaySnapshotter::commit(std::string_view name, std::string_view key) { commit_unpacked(name, key, true); }
+
+void OverlaySnapshotter::commit_unpacked(std::string_view name, std::string_view key, bool durable) {
   auto row = md_.snapshot(std::string(key));
   if (!row) fail_code(ENOENT, "commit snapshot {}: not found", key);
-  md_.commit_snapshot(std::string(key), std::string(name));
+  md_.commit_snapshot(std::string(key), std::string(name), durable);
   // The workdir is overlay's scratch space; a committed layer never needs it.
   remove_tree(dir_of(row->id) + "/work");
 }
@@ -131,6 +133,17 @@ SnapshotUsage OverlaySnapshotter::usage(std::string_view key) const {
 }
 
 void OverlaySnapshotter::recover() {
+  // Layers not known to be on disk go, children first (a child is never durable before
+  // its parent: a pull marks whole chains).
+  for (bool progress = true; progress;) {
+    progress = false;
+    for (auto& r : md_.snapshots()) {
+      if (r.kind != SnapshotKind::committed || r.durable || md_.has_children(r.key)) continue;
+      md_.delete_snapshot(r.key);
+      remove_tree(dir_of(r.id));
+      progress = true;
+    }
+  }
   std::set<int64_t> known;
   for (auto& r : md_.snapshots()) {
     bool temp = std::string_view(r.key).starts_with(kExtractPrefix);

@@ -31,11 +31,15 @@ public:
   // A temporary active snapshot for unpacking the layer `chain` over `parent`; returns its
   // key ("extract-<random>-<chain>", a prefix callers of prepare() cannot use).
   std::string prepare_unpack(std::string_view chain, std::string_view parent);
+  // Commits an unpack snapshot as the layer `name`; not durable until mark_durable().
+  void commit_unpacked(std::string_view name, std::string_view key, bool durable);
+  void mark_durable(const std::vector<std::string>& keys) { md_.mark_durable(keys); }
   // fs directory of a snapshot; throws ENOENT when the key is unknown.
   std::string fs_dir(std::string_view key) const;
   // fs directories of `key` and its ancestors, top first.
   std::vector<std::string> chain_dirs(std::string_view key) const;
-  // Removes temporary unpack snapshots, rows without directories and directories without rows.
+  // Removes temporary unpack snapshots, layers committed but never made durable (a power
+  // loss may have cut their data), rows without directories and directories without rows.
   void recover();
   // Removes committed snapshots that are neither in `keep` nor an ancestor of a kept or
   // active snapshot. Returns how many went.

@@ -69,7 +69,8 @@ std::pair<std::string, std::string> split_parent(const std::string& path) {
 
 class Applier {
 public:
-  Applier(const std::string& root_dir, const std::vector<std::string>& parents) : parents_(parents) {
+  Applier(const std::string& root_dir, const std::vector<std::string>& parents, bool start_writeback)
+      : parents_(parents), start_writeback_(start_writeback) {
     root_.reset(::open(root_dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (!root_) fail_errno("open snapshot directory {}", root_dir);
   }
@@ -245,6 +246,7 @@ private:
                       {archive_entry_mtime(e), archive_entry_mtime_nsec(e)}};
     if (!archive_entry_atime_is_set(e)) ts[0] = ts[1];
     ::futimens(fd.get(), ts);
+    if (start_writeback_ && end > 0) ::sync_file_range(fd.get(), 0, 0, SYNC_FILE_RANGE_WRITE);
   }
 
   void finish_dir(archive*, archive_entry* e, int dir, const std::string& base, const std::string& name,
@@ -291,6 +293,7 @@ private:
 
   UniqueFd root_;
   const std::vector<std::string>& parents_;
+  bool start_writeback_;
   std::vector<std::pair<std::string, std::array<timespec, 2>>> dir_times_;
 };
 
@@ -320,8 +323,8 @@ std::string clean_entry_path(std::string_view name) {
 }
 
 UnpackStats apply_layer(const std::string& root_dir, Decompressor& tar_stream,
-                        const std::vector<std::string>& parent_dirs) {
-  Applier applier(root_dir, parent_dirs);
+                        const std::vector<std::string>& parent_dirs, bool start_writeback) {
+  Applier applier(root_dir, parent_dirs, start_writeback);
   std::unique_ptr<archive, ArchiveFree> a(archive_read_new());
   archive_read_support_format_tar(a.get());
   archive_read_support_filter_none(a.get());

@@ -27,8 +27,10 @@ struct UnpackStats {
 // `root_dir` is the snapshot's fs directory (empty); `parent_dirs` are the lower layers'
 // fs directories, top first, where a hardlink target missing from this layer is looked
 // up (and copied up, as overlayfs would). Throws berth::Error naming the entry at fault.
+// With start_writeback, each regular file's write-back is started (not awaited) once it
+// is written, so a later syncfs() of the layer has little left to flush.
 UnpackStats apply_layer(const std::string& root_dir, Decompressor& tar_stream,
-                        const std::vector<std::string>& parent_dirs);
+                        const std::vector<std::string>& parent_dirs, bool start_writeback = false);
 
 // Clean a tar entry name: drops a leading '/', "." and empty components, resolves ".."
 // lexically. Throws when the name climbs above the root. "" is the root itself.

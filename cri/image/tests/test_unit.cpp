@@ -512,8 +512,17 @@ TEST(Snapshotter, PrepareCommitViewRemoveAndRecover) {
   std::string extract = s.prepare_unpack("sha256:abc", "mid");
   EXPECT_TRUE(extract.starts_with(kExtractPrefix));
   mkdir_p(t / "snapshots/9999/fs");
+  // A layer committed by an unpack that never reached its syncfs, with a child.
+  s.commit_unpacked("undurable", s.prepare_unpack("undurable", "mid"), false);
+  s.commit_unpacked("undurable-child", s.prepare_unpack("undurable-child", "undurable"), false);
+  s.commit_unpacked("synced", s.prepare_unpack("synced", "mid"), false);
+  s.mark_durable({"synced"});
   s.recover();
   EXPECT_FALSE(s.stat(extract));
+  EXPECT_FALSE(s.stat("undurable"));
+  EXPECT_FALSE(s.stat("undurable-child"));
+  EXPECT_TRUE(s.stat("synced"));
+  s.remove("synced");
   EXPECT_FALSE(exists_nofollow(t / "snapshots/9999"));
   // GC keeps what active snapshots need, drops the rest.
   s.remove("v");
