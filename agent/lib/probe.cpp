@@ -12,10 +12,10 @@
 
 #include <fmt/format.h>
 
-#include <curl/curl.h>
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
+#include "agent/lib/curl_lazy.hpp"
 #include "common/fd.hpp"
 
 namespace berth::agent {
@@ -73,34 +73,37 @@ std::string errno_text(int err) {
 ProbeOutcome run_http_get(const HttpGetAction& a, const std::string& host, std::chrono::milliseconds timeout) {
   std::string url = fmt::format("{}://{}:{}{}", a.scheme == "HTTPS" ? "https" : "http",
                                 host_for_url(a.host.empty() ? host : a.host), a.port, a.path);
-  CURL* curl = curl_easy_init();
+  std::string load_error;
+  const CurlApi* c = curl_api(load_error);
+  if (!c) return {ProbeResult::failure, load_error};
+  CURL* curl = c->easy_init();
   if (!curl) return {ProbeResult::failure, "curl_easy_init failed"};
   struct curl_slist* headers = nullptr;
   bool user_agent = false, accept = false;
   for (auto& [name, value] : a.headers) {
-    headers = curl_slist_append(headers, fmt::format("{}: {}", name, value).c_str());
+    headers = c->slist_append(headers, fmt::format("{}: {}", name, value).c_str());
     if (strcasecmp(name.c_str(), "User-Agent") == 0) user_agent = true;
     if (strcasecmp(name.c_str(), "Accept") == 0) accept = true;
   }
-  if (!user_agent) headers = curl_slist_append(headers, "User-Agent: kube-probe/1.26");
-  if (!accept) headers = curl_slist_append(headers, "Accept: */*");
-  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout.count()));
-  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 1L);
-  curl_easy_setopt(curl, CURLOPT_MAXREDIRS, 10L);
-  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, discard_body);
+  if (!user_agent) headers = c->slist_append(headers, "User-Agent: kube-probe/1.26");
+  if (!accept) headers = c->slist_append(headers, "Accept: */*");
+  c->easy_setopt(curl, CURLOPT_URL, url.c_str());
+  c->easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+  c->easy_setopt(curl, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout.count()));
+  c->easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+  c->easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 1L);
+  c->easy_setopt(curl, CURLOPT_MAXREDIRS, 10L);
+  c->easy_setopt(curl, CURLOPT_WRITEFUNCTION, discard_body);
   // The kubelet does not verify probe certificates.
-  curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 0L);
-  curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 0L);
-  curl_easy_setopt(curl, CURLOPT_PROXY, "");
-  CURLcode rc = curl_easy_perform(curl);
+  c->easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 0L);
+  c->easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 0L);
+  c->easy_setopt(curl, CURLOPT_PROXY, "");
+  CURLcode rc = c->easy_perform(curl);
   long code = 0;
-  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &code);
-  curl_slist_free_all(headers);
-  curl_easy_cleanup(curl);
-  if (rc != CURLE_OK) return {ProbeResult::failure, fmt::format("Get \"{}\": {}", url, curl_easy_strerror(rc))};
+  c->easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &code);
+  c->slist_free_all(headers);
+  c->easy_cleanup(curl);
+  if (rc != CURLE_OK) return {ProbeResult::failure, fmt::format("Get \"{}\": {}", url, c->easy_strerror(rc))};
   if (code >= 200 && code < 400) return {ProbeResult::success, ""};
   return {ProbeResult::failure, fmt::format("HTTP probe failed with statuscode: {}", code)};
 }
