@@ -321,10 +321,6 @@ private:
 
 } // namespace
 
-void ImageStore::set_pinned(std::string_view ref_or_id, bool) {
-  fail_code(ENOTSUP, "pin image {}: this store does not keep pins", ref_or_id);
-}
-
 std::unique_ptr<ImageStore> ImageStore::open(StoreOptions options) {
   std::string root = options.root;
   return with_context(fmt::format("open image store {}", root),

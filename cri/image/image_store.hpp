@@ -3,7 +3,7 @@
 // headers it includes. Contract: /work/notes/image-api.md.
 //
 // Changes after the first commit stay source-compatible; any that are not are
-// announced here. Additions since: ImageStore::set_pinned (virtual, not pure),
+// announced here. Additions since: ImageStore::set_pinned,
 // StoreOptions::sync_layers.
 //
 // Thread safety: every ImageStore method may be called from any thread.
@@ -109,7 +109,7 @@ public:
   virtual void remove(std::string_view ref_or_id) = 0;
   // Pinned images (the sandbox image) are reported as pinned to the kubelet, whose image
   // GC then leaves them alone. Throws berth::Error with ENOENT when absent.
-  virtual void set_pinned(std::string_view ref_or_id, bool pinned);
+  virtual void set_pinned(std::string_view ref_or_id, bool pinned) = 0;
   // Space and inodes used by all snapshots (CRI ImageFsInfo).
   virtual FsUsage usage() const = 0;
   virtual Snapshotter& snapshots() = 0;
