@@ -55,6 +55,7 @@ private:
   bool runtime_up_ = false;
   bool orphans_collected_ = false;
   bool scanned_ = false;
+  uint64_t relists_ = 0;
 };
 
 // The node's address for hostIP: the first global IPv4 address of an interface that is up.
