@@ -1,4 +1,6 @@
 """Restart policies, the crash-loop back-off, liveness and startup probes."""
+import time
+
 import agent_lib as L
 from agent_lib import condition, container, cstatus, pod_manifest, running
 
@@ -76,3 +78,20 @@ def test_restart_policies_never_and_on_failure(berthlet, cri):
     # a finished pod keeps no running sandbox
     uid = berthlet.pod("never")["metadata"]["uid"]
     L.wait_for(lambda: all(s.state == cri.pb.SANDBOX_NOTREADY for s in cri.sandboxes(uid)), what="sandbox stopped")
+
+
+def test_container_that_cannot_start_goes_through_the_back_off(berthlet, cri):
+    c = {"name": "app", "image": "busybox:latest", "imagePullPolicy": "IfNotPresent", "command": ["/no/such/binary"]}
+    berthlet.write("nostart.yaml", pod_manifest("nostart", [c]))
+
+    def backing_off(p):
+        cs = cstatus(p, "app")
+        return cs and cs["state"].get("waiting", {}).get("reason") in ("CrashLoopBackOff", "RunContainerError") \
+            and cs["restartCount"] >= 1 and cs
+
+    pod = berthlet.wait_pod("nostart", backing_off, timeout=30, what="start errors backing off")
+    uid = pod["metadata"]["uid"]
+    time.sleep(3)
+    # not a tight loop: within the 10 s back-off no new attempts appear
+    assert max(c.metadata.attempt for c in cri.containers(uid)) <= 2
+    assert "Error" in berthlet.log() or "error" in berthlet.log()
