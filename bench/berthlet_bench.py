@@ -20,7 +20,7 @@ import agent_lib as L  # noqa: E402
 ROOT = Path(os.environ["AGENT_ROOT"])
 TAG = os.environ["AGENT_TAG"]
 BRIDGE = os.environ["AGENT_BRIDGE"]
-CGROUP_ROOT = f"/berthlet-bench-{TAG}"
+CGROUP_ROOT = os.environ["AGENT_CGROUP_ROOT"]  # removed by run.sh's teardown
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 

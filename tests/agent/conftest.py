@@ -15,7 +15,7 @@ ROOT = Path(os.environ.get("AGENT_ROOT", "/tmp/berthlet-e2e"))
 TAG = os.environ.get("AGENT_TAG", "0")
 BRIDGE = os.environ.get("AGENT_BRIDGE", f"bt-agent{TAG[:4]}")
 SUBNET = os.environ.get("AGENT_SUBNET", "10.231.77.0/24")
-CGROUP_ROOT = f"/berthlet-test-{TAG}"
+CGROUP_ROOT = os.environ.get("AGENT_CGROUP_ROOT", f"/berthlet-test-{TAG}")
 PAUSE = "docker.io/berth/pause:1"
 
 

@@ -22,7 +22,7 @@ fi
 if [ "${AGENT_IN_NS:-}" = 1 ]; then
   root=$(mktemp -d /tmp/berthlet-e2e.XXXXXX)
   tag=$(head -c3 /dev/urandom | od -An -tx1 | tr -d ' \n')
-  export AGENT_ROOT=$root AGENT_TAG=$tag AGENT_BRIDGE=bt-agent${tag:0:4}
+  export AGENT_ROOT=$root AGENT_TAG=$tag AGENT_BRIDGE=bt-agent${tag:0:4} AGENT_CGROUP_ROOT=/berthlet-test-$tag
   netns_before=$(ls /var/run/netns 2>/dev/null | sort)
   teardown() {
     local p c
