@@ -115,7 +115,13 @@ void ensure_bridge_addr(Netlink& nl, const LinkInfo& br, const IpNet& gw, bool f
     if (!force) fail("\"{}\" already has an IP address different from {}", br.name, gw.str());
     nl.delete_address(br.ifindex, a);
   }
-  nl.add_address(br.ifindex, gw, true);
+  try {
+    nl.add_address(br.ifindex, gw, true);
+  } catch (const Error&) {
+    // A concurrent ADD on the same network added it first (the reference ignores EEXIST).
+    auto now = nl.addresses(br.ifindex, gw.addr.family(), false);
+    if (std::find(now.begin(), now.end(), gw) == now.end()) throw;
+  }
 }
 
 bool has_dns(const json& d) {
@@ -167,8 +173,7 @@ void remove_veth_pair(Netlink& cont, Netlink& host, const LinkInfo& link, const 
   }
   if (!events.wait_deleted(peer->ifindex, child)) {
     // The child failed (or no notification came): see to it ourselves.
-    int status = 0;
-    ::waitpid(child, &status, 0);
+    ::waitpid(child, nullptr, 0); // ECHILD when wait_deleted reaped it already
     if (auto still = cont.link(link.ifindex)) cont.delete_link(still->ifindex);
   }
 }
@@ -253,8 +258,9 @@ json add_with(const BridgeConf& c, const Invocation& inv, Rollback& undo) {
   }
   MasqTarget masq{c.name, inv.ifname, inv.container_id};
   if (c.ip_masq && !ips.empty()) {
-    setup_ipmasq(c.ipmasq_backend, ipnets_of(ips), masq);
+    // Registered first: a setup failing at the second address leaves the first's rules.
     undo.add([nets = ipnets_of(ips), masq] { teardown_ipmasq(nets, masq); });
+    setup_ipmasq(c.ipmasq_backend, ipnets_of(ips), masq);
   }
 
   {

@@ -1,8 +1,10 @@
 #include "cni/bridge/conf.hpp"
 
 #include <chrono>
+#include <cctype>
 #include <cstdlib>
 
+#include "cni/lib/config.hpp"
 #include "cni/lib/exec.hpp"
 #include "common/fs.hpp"
 #include "common/json.hpp"
@@ -26,6 +28,15 @@ json run_ipam(const BridgeConf& c, const Invocation& inv, const std::string& com
   json r = json::parse(out, nullptr, false);
   if (r.is_discarded() || !r.is_object()) fail("IPAM plugin {} printed no result object", c.ipam_type);
   return r;
+}
+
+// aa:bb:cc:dd:ee:ff, unicast (the kernel refuses a multicast MAC on a veth).
+void validate_mac(const std::string& mac, const std::string& field) {
+  bool ok = mac.size() == 17;
+  for (size_t i = 0; ok && i < mac.size(); ++i)
+    ok = i % 3 == 2 ? mac[i] == ':' : std::isxdigit(static_cast<unsigned char>(mac[i])) != 0;
+  if (!ok) fail("{}: invalid MAC address \"{}\"", field, mac);
+  if (std::stoi(mac.substr(0, 2), nullptr, 16) & 1) fail("{}: \"{}\" is a multicast MAC address", field, mac);
 }
 
 } // namespace
@@ -64,6 +75,8 @@ BridgeConf parse_bridge_conf(const std::string& stdin_data, const Invocation& in
   try {
     JsonView v(c.raw, "");
     c.name = v.opt_string("name").value_or("");
+    // host-local keeps its store under dataDir/<name>: never the dataDir itself or outside it.
+    with_context("name", [&] { validate_network_name(c.name); });
     c.cni_version = v.opt_string("cniVersion").value_or("0.1.0");
     if (auto b = v.opt_string("bridge"); b && !b->empty()) c.bridge = *b;
     if (c.bridge.size() > 15) v["bridge"].bad(fmt::format("\"{}\" is longer than 15 characters", c.bridge));
@@ -94,7 +107,7 @@ BridgeConf parse_bridge_conf(const std::string& stdin_data, const Invocation& in
     if (v["dns"].present()) c.dns = c.raw["dns"];
     if (v["prevResult"].present()) c.prev_result = c.raw["prevResult"];
     auto rc = v["runtimeConfig"];
-    if (auto mac = rc.opt_string("mac")) c.mac = *mac;
+    if (auto mac = rc.opt_string("mac")) validate_mac(c.mac = *mac, rc["mac"].path());
     rc["ips"].each([&](const JsonView& ip) {
       std::string s = ip.as_string();
       auto slash = s.find('/');
@@ -103,16 +116,16 @@ BridgeConf parse_bridge_conf(const std::string& stdin_data, const Invocation& in
     v["cni.dev/valid-attachments"].each([&](const JsonView& a) {
       c.valid_attachments.emplace_back(a["containerID"].as_string(), a["ifname"].as_string());
     });
+    for (const auto& [k, val] : inv.args) {
+      if (k == "MAC") validate_mac(c.mac = val, "CNI_ARGS MAC");
+      if (k == "IP")
+        for (const auto& ip : split(val, ','))
+          c.requested_ips.push_back(must_parse_ip(ip, "CNI_ARGS IP"));
+    }
   } catch (const CniFailure&) {
     throw;
   } catch (const Error& e) {
     throw CniFailure(kInvalidConfig, fmt::format("invalid network configuration: {}", e.what()));
-  }
-  for (const auto& [k, val] : inv.args) {
-    if (k == "MAC") c.mac = val;
-    if (k == "IP")
-      for (const auto& ip : split(val, ','))
-        c.requested_ips.push_back(must_parse_ip(ip, "CNI_ARGS IP"));
   }
   if (c.hairpin && c.promisc) throw CniFailure(kInvalidConfig, "cannot set hairpin mode and promiscuous mode at the same time");
   return c;

@@ -168,6 +168,11 @@ void HostLocalStore::release_by_id(const std::string& id, const std::string& ifn
   }
 }
 
+void HostLocalStore::release(const IpAddr& ip) {
+  std::string p = path_join(dir_, ip_file_name(ip));
+  if (::unlink(p.c_str()) < 0 && errno != ENOENT) fail_errno("release {}", p);
+}
+
 namespace {
 
 // One address from a range set, round-robin from the last reserved one (the
@@ -227,6 +232,7 @@ json host_local_add(const HostLocalConfig& cfg, const std::string& id, const std
     if (!placed) fail("requested IP address {} is not in any configured range", ip.str());
   }
   json ips = json::array();
+  std::vector<IpAddr> reserved;
   try {
     for (size_t i = 0; i < cfg.range_sets.size(); ++i) {
       const RangeSet& rs = cfg.range_sets[i];
@@ -247,10 +253,13 @@ json host_local_add(const HostLocalConfig& cfg, const std::string& id, const std
         got = allocate_from(store, rs, i, id, ifname);
         if (!got) fail("no IP addresses available in range set: {}", describe(rs));
       }
+      reserved.push_back(got->first.addr);
       ips.push_back({{"address", got->first.str()}, {"gateway", got->second.str()}});
     }
   } catch (...) {
-    store.release_by_id(id, ifname);
+    // Only what this call reserved: a refused duplicate ADD must not free the
+    // addresses the container already holds.
+    for (const auto& ip : reserved) store.release(ip);
     throw;
   }
   json r = {{"cniVersion", "1.0.0"}, {"ips", std::move(ips)}};

@@ -46,6 +46,7 @@ public:
   std::optional<IpAddr> last_reserved(const std::string& range_id) const;
   std::vector<IpAddr> get_by_id(const std::string& id, const std::string& ifname) const;
   void release_by_id(const std::string& id, const std::string& ifname);
+  void release(const IpAddr& ip);
   // Every reservation: address, container id, interface name.
   struct Entry {
     IpAddr ip;

@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -99,6 +100,31 @@ bool pump(int in_fd, std::string_view in, int out_fd, std::string& out, int err_
   throw PluginError(999, fmt::format("{} {}: {}{}{}", path, inv.command, why, text.empty() ? "" : ": ", text), "");
 }
 
+// A plugin may leave a process behind that outlives it (berth-bridge's DEL
+// child sits out the kernel's rcu_barrier). Orphans go to init, or to us when
+// we are a child subreaper: then reap the ones of the plugin's process group
+// (waitpid(-pgid) touches no other child of ours), killing them past the deadline.
+void reap_group_orphans(pid_t pgid, std::chrono::steady_clock::time_point deadline) {
+  int subreaper = 0;
+  if (::prctl(PR_GET_CHILD_SUBREAPER, &subreaper) < 0 || !subreaper) return;
+  bool killed = false;
+  for (;;) {
+    pid_t r = ::waitpid(-pgid, nullptr, WNOHANG);
+    if (r > 0) continue;
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return; // ECHILD: none of ours left in the group
+    if (!killed && std::chrono::steady_clock::now() >= deadline) {
+      ::kill(-pgid, SIGKILL);
+      killed = true;
+    }
+    if (killed) {
+      ::waitpid(-pgid, nullptr, 0);
+      continue;
+    }
+    ::usleep(1000);
+  }
+}
+
 } // namespace
 
 std::string find_plugin(const std::string& type, const std::vector<std::string>& dirs) {
@@ -136,7 +162,9 @@ CommandResult run_command(const std::string& path, const std::vector<std::string
   sigfillset(&all);
   posix_spawnattr_setsigmask(&attr, &none);
   posix_spawnattr_setsigdefault(&attr, &all);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  // Its own process group, so a timeout kills whatever the plugin started too.
+  posix_spawnattr_setpgroup(&attr, 0);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
   pid_t pid;
   int rc = ::posix_spawn(&pid, path.c_str(), &fa, &attr, argv.data(), env ? envp.data() : environ);
   posix_spawn_file_actions_destroy(&fa);
@@ -166,9 +194,10 @@ CommandResult run_command(const std::string& path, const std::vector<std::string
   while (sigtimedwait(&pipe_set, nullptr, &zero) > 0) {
   }
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
-  if (!finished) ::kill(pid, SIGKILL);
+  if (!finished) ::kill(-pid, SIGKILL);
   while (::waitpid(pid, &res.status, 0) < 0 && errno == EINTR) {
   }
+  reap_group_orphans(pid, finished ? std::chrono::steady_clock::now() + timeout : std::chrono::steady_clock::now());
   res.timed_out = !finished;
   return res;
 }

@@ -63,6 +63,23 @@ TEST(Ipam, DuplicateAllocationRefused) {
   EXPECT_NO_THROW(host_local_add(cfg, "c1", "eth1", {}, "1.0.0"));
 }
 
+TEST(Ipam, FailedAddKeepsTheContainersEarlierReservations) {
+  TempDir d;
+  auto cfg = config(d.path, R"([[{"subnet":"10.9.0.0/24"}],[{"subnet":"fd00:9::/64"}]])");
+  json first = host_local_add(cfg, "c1", "eth0", {}, "1.0.0");
+  // A retried ADD is refused as a duplicate; c1's addresses stay reserved.
+  EXPECT_THROW(host_local_add(cfg, "c1", "eth0", {}, "1.0.0"), Error);
+  EXPECT_TRUE(std::filesystem::exists(d.path + "/net1/10.9.0.2"));
+  EXPECT_TRUE(std::filesystem::exists(d.path + "/net1/fd00:9::2"));
+  EXPECT_NO_THROW(host_local_check(cfg, "c1", "eth0"));
+  // A failure in the second range set releases the first set's new address only.
+  auto cfg2 = config(d.path, R"([[{"subnet":"10.9.0.0/24"}],[{"subnet":"fd00:9::/64"}]])");
+  EXPECT_THROW(host_local_add(cfg2, "c2", "eth0", {IpAddr::parse("fd00:9::2").value()}, "1.0.0"), Error);
+  EXPECT_FALSE(std::filesystem::exists(d.path + "/net1/10.9.0.3"));
+  EXPECT_TRUE(std::filesystem::exists(d.path + "/net1/fd00:9::2"));
+  EXPECT_EQ(address(first, 0), "10.9.0.2/24");
+}
+
 TEST(Ipam, DualStackRequestedAndLegacyFiles) {
   TempDir d;
   auto cfg = config(d.path, R"([[{"subnet":"10.9.0.0/24","rangeStart":"10.9.0.10","rangeEnd":"10.9.0.20"}],

@@ -1,0 +1,53 @@
+// berth-bridge's stdin: bad values give CNI error 7 naming the field.
+#include <gtest/gtest.h>
+
+#include "cni/bridge/conf.hpp"
+
+namespace {
+
+using namespace berth::cni;
+
+uint32_t code_of(const std::string& conf, const Invocation& inv, std::string& msg) {
+  try {
+    parse_bridge_conf(conf, inv);
+  } catch (const CniFailure& e) {
+    msg = e.what();
+    return e.code();
+  }
+  return 0;
+}
+
+Invocation add_inv(std::vector<std::pair<std::string, std::string>> args = {}) {
+  return Invocation{"ADD", "c1", "/proc/self/ns/net", "eth0", "", {}, std::move(args)};
+}
+
+TEST(BridgeConf, NetworkNameMustBeValid) {
+  std::string msg;
+  // host-local's store is dataDir/<name>: "" or ".." would escape it.
+  for (const char* name : {"", "..", "../etc", "a/b"}) {
+    json c = {{"cniVersion", "1.0.0"}, {"name", name}, {"type", "berth-bridge"}};
+    EXPECT_EQ(code_of(c.dump(), add_inv(), msg), 7u) << name;
+    EXPECT_NE(msg.find("name"), std::string::npos) << msg;
+  }
+  json missing = {{"cniVersion", "1.0.0"}, {"type", "berth-bridge"}};
+  EXPECT_EQ(code_of(missing.dump(), add_inv(), msg), 7u);
+  EXPECT_NE(msg.find("missing network name"), std::string::npos) << msg;
+}
+
+TEST(BridgeConf, MacAndIpFromArgsAreValidated) {
+  json c = {{"cniVersion", "1.0.0"}, {"name", "n"}, {"type", "berth-bridge"}};
+  std::string msg;
+  EXPECT_EQ(code_of(c.dump(), add_inv({{"MAC", "zz:00:00:00:00:01"}}), msg), 7u);
+  EXPECT_NE(msg.find("CNI_ARGS MAC"), std::string::npos) << msg;
+  EXPECT_EQ(code_of(c.dump(), add_inv({{"MAC", "01:00:5e:00:00:01"}}), msg), 7u);
+  EXPECT_NE(msg.find("multicast"), std::string::npos) << msg;
+  EXPECT_EQ(code_of(c.dump(), add_inv({{"IP", "10.0.0.300"}}), msg), 7u);
+  EXPECT_NE(msg.find("CNI_ARGS IP"), std::string::npos) << msg;
+  c["runtimeConfig"] = {{"mac", "02:00:00:00:00"}};
+  EXPECT_EQ(code_of(c.dump(), add_inv(), msg), 7u);
+  EXPECT_NE(msg.find("runtimeConfig.mac"), std::string::npos) << msg;
+  c["runtimeConfig"] = {{"mac", "02:00:00:00:00:0A"}};
+  EXPECT_EQ(code_of(c.dump(), add_inv(), msg), 0u) << msg;
+}
+
+} // namespace
