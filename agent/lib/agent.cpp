@@ -54,7 +54,7 @@ std::string detect_host_ip() {
 Agent::Agent(Config config)
     : config_(std::move(config)), cri_(config_.runtime_endpoint, config_.runtime_request_timeout),
       watcher_(config_.static_pod_paths) {
-  ctx_ = std::make_unique<WorkerContext>(WorkerContext{config_, cri_, store_, "cri", detect_host_ip()});
+  ctx_ = std::make_unique<WorkerContext>(config_, cri_, store_, detect_host_ip());
 }
 
 Agent::~Agent() {
@@ -142,11 +142,11 @@ void Agent::relist() {
   }
   if (!runtime_up_) {
     try {
-      ctx_->runtime_name = cri_.version().runtime_name();
+      ctx_->set_runtime_name(cri_.version().runtime_name());
     } catch (const std::exception&) {
       return;
     }
-    log_info("runtime {} ({}) connected", config_.runtime_endpoint, ctx_->runtime_name);
+    log_info("runtime {} ({}) connected", config_.runtime_endpoint, ctx_->runtime_name());
     runtime_up_ = true;
     for (auto& [uid, w] : workers_) w->notify();
   }

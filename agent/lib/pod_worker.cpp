@@ -153,7 +153,7 @@ bool PodWorker::ensure_sandbox(std::vector<cri::PodSandbox>& sandboxes) {
     auto containers = ctx_.cri.list_containers(uid_);
     load_instances(containers);
     PodView probe_view = view_;
-    auto st = compute_pod_status(pod, probe_view, ctx_.runtime_name, nullptr);
+    auto st = compute_pod_status(pod, probe_view, ctx_.runtime_name(), nullptr);
     if (st.phase == "Succeeded" || st.phase == "Failed") {
       terminal_ = true;
       return false;
@@ -298,7 +298,7 @@ void PodWorker::sync_containers() {
 
 void PodWorker::publish() {
   const auto& m = *manifest_;
-  auto st = compute_pod_status(m.pod, view_, ctx_.runtime_name, last_status_ ? &*last_status_ : nullptr);
+  auto st = compute_pod_status(m.pod, view_, ctx_.runtime_name(), last_status_ ? &*last_status_ : nullptr);
   if (!last_status_ || to_json(*last_status_) != to_json(st)) {
     if (!last_status_ || last_status_->phase != st.phase)
       log_info("pod {}: phase {}", full_name_, st.phase);

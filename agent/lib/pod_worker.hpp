@@ -23,11 +23,26 @@
 namespace berth::agent {
 
 struct WorkerContext {
+  WorkerContext(const Config& c, CriClient& r, StatusStore& s, std::string ip)
+      : config(c), cri(r), store(s), host_ip(std::move(ip)) {}
   const Config& config;
   CriClient& cri;
   StatusStore& store;
-  std::string runtime_name; // containerID prefix, e.g. "containerd"
   std::string host_ip;
+
+  // containerID prefix ("containerd"), learnt from the runtime when it (re)connects.
+  std::string runtime_name() const {
+    std::lock_guard lock(runtime_mu_);
+    return runtime_name_;
+  }
+  void set_runtime_name(std::string name) {
+    std::lock_guard lock(runtime_mu_);
+    runtime_name_ = std::move(name);
+  }
+
+private:
+  mutable std::mutex runtime_mu_;
+  std::string runtime_name_ = "cri";
 };
 
 class PodWorker {
