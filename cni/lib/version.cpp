@@ -86,6 +86,30 @@ json current_to_legacy(const json& r) {
   return out;
 }
 
+// The fields conversion reads, checked first so that a malformed plugin result
+// gives an error naming the field rather than a JSON library exception.
+void check_result_shape(const json& r) {
+  auto objects_with_string = [&](const char* list, const char* key) {
+    auto it = r.find(list);
+    if (it == r.end() || it->is_null()) return;
+    if (!it->is_array()) fail("result.{}: expected an array", list);
+    for (size_t i = 0; i < it->size(); ++i) {
+      const json& e = (*it)[i];
+      if (!e.is_object()) fail("result.{}[{}]: expected an object", list, i);
+      if (!e.contains(key) || !e[key].is_string()) fail("result.{}[{}].{}: expected a string", list, i, key);
+    }
+  };
+  objects_with_string("ips", "address");
+  objects_with_string("routes", "dst");
+  for (const char* fam : {"ip4", "ip6"}) {
+    auto it = r.find(fam);
+    if (it == r.end() || it->is_null()) continue;
+    if (!it->is_object() || !it->contains("ip") || !(*it)["ip"].is_string())
+      fail("result.{}: expected an object with a string \"ip\"", fam);
+  }
+  if (auto v = r.find("cniVersion"); v != r.end() && !v->is_string()) fail("result.cniVersion: expected a string");
+}
+
 } // namespace
 
 int compare_versions(std::string_view a, std::string_view b) {
@@ -97,6 +121,7 @@ bool version_at_least(std::string_view v, std::string_view min) { return compare
 
 json convert_result(const json& result, std::string_view to) {
   if (!result.is_object()) fail("result: expected an object, got {}", result.type_name());
+  check_result_shape(result);
   std::string from = result.value("cniVersion", "0.1.0");
   if (!is_supported_version(from)) fail("result: unsupported cniVersion \"{}\"", from);
   if (!is_supported_version(to)) fail("cannot convert result to unsupported cniVersion \"{}\"", to);

@@ -9,6 +9,7 @@
 #include "cni/bridge/conf.hpp"
 #include "cni/bridge/host_local.hpp"
 #include "cni/lib/config.hpp"
+#include "cni/lib/version.hpp"
 
 namespace {
 
@@ -96,6 +97,27 @@ TEST(Fuzz, MutatedConfigsGiveErrorsNotCrashes) {
       if (c.ipam_type == "host-local") parse_host_local(c.ipam, c.name);
     });
   }
+}
+
+// A plugin's result is untrusted input too: conversion to every version must fail
+// with an Error, never a JSON library exception or a crash.
+TEST(Fuzz, MutatedResultsConvertOrGiveErrors) {
+  json base = json::parse(R"({"cniVersion":"1.0.0","interfaces":[{"name":"eth0","mac":"02:00:00:00:00:01","sandbox":"/x"}],
+    "ips":[{"interface":0,"address":"10.1.0.5/24","gateway":"10.1.0.1"},{"address":"fd00::5/64"}],
+    "routes":[{"dst":"0.0.0.0/0","gw":"10.1.0.1"},{"dst":"::/0"}],"dns":{"nameservers":["10.1.0.1"]}})");
+  std::vector<json::json_pointer> ps;
+  paths(base, ps);
+  size_t runs = 0;
+  for (const auto& p : ps)
+    for (const auto& r : replacements()) {
+      json m = base;
+      m[p] = r;
+      for (const auto& to : supported_versions()) {
+        ++runs;
+        expect_error_or_success(m.dump(), [&] { convert_result(convert_result(m, to), "1.1.0"); });
+      }
+    }
+  EXPECT_GT(runs, 1000u);
 }
 
 } // namespace

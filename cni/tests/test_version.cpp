@@ -65,3 +65,20 @@ TEST(Version, RejectsWhatATargetCannotHold) {
   EXPECT_THROW(convert_result(kV1, "2.0.0"), berth::Error);
   EXPECT_THROW(convert_result(json::array(), "1.0.0"), berth::Error);
 }
+
+TEST(Version, MalformedResultNamesTheField) {
+  auto message = [](const json& r) {
+    try {
+      convert_result(r, "0.2.0");
+    } catch (const berth::Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_EQ(message(json::parse(R"({"cniVersion":"1.0.0","ips":[5]})")), "result.ips[0]: expected an object");
+  EXPECT_EQ(message(json::parse(R"({"cniVersion":"1.0.0","ips":[{"address":1}]})")),
+            "result.ips[0].address: expected a string");
+  EXPECT_EQ(message(json::parse(R"({"cniVersion":"1.0.0","routes":{}})")), "result.routes: expected an array");
+  EXPECT_EQ(message(json::parse(R"({"cniVersion":"0.2.0","ip4":{"ip":[]}})")),
+            "result.ip4: expected an object with a string \"ip\"");
+}
