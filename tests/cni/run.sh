@@ -31,9 +31,14 @@ if [ ${#need[@]} -gt 0 ]; then
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}") >&2 || {
     echo "tests/cni/run.sh: cannot install ${need[*]}" >&2; exit 2; }
 fi
+# Test paths given relative to the caller's directory still work after the cd below.
 paths=("$here")
+args=()
 for a in "$@"; do
-  case "$a" in -*) ;; *) [ -e "${a%%::*}" ] && paths=() ;; esac
+  case "$a" in
+    -*) args+=("$a") ;;
+    *) if [ -e "${a%%::*}" ]; then paths=(); args+=("$(realpath "${a%%::*}")${a#"${a%%::*}"}"); else args+=("$a"); fi ;;
+  esac
 done
 cd "$here"
-exec unshare -m --propagation private -- "$PY" -m pytest -q -p no:cacheprovider "${paths[@]}" "$@"
+exec unshare -m --propagation private -- "$PY" -m pytest -q -p no:cacheprovider "${paths[@]}" "${args[@]}"
