@@ -22,6 +22,11 @@ public:
   std::chrono::milliseconds current(const std::string& key, Clock::time_point now) const;
   // When the wait that began at finished_at ends.
   Clock::time_point release_time(const std::string& key, Clock::time_point finished_at) const;
+  // When next() last ran for key (the last failure); the epoch when never.
+  Clock::time_point last_update(const std::string& key) const {
+    auto it = entries_.find(key);
+    return it == entries_.end() ? Clock::time_point{} : it->second.last_update;
+  }
   void forget(const std::string& key) { entries_.erase(key); }
   // Drops entries untouched for 2*max (the kubelet's GC).
   void gc(Clock::time_point now);

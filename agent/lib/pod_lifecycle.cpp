@@ -22,9 +22,11 @@ bool PodWorker::ensure_image(const Container& c) {
                              fmt::format("Container image \"{}\" is not present with pull policy of Never", c.image)};
     return false;
   }
-  if (backoff_.in_backoff_since(key, now - std::chrono::milliseconds(1), now)) {
+  // The wait counts from the last failed pull, however often the pod syncs meanwhile.
+  auto failed_at = backoff_.last_update(key);
+  if (backoff_.in_backoff_since(key, failed_at, now)) {
     view_.waiting[c.name] = {"ImagePullBackOff", fmt::format("Back-off pulling image \"{}\"", c.image)};
-    backoff_wake_ = std::min(backoff_wake_, backoff_.release_time(key, now));
+    backoff_wake_ = std::min(backoff_wake_, backoff_.release_time(key, failed_at));
     return false;
   }
   try {

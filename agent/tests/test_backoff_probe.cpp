@@ -26,6 +26,8 @@ TEST(Backoff, DoublesToTheMaximumAndResetsAfterTenMinutes) {
   }
   EXPECT_EQ(waits, (std::vector<int>{10, 20, 40, 80, 160, 300, 300}));
   EXPECT_TRUE(b.in_backoff_since("c", t, t + 299s));
+  EXPECT_EQ(b.last_update("c"), t);
+  EXPECT_EQ(b.release_time("c", t), t + 300s);
   EXPECT_FALSE(b.in_backoff_since("c", t, t + 301s));
   // untouched for more than 2 * 300 s: back to 10 s
   b.next("c", t + 601s);

@@ -90,8 +90,8 @@ def test_bad_manifests_are_reported_while_a_good_one_runs(berthlet, cri):
     assert "error" not in berthlet.manifests_status()["noimage.json"]
 
 
-def test_image_pull_failure_shows_err_image_pull_then_back_off(berthlet):
-    c = container("app", "true", image="docker.io/library/does-not-exist:1", imagePullPolicy="Always")
+def test_image_pull_failure_shows_err_image_pull_then_back_off(berthlet, registry):
+    c = container("app", L.SLEEPER, image="docker.io/library/arrives-later:1", imagePullPolicy="Always")
     berthlet.write("pull.yaml", pod_manifest("pull", [c]))
 
     def reason(p):
@@ -101,7 +101,10 @@ def test_image_pull_failure_shows_err_image_pull_then_back_off(berthlet):
     pod = berthlet.wait_pod("pull", lambda p: reason(p) in ("ErrImagePull", "ImagePullBackOff"), what="a pull error")
     berthlet.wait_pod("pull", lambda p: reason(p) == "ImagePullBackOff", timeout=20, what="ImagePullBackOff")
     assert pod["status"]["phase"] == "Pending"
-    assert 'Failed to pull image "docker.io/library/does-not-exist:1"' in berthlet.log()
+    assert 'Failed to pull image "docker.io/library/arrives-later:1"' in berthlet.log()
+    # once the image exists, the next attempt after the back-off (10 s) pulls it and the pod runs
+    L.oci_image.push(L.oci_image.build_image("busybox"), registry.addr, "library/arrives-later:1")
+    berthlet.wait_pod("pull", lambda p: running(p, "app"), timeout=40, what="the pod after the image arrived")
 
 
 def test_lifecycle_hooks_post_start_and_pre_stop(berthlet, tmp_path):
