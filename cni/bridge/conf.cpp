@@ -106,18 +106,26 @@ BridgeConf parse_bridge_conf(const std::string& stdin_data, const Invocation& in
     }
     if (v["dns"].present()) c.dns = c.raw["dns"];
     if (v["prevResult"].present()) c.prev_result = c.raw["prevResult"];
+    // MAC precedence as the reference: runtimeConfig, then args.cni, then CNI_ARGS.
+    // Requested IPs are the union of the three (host-local's IPArgs).
     auto rc = v["runtimeConfig"];
-    if (auto mac = rc.opt_string("mac")) validate_mac(c.mac = *mac, rc["mac"].path());
-    rc["ips"].each([&](const JsonView& ip) {
-      std::string s = ip.as_string();
-      auto slash = s.find('/');
-      c.requested_ips.push_back(must_parse_ip(s.substr(0, slash), ip.path()));
-    });
+    auto args_cni = v["args"]["cni"];
+    for (const JsonView& src : {rc, args_cni}) {
+      if (auto mac = src.opt_string("mac"); mac && c.mac.empty()) validate_mac(c.mac = *mac, src["mac"].path());
+      src["ips"].each([&](const JsonView& ip) {
+        std::string s = ip.as_string();
+        auto slash = s.find('/');
+        c.requested_ips.push_back(must_parse_ip(s.substr(0, slash), ip.path()));
+      });
+    }
     v["cni.dev/valid-attachments"].each([&](const JsonView& a) {
       c.valid_attachments.emplace_back(a["containerID"].as_string(), a["ifname"].as_string());
     });
     for (const auto& [k, val] : inv.args) {
-      if (k == "MAC") validate_mac(c.mac = val, "CNI_ARGS MAC");
+      if (k == "MAC") {
+        validate_mac(val, "CNI_ARGS MAC");
+        if (c.mac.empty()) c.mac = val;
+      }
       if (k == "IP")
         for (const auto& ip : split(val, ','))
           c.requested_ips.push_back(must_parse_ip(ip, "CNI_ARGS IP"));

@@ -50,4 +50,18 @@ TEST(BridgeConf, MacAndIpFromArgsAreValidated) {
   EXPECT_EQ(code_of(c.dump(), add_inv(), msg), 0u) << msg;
 }
 
+TEST(BridgeConf, MacPrecedenceAndRequestedIpsAsTheReference) {
+  json c = {{"cniVersion", "1.0.0"}, {"name", "n"}, {"type", "berth-bridge"},
+            {"args", {{"cni", {{"mac", "02:00:00:00:00:02"}, {"ips", {"10.0.0.2/24"}}}}}},
+            {"runtimeConfig", {{"mac", "02:00:00:00:00:01"}, {"ips", {"10.0.0.1/24"}}}}};
+  Invocation inv = add_inv({{"MAC", "02:00:00:00:00:03"}, {"IP", "10.0.0.3"}});
+  BridgeConf b = parse_bridge_conf(c.dump(), inv);
+  EXPECT_EQ(b.mac, "02:00:00:00:00:01"); // runtimeConfig first
+  EXPECT_EQ(b.requested_ips.size(), 3u); // the union
+  c.erase("runtimeConfig");
+  EXPECT_EQ(parse_bridge_conf(c.dump(), inv).mac, "02:00:00:00:00:02"); // then args.cni
+  c.erase("args");
+  EXPECT_EQ(parse_bridge_conf(c.dump(), inv).mac, "02:00:00:00:00:03"); // then CNI_ARGS
+}
+
 } // namespace
