@@ -31,8 +31,9 @@ std::string random_suffix() {
 
 } // namespace
 
-ContentStore::ContentStore(std::string root)
-    : root_(std::move(root)), blobs_(root_ + "/content/blobs/sha256"), ingest_(root_ + "/content/ingest") {
+ContentStore::ContentStore(std::string root, bool fsync_blobs)
+    : root_(std::move(root)), blobs_(root_ + "/content/blobs/sha256"), ingest_(root_ + "/content/ingest"),
+      fsync_blobs_(fsync_blobs) {
   mkdir_p(blobs_, 0700);
   mkdir_p(ingest_, 0700);
   // Temp files are "<hex>.<random>.tmp"; one whose "<hex>.lock" we can lock has no writer.
@@ -84,6 +85,21 @@ void ContentStore::remove(std::string_view digest) {
   if (::unlink(blob_path(digest).c_str()) < 0 && errno != ENOENT) fail_errno("remove blob {}", digest);
 }
 
+bool ContentStore::verify(std::string_view digest) const {
+  UniqueFd fd = open_blob(digest);
+  if (!fd) return false;
+  Sha256 hash;
+  std::string buf(1 << 20, '\0');
+  while (true) {
+    ssize_t n = ::read(fd.get(), buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) fail_errno("read blob {}", digest);
+    if (n == 0) break;
+    hash.update(buf.data(), static_cast<size_t>(n));
+  }
+  return hash.digest() == digest;
+}
+
 void ContentStore::sync() const { fsync_dir(blobs_); }
 
 std::vector<std::string> ContentStore::list() const {
@@ -133,8 +149,8 @@ void ContentStore::Ingest::write(const char* data, size_t len) {
   hash_.update(data, len);
   write_all(fd_.get(), std::string_view(data, len));
   written_ += len;
-  // Start write-back of every full 8 MiB as it lands, so the fsync in commit() finds
-  // little left to do: the disk works while the network does.
+  // Start write-back of every full 8 MiB as it lands, so the fsync in commit() (or the
+  // pull's syncfs) finds little left to do: the disk works while the network does.
   constexpr uint64_t kChunk = 8 << 20;
   if (written_ / kChunk != (written_ - len) / kChunk) {
     uint64_t end = written_ / kChunk * kChunk;
@@ -146,7 +162,7 @@ void ContentStore::Ingest::commit() {
   if (written_ != expected_size_) fail("blob {}: got {} bytes, expected {}", digest_, written_, expected_size_);
   std::string got = hash_.digest();
   if (got != digest_) fail("blob {}: content digest is {} (corrupted or tampered)", digest_, got);
-  if (::fsync(fd_.get()) < 0) fail_errno("fsync {}", temp_path_);
+  if (store_->fsync_blobs_ && ::fsync(fd_.get()) < 0) fail_errno("fsync {}", temp_path_);
   std::string final_path = store_->blob_path(digest_);
   if (::rename(temp_path_.c_str(), final_path.c_str()) < 0) fail_errno("rename {} to {}", temp_path_, final_path);
   committed_ = true;

@@ -1,7 +1,10 @@
 // Content-addressed blob store: <root>/content/blobs/sha256/<hex>, written through
-// <root>/content/ingest/ (temp file + fsync + rename), one writer per digest across
-// processes (flock on ingest/<hex>.lock). The renames reach the disk with sync(), which
-// the image store calls once before it writes a record that refers to the blobs.
+// <root>/content/ingest/ (temp file [+ fsync] + rename), one writer per digest across
+// processes (flock on ingest/<hex>.lock). The rename makes a blob appear whole or not at
+// all to any process (SIGKILL safety). Power-loss durability is the caller's: with
+// fsync_blobs each blob is fsynced and sync() makes the names durable; without it the
+// caller syncs the filesystem (syncfs) before it records the blobs, and treats blobs it
+// never recorded as suspect after a restart (ImageStore verifies them at open).
 #pragma once
 
 #include <cstdint>
@@ -18,7 +21,7 @@ namespace berth::image {
 class ContentStore {
 public:
   // Creates the directories; removes ingest leftovers no live writer holds.
-  explicit ContentStore(std::string root);
+  explicit ContentStore(std::string root, bool fsync_blobs = true);
 
   std::string blob_path(std::string_view digest) const;
   bool has(std::string_view digest) const;
@@ -29,12 +32,15 @@ public:
   // Verifies data against digest, stores it atomically (no-op when present).
   void put(std::string_view digest, std::string_view data);
   void remove(std::string_view digest);
+  // Re-hashes a stored blob: true when its content matches its digest.
+  bool verify(std::string_view digest) const;
   // fsync of the blobs directory: every rename done so far survives a power loss.
   void sync() const;
   std::vector<std::string> list() const;
 
   // An in-progress blob: bytes go to a temp file and a hasher; commit() verifies size
-  // and digest, fsyncs and renames into place. Dropped uncommitted, the temp file goes.
+  // and digest, fsyncs (with fsync_blobs) and renames into place. Dropped uncommitted,
+  // the temp file goes.
   class Ingest {
   public:
     Ingest(Ingest&&) noexcept;
@@ -42,8 +48,8 @@ public:
     void write(const char* data, size_t len);
     uint64_t written() const { return written_; }
     int fd() const { return fd_.get(); }
-    // Throws (and leaves nothing behind) when the content is not what was expected. The
-    // file is fsynced; its name is durable after the store's next sync().
+    // Throws (and leaves nothing behind) when the content is not what was expected. With
+    // fsync_blobs the file is fsynced and its name durable after the store's next sync().
     void commit();
 
   private:
@@ -65,6 +71,7 @@ public:
 
 private:
   std::string root_, blobs_, ingest_;
+  bool fsync_blobs_;
 };
 
 } // namespace berth::image

@@ -7,6 +7,7 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <map>
@@ -39,6 +40,18 @@ std::string ImageRecord::username() const {
 
 namespace {
 
+void syncfs_path(const std::string& path) {
+  UniqueFd dir(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dir || ::syncfs(dir.get()) < 0) fail_errno("sync {}", path);
+}
+
+bool same_filesystem(const std::string& a, const std::string& b) {
+  struct stat sa, sb;
+  if (::stat(a.c_str(), &sa) < 0) fail_errno("stat {}", a);
+  if (::stat(b.c_str(), &sb) < 0) fail_errno("stat {}", b);
+  return sa.st_dev == sb.st_dev;
+}
+
 bool all_hex(std::string_view s) { return !s.empty() && s.find_first_not_of("0123456789abcdef") == std::string_view::npos; }
 
 class Store final : public ImageStore {
@@ -52,9 +65,22 @@ public:
     if (::flock(lock_.get(), LOCK_EX | LOCK_NB) < 0)
       fail_errno("image store {} is in use by another process", opts_.root);
     md_ = std::make_unique<Metadata>(opts_.root + "/meta.db");
-    content_ = std::make_unique<ContentStore>(opts_.root);
+    // With sync_layers, the pull's syncfs makes its blobs durable before the record that
+    // refers to them, so blobs are not fsynced one by one. A blob no record refers to may
+    // then be torn by a power loss (its name durable, its data not): such blobs, left by
+    // pulls that never finished, are re-hashed at open and dropped unless whole (a
+    // retry reuses the whole ones).
+    content_ = std::make_unique<ContentStore>(opts_.root, !opts_.sync_layers);
     snaps_ = std::make_unique<OverlaySnapshotter>(opts_.root + "/snapshots", *md_);
     snaps_->recover();
+    if (opts_.sync_layers) {
+      auto recorded = md_->referenced_blobs();
+      for (auto& d : content_->list())
+        if (!recorded.count(d) && !content_->verify(d)) {
+          log::warn("content store: blob {} does not match its digest (cut by a power loss?): removed", d);
+          content_->remove(d);
+        }
+    }
     fetcher_ = std::make_unique<Fetcher>(*content_, opts_.max_concurrent_downloads);
   }
 
@@ -199,17 +225,16 @@ private:
     Manifest m = parse_manifest(manifest_body);
 
     std::shared_lock gc(gc_mu_);  // no garbage collection while this pull holds unreferenced content
-    std::string config = fetch_config(*session, top.endpoint, m.config, progress);
-    auto diff_ids = config_diff_ids(config);
-    if (diff_ids.size() != m.layers.size())
-      fail("image config lists {} layers, manifest {}", diff_ids.size(), m.layers.size());
-    auto chains = chain_ids(diff_ids);
-
-    // Start every missing layer's download now; the Fetcher bounds how many run.
+    // Every layer's download starts before the config is fetched (on this thread, over the
+    // manifest's warm connection), so the config's round trip overlaps the layers'. The
+    // chain IDs that tell which snapshots exist come from the config: until it is here, a
+    // layer is fetched unless its blob is stored (the Fetcher then attaches the stored
+    // blob); a layer whose snapshot turns out to exist is not unpacked again. Only a layer
+    // unpacked before from another blob with the same diff ID (another compression) is
+    // fetched needlessly. The Fetcher bounds how many downloads run.
     std::vector<std::shared_ptr<BlobFetch>> fetches(m.layers.size());
     for (size_t i = 0; i < m.layers.size(); ++i)
-      if (!snaps_->stat(chains[i]))
-        fetches[i] = fetcher_->fetch(session, top.endpoint, m.layers[i].digest, m.layers[i].size, progress);
+      fetches[i] = fetcher_->fetch(session, top.endpoint, m.layers[i].digest, m.layers[i].size, progress);
     // Downloads may call `progress` until they end: never return before they have.
     struct WaitAll {
       std::vector<std::shared_ptr<BlobFetch>>& fs;
@@ -222,16 +247,24 @@ private:
       }
     } wait_all{fetches};
 
+    std::string config = fetch_config(*session, top.endpoint, m.config, progress);
+    auto diff_ids = config_diff_ids(config);
+    if (diff_ids.size() != m.layers.size())
+      fail("image config lists {} layers, manifest {}", diff_ids.size(), m.layers.size());
+    auto chains = chain_ids(diff_ids);
+
     for (size_t i = 0; i < m.layers.size(); ++i) unpack_layer(m.layers[i], diff_ids[i], chains, i, fetches[i], progress);
 
     for (auto& [d, body] : manifests) content_->put(d, body);
-    content_->sync();  // the blobs' names are on disk before a record refers to them
     if (opts_.sync_layers) {
-      // One syncfs for every layer of the image (cheaper than one per layer, which would
-      // also flush the other layers' downloads each time), then the chain is durable.
-      UniqueFd dir(::open(snaps_->root().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-      if (!dir || ::syncfs(dir.get()) < 0) fail_errno("sync {}", snaps_->root());
+      // One syncfs for the image's layers and blobs (cheaper than an fsync per blob and a
+      // syncfs per layer, which would also flush the other downloads each time), then the
+      // chain is durable and the record may refer to the blobs.
+      syncfs_path(snaps_->root());
+      if (!same_filesystem(snaps_->root(), content_->root())) syncfs_path(content_->root());
       snaps_->mark_durable(chains);
+    } else {
+      content_->sync();  // the blobs' names are on disk before a record refers to them
     }
     ImageRecord rec;
     rec.id = m.config.digest;

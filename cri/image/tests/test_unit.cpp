@@ -11,6 +11,7 @@
 #include "common/error.hpp"
 #include "cri/image/content_store.hpp"
 #include "cri/image/decompress.hpp"
+#include "cri/image/image_store.hpp"
 #include "cri/image/manifest.hpp"
 #include "cri/image/metadata.hpp"
 #include "cri/image/overlay_snapshotter.hpp"
@@ -429,6 +430,27 @@ TEST(ContentStore, OpenRemovesAbandonedIngestFiles) {
   write_file(t / ("content/ingest/" + hex + ".0123.tmp"), "partial");
   ContentStore cs(t.path());
   EXPECT_FALSE(exists_nofollow(t / ("content/ingest/" + hex + ".0123.tmp")));
+}
+
+// Blobs are not fsynced one by one (the pull's syncfs covers them before the record), so
+// a power loss may leave an unrecorded blob whose name is on disk but not its data: the
+// store re-hashes unrecorded blobs at open and drops the ones that do not match.
+TEST(ImageStoreOpen, DropsTornUnrecordedBlobsAndKeepsWholeOnes) {
+  TempDir t;
+  std::string whole = "whole blob", torn = "torn blob";
+  std::string whole_d = sha256_digest(whole), torn_d = sha256_digest(torn);
+  StoreOptions o;
+  o.root = t.path();
+  { auto store = ImageStore::open(o); }
+  {
+    ContentStore cs(t.path());
+    cs.put(whole_d, whole);
+    write_file(cs.blob_path(torn_d), std::string(torn.size(), '\0'));  // name durable, data lost
+  }
+  { auto store = ImageStore::open(o); }
+  ContentStore cs(t.path());
+  EXPECT_TRUE(cs.has(whole_d)) << "a whole blob is kept for a retry to reuse";
+  EXPECT_FALSE(cs.has(torn_d)) << "a torn blob is dropped";
 }
 
 ImageRecord sample_image(char c, std::vector<std::string> tags) {
