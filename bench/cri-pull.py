@@ -35,8 +35,9 @@ MIB = 1024 * 1024
 
 
 def memory(pid):
-    """{rss, pss, private} in bytes from /proc/<pid>/smaps_rollup. RSS counts every mapped
-    page, shared library pages included; private (USS) is what the daemon alone costs."""
+    """{rss, pss, private, anon} in bytes from /proc/<pid>/smaps_rollup. RSS counts every
+    mapped page, shared library pages included; private (USS) is what the daemon alone
+    costs; anon is its heap, stacks and other anonymous memory (no file behind it)."""
     fields = {}
     with open(f"/proc/{pid}/smaps_rollup") as f:
         for line in f:
@@ -44,7 +45,7 @@ def memory(pid):
             if len(parts) >= 3 and parts[0].endswith(":"):
                 fields[parts[0][:-1]] = int(parts[1]) * 1024
     return {"rss": fields["Rss"], "pss": fields["Pss"],
-            "private": fields["Private_Clean"] + fields["Private_Dirty"]}
+            "private": fields["Private_Clean"] + fields["Private_Dirty"], "anon": fields["Anonymous"]}
 
 
 def wait_serving(proc, socket_path, log, timeout=60):
@@ -125,6 +126,9 @@ state = "{d}/state"
 
 
 def timed_pull(daemon, ref):
+    # Both roots share a filesystem: write back the previous pull's dirty pages first, so
+    # neither daemon pays for the other's (berthd's syncfs would flush them all).
+    os.sync()
     t0 = time.perf_counter()
     daemon.client.pull(ref)
     return time.perf_counter() - t0
@@ -202,7 +206,7 @@ def main():
                                 "samples": {b: samples[b][key], c: samples[c][key]}}
     print(f"\n{'memory':<22} {'berthd':>9} {'containerd':>11} {'ratio':>6}")
     for label, values in (("idle", idle), ("after pulls", after)):
-        for kind in ("rss", "pss", "private"):
+        for kind in ("rss", "pss", "private", "anon"):
             vb, vc = values[b][kind], values[c][kind]
             print(f"{label + ' ' + kind.upper():<22} {vb / MIB:>7.1f}Mi {vc / MIB:>9.1f}Mi {vb / vc:>6.2f}")
             results["rss"].setdefault(label, {})[kind] = {b: vb, c: vc, "ratio": vb / vc}

@@ -1,5 +1,8 @@
 #include "cri/server/image_service.hpp"
 
+#include <malloc.h>
+
+#include <atomic>
 #include <chrono>
 #include <mutex>
 #include <unordered_map>
@@ -15,6 +18,22 @@ namespace berth::cri {
 namespace {
 
 using runtime::v1::Image;
+
+// The last pull to end hands the heap's free memory back to the kernel: a pull's buffers
+// (curl, decompression, tar reader, protobuf) are freed by then but glibc keeps the
+// pages, which an idle daemon would carry until the next pull.
+class PullInFlight {
+public:
+  PullInFlight() { active_.fetch_add(1); }
+  ~PullInFlight() {
+    if (active_.fetch_sub(1) == 1) malloc_trim(0);
+  }
+  PullInFlight(const PullInFlight&) = delete;
+  PullInFlight& operator=(const PullInFlight&) = delete;
+
+private:
+  static inline std::atomic<int> active_{0};
+};
 
 bool is_full_image_id(std::string_view s) {
   if (starts_with(s, "sha256:")) s.remove_prefix(7);
@@ -190,6 +209,7 @@ grpc::Status ImageServiceImpl::PullImage(grpc::ServerContext*, const runtime::v1
                                          runtime::v1::PullImageResponse* resp) {
   const std::string& ref = req->image().image();
   if (ref.empty()) return invalid("pull image: image.image (the reference) is empty");
+  PullInFlight in_flight;
   try {
     std::string name = normalized(ref);
     const auto& a = req->auth();
