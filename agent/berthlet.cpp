@@ -2,8 +2,6 @@
 // Configuration: --config FILE (KubeletConfiguration-like YAML), flags override it.
 #include <getopt.h>
 #include <malloc.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 
 #include <csignal>
 #include <cstddef>
@@ -12,34 +10,17 @@
 #include <cstring>
 #include <memory>
 
-
 #include "agent/lib/agent.hpp"
 #include "agent/lib/log.hpp"
 #include "agent/lib/status_server.hpp"
 #include "common/error.hpp"
 #include "common/fd.hpp"
 #include "common/fs.hpp"
+#include "common/sd_notify.hpp"
 
 using namespace berth::agent;
 
 namespace {
-
-// systemd's notify protocol (a datagram to $NOTIFY_SOCKET; sd_notify(3) documents it as
-// stable for reimplementation): saves loading libsystemd and its dependencies.
-void notify_systemd(const char* state) {
-  const char* path = std::getenv("NOTIFY_SOCKET");
-  if (!path || (path[0] != '/' && path[0] != '@')) return;
-  struct sockaddr_un addr = {};
-  addr.sun_family = AF_UNIX;
-  size_t len = std::strlen(path);
-  if (len >= sizeof addr.sun_path) return;
-  std::memcpy(addr.sun_path, path, len);
-  if (addr.sun_path[0] == '@') addr.sun_path[0] = '\0'; // abstract namespace
-  berth::UniqueFd fd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-  if (!fd) return;
-  ::sendto(fd.get(), state, std::strlen(state), MSG_NOSIGNAL, reinterpret_cast<sockaddr*>(&addr),
-           static_cast<socklen_t>(offsetof(struct sockaddr_un, sun_path) + len));
-}
 
 const char kUsage[] = R"(Usage: berthlet [options]
 
@@ -144,8 +125,8 @@ int main(int argc, char** argv) {
       server = std::make_unique<StatusServer>(agent.store(), cfg.address, cfg.read_only_port);
       log_info("status endpoint on http://{}:{}/pods", cfg.address, server->port());
     }
-    agent.run([] { notify_systemd("READY=1"); });
-    notify_systemd("STOPPING=1");
+    agent.run([] { berth::notify_systemd("READY=1"); });
+    berth::notify_systemd("STOPPING=1");
     return 0;
   } catch (const std::exception& e) {
     log_error("berthlet: {}", e.what());

@@ -12,7 +12,7 @@ packages=(
   # cri/ and agent/: gRPC + protobuf, TOML/YAML config, registry client, layers, metadata
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libtomlplusplus-dev libyaml-cpp-dev libcurl4-openssl-dev libarchive-dev libzstd-dev
-  libssl-dev libsqlite3-dev
+  libssl-dev libsqlite3-dev libmicrohttpd-dev nettle-dev
   # tests of cri/ and agent/: a local registry, image push, a Python gRPC client
   docker-registry skopeo apache2-utils python3-grpcio python3-protobuf python3-yaml containerd
 )
