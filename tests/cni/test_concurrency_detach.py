@@ -83,3 +83,30 @@ def test_detached_del_child_holds_no_caller_pipe_and_exits_cleanly(world):
     finally:
         libc.prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
     assert w.ipam_files("dnet") == []
+
+
+def test_masquerade_failing_at_the_second_address_leaves_no_rule(world):
+    """ip6tables refuses to append (a fake, in this one plugin run's mount namespace):
+    the IPv4 rules already made must be undone with the rest of the ADD."""
+    w = world
+    alt = w.tmp / "alternatives"
+    alt.mkdir()
+    fake = w.tmp / "ip6tables-failing"
+    fake.write_text('#!/bin/sh\nfor a in "$@"; do [ "$a" = -A ] && { echo "refused by test" >&2; exit 1; }; done\n'
+                    'exec /usr/sbin/ip6tables-nft "$@"\n')
+    fake.chmod(0o755)
+    os.symlink("/usr/sbin/iptables-nft", alt / "iptables")
+    os.symlink(fake, alt / "ip6tables")
+    conf = {"cniVersion": "1.0.0", "name": "mnet", "type": "berth-bridge", "bridge": "bt-masq0",
+            "isGateway": True, "ipMasq": True, "ipMasqBackend": "iptables",
+            "ipam": w.host_local(["10.250.14.0/24", "fd42:250:14::/64"])}
+    pod = w.pod("m")
+    env = {"PATH": os.environ["PATH"], "CNI_COMMAND": "ADD", "CNI_CONTAINERID": "m1", "CNI_NETNS": pod,
+           "CNI_IFNAME": "eth0", "CNI_PATH": str(w.bin_dir)}
+    script = f'mount --bind "{alt}" /etc/alternatives && exec nsenter --net="{w.host}" "{w.bin_dir}/berth-bridge"'
+    r = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script], input=json.dumps(conf),
+                       env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0
+    assert "refused by test" in r.stdout, r.stdout + r.stderr
+    # The fixture's leak check then finds no veth, reservation or 10.250./fd42: rule.
+    assert [l for l in w.nat_rules() if "10.250.14." in l] == []
