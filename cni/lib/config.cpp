@@ -130,13 +130,21 @@ NetworkConfigList load_config_file(const std::string& path) {
 ConfigDir::ConfigDir(std::string dir) : dir_(std::move(dir)) { load(); }
 
 bool ConfigDir::drain_events() {
-  bool any = false;
+  bool any = false, watch_gone = false;
   alignas(inotify_event) char buf[4096];
   for (;;) {
     ssize_t n = ::read(watch_.get(), buf, sizeof buf);
     if (n <= 0) break;
     any = true;
+    for (ssize_t off = 0; off + static_cast<ssize_t>(sizeof(inotify_event)) <= n;) {
+      auto* ev = reinterpret_cast<inotify_event*>(buf + off);
+      if (ev->mask & (IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF)) watch_gone = true;
+      off += static_cast<ssize_t>(sizeof(inotify_event) + ev->len);
+    }
   }
+  // The directory was removed or moved away: watch it afresh (or re-read each time
+  // until it is back), else a recreated directory would never be seen again.
+  if (watch_gone) watch_.reset();
   return any;
 }
 

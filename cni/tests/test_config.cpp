@@ -104,6 +104,26 @@ TEST(Config, DirectoryOrderDefaultAndReload) {
   EXPECT_EQ(dir.default_network().name, "c");
 }
 
+TEST(Config, ReloadSeesARecreatedDirectory) {
+  TempDir d;
+  std::string conf_dir = d.path + "/net.d";
+  std::filesystem::create_directory(conf_dir);
+  write_file(conf_dir + "/10-a.conflist", R"({"cniVersion":"1.0.0","name":"a","plugins":[{"type":"x"}]})");
+  ConfigDir dir(conf_dir);
+  ASSERT_EQ(dir.default_network().name, "a");
+  std::filesystem::remove_all(conf_dir);
+  EXPECT_TRUE(dir.reload());
+  EXPECT_TRUE(dir.networks().empty());
+  std::filesystem::create_directory(conf_dir);
+  write_file(conf_dir + "/10-b.conflist", R"({"cniVersion":"1.0.0","name":"b","plugins":[{"type":"x"}]})");
+  EXPECT_TRUE(dir.reload());
+  EXPECT_EQ(dir.default_network().name, "b");
+  write_file(conf_dir + "/05-c.conflist", R"({"cniVersion":"1.0.0","name":"c","plugins":[{"type":"x"}]})");
+  EXPECT_TRUE(dir.reload()); // watched again
+  EXPECT_EQ(dir.default_network().name, "c");
+  EXPECT_FALSE(dir.reload());
+}
+
 TEST(Config, EmptyDirectoryHasNoDefault) {
   TempDir d;
   ConfigDir dir(d.path);
