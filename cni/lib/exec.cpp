@@ -194,7 +194,10 @@ CommandResult run_command(const std::string& path, const std::vector<std::string
   while (sigtimedwait(&pipe_set, nullptr, &zero) > 0) {
   }
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
-  if (!finished) ::kill(-pid, SIGKILL);
+  if (!finished) {
+    ::kill(-pid, SIGKILL);
+    ::kill(pid, SIGKILL); // in case the plugin left its group (setsid)
+  }
   while (::waitpid(pid, &res.status, 0) < 0 && errno == EINTR) {
   }
   reap_group_orphans(pid, finished ? std::chrono::steady_clock::now() + timeout : std::chrono::steady_clock::now());
