@@ -62,6 +62,16 @@ Invocation read_invocation() {
     need(inv.container_id, "CNI_CONTAINERID");
     need(inv.ifname, "CNI_IFNAME");
     if (inv.command != "DEL") need(inv.netns, "CNI_NETNS");
+    // As the reference's skel: bad values are CNI error 4 naming the variable.
+    auto check = [](const char* var, auto&& validate) {
+      try {
+        validate();
+      } catch (const Error& e) {
+        throw CniFailure(kInvalidEnv, fmt::format("{}: {}", var, e.what()));
+      }
+    };
+    check("CNI_CONTAINERID", [&] { validate_container_id(inv.container_id); });
+    check("CNI_IFNAME", [&] { validate_interface_name(inv.ifname); });
   }
   return inv;
 }

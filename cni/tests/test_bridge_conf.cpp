@@ -1,5 +1,6 @@
 // berth-bridge's stdin: bad values give CNI error 7 naming the field.
 #include <gtest/gtest.h>
+#include <stdlib.h>
 
 #include "cni/bridge/conf.hpp"
 
@@ -62,6 +63,28 @@ TEST(BridgeConf, MacPrecedenceAndRequestedIpsAsTheReference) {
   EXPECT_EQ(parse_bridge_conf(c.dump(), inv).mac, "02:00:00:00:00:02"); // then args.cni
   c.erase("args");
   EXPECT_EQ(parse_bridge_conf(c.dump(), inv).mac, "02:00:00:00:00:03"); // then CNI_ARGS
+}
+
+TEST(BridgeConf, BadEnvironmentIsErrorFourNamingTheVariable) {
+  auto code_for = [](const char* cid, const char* ifname, std::string& msg) -> uint32_t {
+    ::setenv("CNI_COMMAND", "DEL", 1);
+    ::setenv("CNI_CONTAINERID", cid, 1);
+    ::setenv("CNI_IFNAME", ifname, 1);
+    try {
+      read_invocation();
+    } catch (const CniFailure& e) {
+      msg = e.what();
+      return e.code();
+    }
+    return 0;
+  };
+  std::string msg;
+  EXPECT_EQ(code_for("../x", "eth0", msg), 4u);
+  EXPECT_EQ(msg.rfind("CNI_CONTAINERID: invalid container ID", 0), 0u) << msg;
+  EXPECT_EQ(code_for("c1", "a-very-long-ifname", msg), 4u);
+  EXPECT_EQ(msg.rfind("CNI_IFNAME: invalid interface name", 0), 0u) << msg;
+  EXPECT_EQ(code_for("c1", "eth0", msg), 0u) << msg;
+  for (const char* k : {"CNI_COMMAND", "CNI_CONTAINERID", "CNI_IFNAME"}) ::unsetenv(k);
 }
 
 } // namespace
