@@ -245,8 +245,10 @@ const FlagSpec* find_flag(std::string_view name) {
 
 std::string usage_text() {
   std::string s = "Usage: berthd [OPTIONS]\n\nThe Berth CRI v1 daemon (images today; see berthd(8)).\n\n";
-  for (auto& f : kFlags) s += fmt::format("  --{} {:<8} {}\n", f.name, f.arg, f.help);
-  s += "  --version          print the version and exit\n  -h, --help         this help\n";
+  auto row = [&s](std::string_view left, std::string_view help) { s += fmt::format("  {:<32} {}\n", left, help); };
+  for (auto& f : kFlags) row(fmt::format("--{} {}", f.name, f.arg), f.help);
+  row("--version", "print the version and exit");
+  row("-h, --help", "this help");
   return s;
 }
 
