@@ -2,6 +2,7 @@
 
 #include <curl/curl.h>
 #include <openssl/evp.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <regex>
@@ -102,16 +103,27 @@ private:
   std::mutex locks_[kLocks];
 };
 
-// One easy handle per thread, attached to the process-wide share.
+// One easy handle per thread, attached to the process-wide share. Its keep-alive
+// connections are sockets a fork() child shares with the parent: a child that reused them
+// would leave its half-read responses for the parent to take as its own. So a child
+// (another pid) starts a fresh handle and abandons the inherited one, uncleaned (a cleanup
+// could send a TLS close_notify on the parent's connection).
 CURL* thread_handle() {
   struct Holder {
     CURL* h;
-    Holder() : h(curl_easy_init()) {}
-    ~Holder() { curl_easy_cleanup(h); }
+    pid_t pid;
+    Holder() : h(curl_easy_init()), pid(::getpid()) {}
+    ~Holder() {
+      if (pid == ::getpid()) curl_easy_cleanup(h);
+    }
   };
   curl_init_once();
   static CurlShare* share = new CurlShare();  // never freed: handles of exiting threads still use it
   thread_local Holder holder;
+  if (holder.pid != ::getpid()) {
+    holder.h = curl_easy_init();
+    holder.pid = ::getpid();
+  }
   if (!holder.h) fail("libcurl: cannot create a handle");
   curl_easy_reset(holder.h);
   curl_easy_setopt(holder.h, CURLOPT_SHARE, share->get());
