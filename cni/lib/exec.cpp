@@ -173,6 +173,9 @@ CommandResult run_command(const std::string& path, const std::vector<std::string
   in.r.reset();
   out.w.reset();
   err.w.reset();
+  // A blocking write of a large config to a plugin that does not read would
+  // block past the deadline: only ever write what the pipe takes.
+  ::fcntl(in.w.get(), F_SETFL, ::fcntl(in.w.get(), F_GETFL) | O_NONBLOCK);
 
   CommandResult res;
   bool finished = false;

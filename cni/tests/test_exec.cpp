@@ -1,5 +1,6 @@
 // Plugin runs: a timeout kills the plugin's whole process group, and a caller
-// that is a child subreaper gets back no zombie from what a plugin left behind.
+// that is a child subreaper gets back no zombie from what a plugin left behind,
+// and a plugin that never reads its stdin cannot block the caller past the deadline.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -64,6 +65,24 @@ TEST(Exec, SubreaperCallerReapsWhatThePluginLeftBehind) {
   EXPECT_EQ(::kill(left, 0), -1) << "process " << left << " left behind (zombie or alive)";
   EXPECT_EQ(::waitpid(-1, nullptr, WNOHANG), -1) << "a child is left to reap";
   EXPECT_EQ(errno, ECHILD);
+}
+
+size_t open_fds() {
+  size_t n = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) ++n;
+  return n;
+}
+
+TEST(Exec, NoFdOrChildLeftAfterAnyOutcome) {
+  Script ok("cat\n"), fails("echo oops >&2\nexit 3\n"), slow("exec sleep 1000\n");
+  size_t before = open_fds();
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(run_command(ok.path, {}, nullptr, "in", 10s).out, "in");
+    EXPECT_EQ(WEXITSTATUS(run_command(fails.path, {}, nullptr, "", 10s).status), 3);
+    EXPECT_TRUE(run_command(slow.path, {}, nullptr, std::string(1 << 20, 'x'), 100ms).timed_out);
+  }
+  EXPECT_EQ(open_fds(), before);
+  EXPECT_EQ(::waitpid(-1, nullptr, WNOHANG), -1);
 }
 
 TEST(Exec, PluginErrorObjectBecomesPluginError) {
