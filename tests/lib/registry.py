@@ -32,6 +32,7 @@ import base64
 import http.server
 import json
 import os
+import select
 import shutil
 import signal
 import socket
@@ -331,16 +332,12 @@ def _cli():
             print(json.dumps({"pid": reg.pid, "addr": reg.addr, "url": reg.url, "dir": reg.workdir,
                               "log": reg.log, "token_url": reg.token.url if reg.token else None,
                               "ca_file": reg.ca_file}), flush=True)
-
-            def watch_stdin():
-                try:
-                    while sys.stdin.buffer.read(4096):
-                        pass
-                except OSError:
-                    pass
-                stop.set()
-            threading.Thread(target=watch_stdin, daemon=True).start()
-            stop.wait()
+            # Until a signal or EOF on stdin; raw reads in this thread (a daemon thread
+            # blocked in a buffered stdin read aborts the interpreter at exit).
+            while not stop.is_set():
+                readable, _, _ = select.select([0], [], [], 0.5)
+                if readable and not os.read(0, 4096):
+                    break
         finally:
             reg.stop()
         return 0
