@@ -15,6 +15,7 @@ struct State {
   Options opts;
   std::vector<std::string> held; // formatted lines waiting for finish()
   bool finished = false;
+  Sink sink = nullptr;
 };
 
 State& state() {
@@ -75,8 +76,11 @@ std::string rfc3339_now() {
                      tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec);
 }
 
+void set_sink(Sink sink) { state().sink = sink; }
+
 void write(Level level, std::string_view msg) {
   auto& s = state();
+  if (s.sink) return s.sink(level, msg);
   if (level == Level::debug && !s.opts.debug) return;
   if (level == Level::warning && !s.opts.quiet_stderr && s.opts.path.empty()) {
     std::string line = fmt::format("berth: warning: {}\n", msg);

@@ -30,6 +30,12 @@ void write(Level level, std::string_view msg);
 void finish(std::string_view error_msg = {});
 bool debug_enabled();
 
+// A daemon routes the messages of the libraries it links (which log through here) into
+// its own structured, thread-safe log. With a sink set, every message goes to it and
+// nothing above (held lines, --log file, "berth:" lines on stderr) applies.
+using Sink = void (*)(Level level, std::string_view msg);
+void set_sink(Sink sink);
+
 template <typename... A>
 void debug(fmt::format_string<A...> f, A&&... a) {
   if (debug_enabled()) write(Level::debug, fmt::format(f, std::forward<A>(a)...));

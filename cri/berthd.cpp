@@ -7,6 +7,7 @@
 
 #include "common/error.hpp"
 #include "common/fs.hpp"
+#include "common/log.hpp"
 #include "cri/server/config.hpp"
 #include "cri/server/daemon.hpp"
 #include "cri/server/daemon_log.hpp"
@@ -30,6 +31,18 @@ int main(int argc, char** argv) {
     if (cl.config_given || berth::path_exists(cl.config_path)) cfg = load_config_file(cl.config_path);
     apply_overrides(cfg, cl);
     dlog::configure(cfg.log_level, cfg.log_format);
+    // The image library logs through common/log: into berthd's structured log with it.
+    berth::log::Options lib_log;
+    lib_log.debug = cfg.log_level == dlog::Level::debug;
+    berth::log::configure(lib_log);
+    berth::log::set_sink([](berth::log::Level level, std::string_view msg) {
+      using L = berth::log::Level;
+      dlog::write(level == L::debug     ? dlog::Level::debug
+                  : level == L::info    ? dlog::Level::info
+                  : level == L::warning ? dlog::Level::warn
+                                        : dlog::Level::error,
+                  msg);
+    });
     return run_daemon(cfg);
   } catch (const std::exception& e) {
     dlog::error("berthd failed", {{"error", e.what()}});
