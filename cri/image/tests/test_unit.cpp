@@ -162,6 +162,37 @@ TEST(Decompress, TruncatedGzipFails) {
   EXPECT_THROW(d.finish(), Error);
 }
 
+// The gzip CRC is not checked (the blob digest and the diff ID are), so what protects a
+// layer is the diff ID (and the blob digest): a damaged trailer (CRC-32, length) changes
+// nothing, damaged data changes the diff ID or breaks the stream.
+TEST(Decompress, GzipIntegrityComesFromTheDiffId) {
+  std::string raw = make_tar({{.name = "a", .data = std::string(100000, 'z')}});
+  std::string blob = make_tar({{.name = "a", .data = std::string(100000, 'z')}}, "gzip");
+  auto run = [](const std::string& b) {
+    size_t pos = 0;
+    Decompressor d([&](char* buf, size_t len) {
+      size_t n = std::min(len, b.size() - pos);
+      std::memcpy(buf, b.data() + pos, n);
+      pos += n;
+      return n;
+    });
+    return d.finish();
+  };
+  std::string bad_crc = blob;
+  bad_crc[bad_crc.size() - 8] ^= 0x01;  // trailer: CRC-32, then ISIZE
+  EXPECT_EQ(run(bad_crc), sha256_digest(raw));
+  std::string bad_size = blob;
+  bad_size[bad_size.size() - 4] ^= 0x01;
+  EXPECT_EQ(run(bad_size), sha256_digest(raw));
+  std::string bad_data = blob;
+  bad_data[bad_data.size() / 2] ^= 0x01;
+  try {
+    EXPECT_NE(run(bad_data), sha256_digest(raw));
+  } catch (const Error&) {
+    // a broken deflate stream: rejected as well
+  }
+}
+
 // Applies an in-memory tar to a fresh directory.
 void apply_tar(const std::string& dir, const std::string& tar, const std::vector<std::string>& parents = {}) {
   size_t pos = 0;
