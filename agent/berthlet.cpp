@@ -16,6 +16,7 @@
 #include "common/error.hpp"
 #include "common/fd.hpp"
 #include "common/fs.hpp"
+#include "common/log.hpp"
 #include "common/sd_notify.hpp"
 
 using namespace berth::agent;
@@ -117,6 +118,11 @@ int main(int argc, char** argv) {
     }
     if (optind < argc) berth::fail("unexpected argument {:?}", argv[optind]);
     finalize_config(cfg);
+    // Messages of the common code (common/log) go into berthlet's thread-safe log.
+    berth::log::Options common_log;
+    common_log.debug = log_debug_enabled();
+    berth::log::configure(common_log);
+    berth::log::set_sink(log_line);
     // libcurl (7.84+) initialises itself, thread-safely, at the first httpGet probe or hook:
     // a node without them never loads its TLS stack's state.
     Agent agent(cfg);

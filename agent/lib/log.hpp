@@ -7,9 +7,11 @@
 
 #include <fmt/format.h>
 
+#include "common/log.hpp"
+
 namespace berth::agent {
 
-enum class LogLevel { debug, info, warning, error };
+using LogLevel = berth::log::Level;  // debug, info, warning, error
 void log_line(LogLevel level, std::string_view msg);
 void set_log_debug(bool on);
 bool log_debug_enabled();
