@@ -12,6 +12,7 @@
 set -u
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
+. "$repo/tests/lib/suite.sh"
 
 if [ "$(id -u)" != 0 ]; then
   echo "agent/run.sh: must run as root" >&2
@@ -25,27 +26,11 @@ if [ "${AGENT_IN_NS:-}" = 1 ]; then
   export AGENT_ROOT=$root AGENT_TAG=$tag AGENT_BRIDGE=bt-agent${tag:0:4} AGENT_CGROUP_ROOT=/berthlet-test-$tag
   netns_before=$(ls /var/run/netns 2>/dev/null | sort)
   teardown() {
-    local p c
-    # Anything still running from our root (containerd, shims, registry, berthlet) is ours.
-    for p in /proc/[0-9]*; do
-      p=${p#/proc/}
-      [ "$p" = $$ ] && continue
-      c=$( { tr '\0' ' ' <"/proc/$p/cmdline"; } 2>/dev/null) || continue
-      case $c in *"$root"*) kill -KILL "$p" 2>/dev/null ;; esac
-    done
-    # Containers of this run can only be in our own cgroup root.
-    awk '$9 == "cgroup" || $9 == "cgroup2" { print $5 }' /proc/self/mountinfo | while read -r mnt; do
-      d="$mnt/berthlet-test-$tag"
-      [ -d "$d" ] || continue
-      find "$d" -name freezer.state -exec sh -c 'echo THAWED > "$1"' _ {} \; 2>/dev/null
-      find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null | sort -u | while read -r p; do kill -KILL "$p" 2>/dev/null; done
-      sleep 0.2
-      find "$d" -depth -type d -exec rmdir {} + 2>/dev/null
-      [ -d "$d" ] && echo "agent/run.sh: could not remove $d" >&2
-    done
-    # our mounts, deepest first
-    awk -v r="$root" '$5 == r || index($5, r "/") == 1 { print $5 }' /proc/self/mountinfo |
-      sort -r | while read -r m; do umount -l "$m" 2>/dev/null; done
+    # Anything still running from our root (containerd, shims, registry, berthlet) is ours;
+    # containers of this run can only be in our own cgroup root.
+    suite_kill_procs_mentioning "$root"
+    suite_remove_cgroup "berthlet-test-$tag" agent/run.sh
+    suite_umount_under "$root"
     # network namespaces containerd made for our pods, and our bridge
     for n in $(ls /var/run/netns 2>/dev/null | sort | comm -13 <(echo "$netns_before") -); do
       case $n in cni-*) umount -l "/var/run/netns/$n" 2>/dev/null; rm -f "/var/run/netns/$n" ;; esac
@@ -55,22 +40,16 @@ if [ "${AGENT_IN_NS:-}" = 1 ]; then
   }
   trap teardown EXIT
   trap 'exit 130' INT TERM HUP
-  # A snapshot of the binary: a concurrent rebuild must not swap it mid-run.
-  mkdir -p "$root/bin"
-  cp "$BERTHLET" "$root/bin/berthlet"
-  echo "agent/run.sh: berthlet under test: $BERTHLET (sha256 $(sha256sum <"$BERTHLET" | cut -c1-16))" >&2
-  export BERTHLET=$root/bin/berthlet
+  BERTHLET=$(suite_snapshot_binary "$BERTHLET" "$root" agent/run.sh)
+  export BERTHLET
   cd "$repo"
-  paths=("$here")
-  for a in "$@"; do
-    case "$a" in -*) ;; *) [ -e "${a%%::*}" ] && paths=() ;; esac
-  done
+  suite_pytest_paths "$here" "$@"
   # bench/berthlet.sh runs its benchmark in this same world (AGENT_COMMAND).
   if [ -n "${AGENT_COMMAND:-}" ]; then
     PYTHONPATH=$here /usr/bin/python3 $AGENT_COMMAND "$@"
     exit $?
   fi
-  /usr/bin/python3 -m pytest -q -p no:cacheprovider "${paths[@]}" "$@"
+  /usr/bin/python3 -m pytest -q -p no:cacheprovider "${SUITE_PATHS[@]}" "$@"
   exit $?
 fi
 

@@ -13,6 +13,7 @@ set -u
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 PY=/usr/bin/python3
+. "$repo/tests/lib/suite.sh"
 
 if [ "$(id -u)" != 0 ]; then
   echo "cri/run.sh: must run as root" >&2
@@ -25,30 +26,17 @@ if [ "${CRI_IN_NS:-}" = 1 ]; then
   export CRI_TEST_ROOT=$root TMPDIR=$root
   teardown() {
     # berthd and registries started by this run have $root on their command line.
-    local p c
-    for p in /proc/[0-9]*; do
-      p=${p#/proc/}
-      [ "$p" = $$ ] && continue
-      c=$( { tr '\0' ' ' <"/proc/$p/cmdline"; } 2>/dev/null) || continue
-      case $c in *"$root"*) kill -KILL "$p" 2>/dev/null ;; esac
-    done
-    awk -v r="$root" '$5 == r || index($5, r "/") == 1 { print $5 }' /proc/self/mountinfo |
-      sort -r | while read -r m; do umount -l "$m" 2>/dev/null; done
+    suite_kill_procs_mentioning "$root"
+    suite_umount_under "$root"
     rm -rf "$root"
   }
   trap teardown EXIT
   trap 'exit 130' INT TERM HUP
-  # A snapshot of the binary: a concurrent rebuild must not swap it mid-run.
-  mkdir -p "$root/bin"
-  cp "$BERTHD" "$root/bin/berthd"
-  echo "cri/run.sh: berthd under test: $BERTHD (sha256 $(sha256sum <"$BERTHD" | cut -c1-16))" >&2
-  export BERTHD=$root/bin/berthd
+  BERTHD=$(suite_snapshot_binary "$BERTHD" "$root" cri/run.sh)
+  export BERTHD
   cd "$repo"
-  paths=("$here")
-  for a in "$@"; do
-    case "$a" in -*) ;; *) [ -e "${a%%::*}" ] && paths=() ;; esac
-  done
-  "$PY" -m pytest -q -p no:cacheprovider "${paths[@]}" "$@"
+  suite_pytest_paths "$here" "$@"
+  "$PY" -m pytest -q -p no:cacheprovider "${SUITE_PATHS[@]}" "$@"
   exit $?
 fi
 

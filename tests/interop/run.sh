@@ -14,6 +14,7 @@
 set -u
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
+. "$repo/tests/lib/suite.sh"
 
 if [ "$(id -u)" != 0 ]; then
   echo "interop/run.sh: must run as root" >&2
@@ -26,46 +27,23 @@ if [ "${INTEROP_IN_NS:-}" = 1 ]; then
   tag=$(head -c3 /dev/urandom | od -An -tx1 | tr -d ' \n')
   export INTEROP_ROOT=$root INTEROP_TAG=$tag
   teardown() {
-    # Anything still running from our root (daemons, shims, conmon, containers) is ours.
-    local p c
-    for p in /proc/[0-9]*; do
-      p=${p#/proc/}
-      [ "$p" = $$ ] && continue
-      c=$( { tr '\0' ' ' <"/proc/$p/cmdline"; } 2>/dev/null) || continue
-      case $c in *"$root"*) kill -KILL "$p" 2>/dev/null ;; esac
-    done
-    # our mounts (podman overlay, containerd snapshots), deepest first
-    awk -v r="$root" '$5 == r || index($5, r "/") == 1 { print $5 }' /proc/self/mountinfo |
-      sort -r | while read -r m; do umount -l "$m" 2>/dev/null; done
-    # our cgroup parent in every hierarchy, deepest first
-    awk '$9 == "cgroup" || $9 == "cgroup2" { print $5 }' /proc/self/mountinfo | while read -r mnt; do
-      [ -d "$mnt/berth-interop-$tag" ] || continue
-      # only containers of this run can be inside our own cgroups
-      find "$mnt/berth-interop-$tag" -name freezer.state -exec sh -c 'echo THAWED > "$1"' _ {} \; 2>/dev/null
-      find "$mnt/berth-interop-$tag" -name cgroup.procs -exec cat {} + 2>/dev/null | sort -u |
-        while read -r p; do kill -KILL "$p" 2>/dev/null; done
-      sleep 0.2
-      find "$mnt/berth-interop-$tag" -depth -type d -exec rmdir {} + 2>/dev/null
-      [ -d "$mnt/berth-interop-$tag" ] && echo "interop/run.sh: could not remove $mnt/berth-interop-$tag" >&2
-    done
+    # Anything still running from our root (daemons, shims, conmon, containers) is ours;
+    # then our mounts (podman overlay, containerd snapshots) and our cgroup parent.
+    suite_kill_procs_mentioning "$root"
+    suite_umount_under "$root"
+    suite_remove_cgroup "berth-interop-$tag" interop/run.sh
     rm -rf "$root"
   }
   trap teardown EXIT
   trap 'exit 130' INT TERM HUP
-  # A snapshot of the binary: a concurrent rebuild must not swap it in the middle of a run.
   if [ -f "$BERTH" ]; then
-    mkdir -p "$root/bin"
-    cp "$BERTH" "$root/bin/berth"
-    echo "interop/run.sh: berth under test: $BERTH (sha256 $(sha256sum <"$BERTH" | cut -c1-16), $(stat -c %y "$BERTH" | cut -d. -f1))" >&2
-    export BERTH=$root/bin/berth
+    BERTH=$(suite_snapshot_binary "$BERTH" "$root" interop/run.sh)
+    export BERTH
   fi
   cd "$repo"
-  paths=("$here")
-  for a in "$@"; do
-    case "$a" in -*) ;; *) [ -e "${a%%::*}" ] && paths=() ;; esac
-  done
+  suite_pytest_paths "$here" "$@"
   # INTEROP_NO_UNSHARE: this namespace is already private; conftest need not unshare again.
-  INTEROP_NO_UNSHARE=1 "$INTEROP_PY" -m pytest -q -p no:cacheprovider "${paths[@]}" "$@"
+  INTEROP_NO_UNSHARE=1 "$INTEROP_PY" -m pytest -q -p no:cacheprovider "${SUITE_PATHS[@]}" "$@"
   status=$?
   exit $status
 fi
