@@ -9,19 +9,12 @@
 #include "agent/lib/status_server.hpp"
 #include "agent/lib/watcher.hpp"
 #include "common/fs.hpp"
+#include "tests/support/temp_dir.hpp"
 
 using namespace berth::agent;
+using berth::test_support::TempDir;
 
 namespace {
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char t[] = "/tmp/berthlet-test.XXXXXX";
-    path = ::mkdtemp(t);
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-};
-
 std::string kinds(const std::vector<FileChange>& cs) {
   std::string out;
   for (auto& c : cs) {
@@ -52,31 +45,31 @@ std::string http_get(int port, const std::string& path, long* code) {
 } // namespace
 
 TEST(Watcher, ScansAddsModificationsAndRemovalsIgnoringDotfilesAndDirs) {
-  TempDir d;
-  ManifestWatcher w({d.path, d.path + "/later"});
+  TempDir d("berthlet-test");
+  ManifestWatcher w({d.path(), d.path() + "/later"});
   EXPECT_EQ(kinds(w.scan()), "");
-  berth::write_file(d.path + "/a.yaml", "x");
-  berth::write_file(d.path + "/.hidden.yaml", "x");
-  berth::mkdir_p(d.path + "/sub");
-  berth::write_file(d.path + "/sub/b.yaml", "x");
+  berth::write_file(d.path() + "/a.yaml", "x");
+  berth::write_file(d.path() + "/.hidden.yaml", "x");
+  berth::mkdir_p(d.path() + "/sub");
+  berth::write_file(d.path() + "/sub/b.yaml", "x");
   w.drain();
   EXPECT_EQ(kinds(w.scan()), "+a.yaml ");
   EXPECT_EQ(kinds(w.scan()), "");
-  berth::write_file(d.path + "/a.yaml", "longer");
+  berth::write_file(d.path() + "/a.yaml", "longer");
   EXPECT_EQ(kinds(w.scan()), "~a.yaml ");
   // a directory that appears after start is picked up by the next scan
-  berth::mkdir_p(d.path + "/later");
-  berth::write_file(d.path + "/later/c.json", "{}");
+  berth::mkdir_p(d.path() + "/later");
+  berth::write_file(d.path() + "/later/c.json", "{}");
   EXPECT_EQ(kinds(w.scan()), "+c.json ");
-  ::unlink((d.path + "/a.yaml").c_str());
+  ::unlink((d.path() + "/a.yaml").c_str());
   EXPECT_EQ(kinds(w.scan()), "-a.yaml ");
 }
 
 TEST(Watcher, InotifyWakesUpOnChange) {
-  TempDir d;
-  ManifestWatcher w({d.path});
+  TempDir d("berthlet-test");
+  ManifestWatcher w({d.path()});
   w.drain();
-  berth::write_file(d.path + "/p.yaml", "x");
+  berth::write_file(d.path() + "/p.yaml", "x");
   char buf[4096];
   EXPECT_GT(::read(w.fd(), buf, sizeof buf), 0); // readable without waiting for the periodic scan
 }

@@ -6,20 +6,11 @@
 #include "cni/lib/cache.hpp"
 #include "common/error.hpp"
 #include "common/fs.hpp"
+#include "tests/support/temp_dir.hpp"
 
 using namespace berth;
 using namespace berth::cni;
-
-namespace {
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char t[] = "/tmp/cni-cache-XXXXXX";
-    path = ::mkdtemp(t);
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-};
-} // namespace
+using berth::test_support::TempDir;
 
 TEST(Base64, RoundTripsAndRejectsJunk) {
   for (std::string s : {"", "a", "ab", "abc", "abcd", "{\"x\":1}\n\xff"}) {
@@ -33,12 +24,12 @@ TEST(Base64, RoundTripsAndRejectsJunk) {
 }
 
 TEST(Cache, LibcniFileFormat) {
-  TempDir d;
-  ResultCache cache(d.path);
+  TempDir d("cni-cache");
+  ResultCache cache(d.path());
   CachedAttachment a{"net1", "cid1", "eth0", "/run/netns/p", R"({"name":"net1"})", {{"K8S_POD_NAME", "p"}},
                      json{{"portMappings", json::array()}}, json{{"cniVersion", "1.0.0"}, {"ips", json::array()}}};
   cache.put(a);
-  std::string path = d.path + "/results/net1-cid1-eth0";
+  std::string path = d.path() + "/results/net1-cid1-eth0";
   json j = json::parse(read_file(path));
   EXPECT_EQ(j["kind"], "cniCacheV1");
   EXPECT_EQ(j["containerId"], "cid1");
@@ -58,12 +49,12 @@ TEST(Cache, LibcniFileFormat) {
 }
 
 TEST(Cache, ListSkipsJunkAndFiltersByNetwork) {
-  TempDir d;
-  ResultCache cache(d.path);
+  TempDir d("cni-cache");
+  ResultCache cache(d.path());
   cache.put({"net1", "a", "eth0", "", "{}", {}, json::object(), nullptr});
   cache.put({"net1", "b", "eth1", "", "{}", {}, json::object(), nullptr});
   cache.put({"net10", "c", "eth0", "", "{}", {}, json::object(), nullptr});
-  write_file(d.path + "/results/net1-junk-eth0", "not json");
+  write_file(d.path() + "/results/net1-junk-eth0", "not json");
   EXPECT_EQ(cache.list().size(), 3u);
   auto net1 = cache.list("net1");
   ASSERT_EQ(net1.size(), 2u);

@@ -8,9 +8,11 @@
 #include "cni/lib/config.hpp"
 #include "common/error.hpp"
 #include "common/fs.hpp"
+#include "tests/support/temp_dir.hpp"
 
 using namespace berth;
 using namespace berth::cni;
+using berth::test_support::TempDir;
 
 namespace {
 
@@ -22,15 +24,6 @@ std::string message_of(const std::function<void()>& f) {
   }
   return "";
 }
-
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char t[] = "/tmp/cni-unit-XXXXXX";
-    path = ::mkdtemp(t);
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-};
 
 constexpr const char* kList = R"({"cniVersion":"1.0.0","name":"net1","plugins":[
   {"type":"bridge","bridge":"cni0","ipam":{"type":"host-local","subnet":"10.1.0.0/24"}},
@@ -85,12 +78,12 @@ TEST(Config, Names) {
 }
 
 TEST(Config, DirectoryOrderDefaultAndReload) {
-  TempDir d;
-  write_file(d.path + "/20-b.conflist", R"({"cniVersion":"1.0.0","name":"b","plugins":[{"type":"x"}]})");
-  write_file(d.path + "/10-a.conf", R"({"cniVersion":"1.0.0","name":"a","type":"y"})");
-  write_file(d.path + "/05-bad.json", "{oops");
-  write_file(d.path + "/README", "not a config");
-  ConfigDir dir(d.path);
+  TempDir d("cni-unit");
+  write_file(d.path() + "/20-b.conflist", R"({"cniVersion":"1.0.0","name":"b","plugins":[{"type":"x"}]})");
+  write_file(d.path() + "/10-a.conf", R"({"cniVersion":"1.0.0","name":"a","type":"y"})");
+  write_file(d.path() + "/05-bad.json", "{oops");
+  write_file(d.path() + "/README", "not a config");
+  ConfigDir dir(d.path());
   ASSERT_EQ(dir.networks().size(), 2u);
   EXPECT_EQ(dir.default_network().name, "a");
   EXPECT_EQ(dir.network("b").plugins[0].type, "x");
@@ -99,14 +92,14 @@ TEST(Config, DirectoryOrderDefaultAndReload) {
   EXPECT_NE(message_of([&] { dir.network("zzz"); }).find("network \"zzz\" not found"), std::string::npos);
 
   EXPECT_FALSE(dir.reload()); // nothing changed
-  write_file(d.path + "/01-c.conflist", R"({"cniVersion":"1.1.0","name":"c","plugins":[{"type":"z"}]})");
+  write_file(d.path() + "/01-c.conflist", R"({"cniVersion":"1.1.0","name":"c","plugins":[{"type":"z"}]})");
   EXPECT_TRUE(dir.reload());
   EXPECT_EQ(dir.default_network().name, "c");
 }
 
 TEST(Config, ReloadSeesARecreatedDirectory) {
-  TempDir d;
-  std::string conf_dir = d.path + "/net.d";
+  TempDir d("cni-unit");
+  std::string conf_dir = d.path() + "/net.d";
   std::filesystem::create_directory(conf_dir);
   write_file(conf_dir + "/10-a.conflist", R"({"cniVersion":"1.0.0","name":"a","plugins":[{"type":"x"}]})");
   ConfigDir dir(conf_dir);
@@ -125,8 +118,8 @@ TEST(Config, ReloadSeesARecreatedDirectory) {
 }
 
 TEST(Config, EmptyDirectoryHasNoDefault) {
-  TempDir d;
-  ConfigDir dir(d.path);
+  TempDir d("cni-unit");
+  ConfigDir dir(d.path());
   EXPECT_NE(message_of([&] { dir.default_network(); }).find("no valid network configuration"), std::string::npos);
 }
 

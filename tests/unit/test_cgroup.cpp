@@ -20,6 +20,7 @@
 #include "runtime/lib/cgroup_devices.hpp"
 #include "runtime/lib/cgroup_resources.hpp"
 #include "runtime/lib/cgroup_systemd.hpp"
+#include "tests/support/temp_dir.hpp"
 
 using namespace berth;
 using namespace berth::cgroupv2;
@@ -55,20 +56,7 @@ std::string plan_error_live(const std::string& text, const LiveLimits& live) {
   return error_of([&] { plan(text, &live); });
 }
 
-class TempDir {
-public:
-  TempDir() {
-    char tmpl[] = "/tmp/berth-cgroup-XXXXXX";
-    if (!::mkdtemp(tmpl)) throw std::runtime_error("mkdtemp failed");
-    path_ = tmpl;
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  const std::string& path() const { return path_; }
-  void put(const std::string& name, const std::string& text) const { write_file(path_ + "/" + name, text); }
-
-private:
-  std::string path_;
-};
+using berth::test_support::TempDir;
 
 } // namespace
 

@@ -21,6 +21,7 @@
 #include "common/fs.hpp"
 #include "runtime/lib/hooks.hpp"
 #include "runtime/lib/terminal.hpp"
+#include "tests/support/temp_dir.hpp"
 
 using namespace berth;
 using ::testing::HasSubstr;
@@ -28,20 +29,7 @@ using ::testing::StartsWith;
 
 namespace {
 
-class TempDir {
-public:
-  TempDir() {
-    char tmpl[] = "/tmp/berth-hooks-XXXXXX";
-    if (!::mkdtemp(tmpl)) throw std::runtime_error("mkdtemp failed");
-    path_ = tmpl;
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  const std::string& path() const { return path_; }
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-
-private:
-  std::string path_;
-};
+using berth::test_support::TempDir;
 
 std::string parse_error(const std::string& text) {
   json j = json::parse(text);

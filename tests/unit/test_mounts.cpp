@@ -29,6 +29,7 @@
 #include "common/json.hpp"
 #include "runtime/lib/mount_util.hpp"
 #include "runtime/lib/rootfs.hpp"
+#include "tests/support/temp_dir.hpp"
 
 using namespace berth;
 
@@ -55,25 +56,7 @@ std::vector<DeviceSpec> devices_from(const std::string& text) {
 
 // ---- scratch directories and the forked child ----------------------------------
 
-class TempDir {
-public:
-  TempDir() {
-    char tmpl[] = "/tmp/berth-rootfs-test-XXXXXX";
-    if (!::mkdtemp(tmpl)) throw std::runtime_error("mkdtemp failed");
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    // FTW_MOUNT: never descend into something still mounted.
-    ::nftw(
-        path_.c_str(), [](const char* p, const struct stat*, int, FTW*) { return ::remove(p) < 0 ? 0 : 0; },
-        32, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
-  }
-  const std::string& path() const { return path_; }
-  std::string operator/(std::string_view rel) const { return path_join(path_, rel); }
-
-private:
-  std::string path_;
-};
+using berth::test_support::TempDir;
 
 constexpr long kMqueueMagic = 0x19800202; // not in <linux/magic.h>
 
