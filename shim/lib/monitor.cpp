@@ -420,12 +420,9 @@ void Monitor::attach_close_stdin() {
 }
 
 void Monitor::attach_resize(std::string_view payload) {
-  auto f = split(payload, ' ');
-  auto rows = f.size() == 2 ? parse_uint(f[0]) : std::nullopt;
-  auto cols = f.size() == 2 ? parse_uint(f[1]) : std::nullopt;
-  if (!rows || !cols || *rows > 65535 || *cols > 65535) fail("resize: expected \"ROWS COLS\"");
+  auto [rows, cols] = StdioPump::parse_size(payload);
   if (!stdio_) fail("the container's stdio is closed");
-  stdio_->resize(static_cast<unsigned>(*rows), static_cast<unsigned>(*cols));
+  stdio_->resize(rows, cols);
 }
 
 void Monitor::attach_client_closed(AttachClient& client) {

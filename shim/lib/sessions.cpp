@@ -423,11 +423,8 @@ void ExecSession::client_close_stdin() {
 }
 
 void ExecSession::client_resize(std::string_view payload) {
-  auto f = split(payload, ' ');
-  auto rows = f.size() == 2 ? parse_uint(f[0]) : std::nullopt;
-  auto cols = f.size() == 2 ? parse_uint(f[1]) : std::nullopt;
-  if (!rows || !cols || *rows > 65535 || *cols > 65535) fail("resize: expected \"ROWS COLS\"");
-  if (stdio_) stdio_->resize(static_cast<unsigned>(*rows), static_cast<unsigned>(*cols));
+  auto [rows, cols] = StdioPump::parse_size(payload);
+  if (stdio_) stdio_->resize(rows, cols);
 }
 
 void ExecSession::on_output(Stream stream, std::string_view data) {

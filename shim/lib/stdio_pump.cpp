@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "common/error.hpp"
+#include "common/fs.hpp"
 
 namespace berth::shim {
 
@@ -187,6 +188,14 @@ void StdioPump::pause_output(bool paused) {
   if (paused == paused_) return;
   paused_ = paused;
   update_watches();
+}
+
+std::pair<unsigned, unsigned> StdioPump::parse_size(std::string_view payload) {
+  auto f = split(payload, ' ');
+  auto rows = f.size() == 2 ? parse_uint(f[0]) : std::nullopt;
+  auto cols = f.size() == 2 ? parse_uint(f[1]) : std::nullopt;
+  if (!rows || !cols || *rows > 65535 || *cols > 65535) fail("resize: expected \"ROWS COLS\"");
+  return {static_cast<unsigned>(*rows), static_cast<unsigned>(*cols)};
 }
 
 void StdioPump::resize(unsigned rows, unsigned cols) {

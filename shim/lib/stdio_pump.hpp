@@ -3,6 +3,8 @@
 // slow reader never blocks the shim's loop.
 #pragma once
 
+#include <utility>
+
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -48,6 +50,8 @@ public:
   bool stdin_busy() const { return !pending_.empty(); }
   void close_stdin();
   void resize(unsigned rows, unsigned cols); // throws without a tty
+  // The protocol's resize payload, "ROWS COLS": as {rows, cols}, or a clear error.
+  static std::pair<unsigned, unsigned> parse_size(std::string_view payload);
   // Stops (or resumes) reading output: backpressure from a slow consumer.
   void pause_output(bool paused);
   // Reads whatever the outputs hold right now, without waiting.
