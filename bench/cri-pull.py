@@ -28,6 +28,7 @@ sys.path.insert(0, os.path.join(REPO, "tests", "lib"))
 import grpc  # noqa: E402
 
 import oci_image  # noqa: E402
+from containerd_config import private_config  # noqa: E402
 from cri_client import CriClient  # noqa: E402
 from registry import Registry  # noqa: E402
 
@@ -103,18 +104,7 @@ def containerd(work, containerd_bin, registry):
     # Only what the comparison needs: own root/state/socket, the same mirror, and
     # restrict_oom_score_adj (this machine's root has no CAP_SYS_RESOURCE).
     with open(cfg, "w") as f:
-        f.write(f'''version = 2
-root = "{d}/root"
-state = "{d}/state"
-[grpc]
-  address = "{d}/containerd.sock"
-[ttrpc]
-  address = "{d}/containerd.sock.ttrpc"
-[debug]
-  level = "warn"
-[metrics]
-  address = ""
-[plugins."io.containerd.grpc.v1.cri"]
+        f.write(private_config(d, f"{d}/containerd.sock", log_level="warn") + f'''[plugins."io.containerd.grpc.v1.cri"]
   restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "{d}/cni/bin"

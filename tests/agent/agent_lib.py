@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "lib"))
 
 import oci_image  # noqa: E402  (tests/lib, shared with the image suite)
+from containerd_config import private_config  # noqa: E402
 from registry import Registry  # noqa: E402,F401
 
 BERTHLET = os.environ.get("BERTHLET", str(REPO / "build" / "agent" / "berthlet"))
@@ -126,25 +127,7 @@ class Containerd:
 
     def start(self):
         self.root.mkdir(parents=True, exist_ok=True)
-        self.config.write_text(f"""version = 2
-root = "{self.root}/root"
-state = "{self.root}/state"
-oom_score = 0
-
-[grpc]
-  address = "{self.sock}"
-
-[ttrpc]
-  address = "{self.sock}.ttrpc"
-
-[debug]
-  address = "{self.root}/debug.sock"
-  level = "info"
-
-[metrics]
-  address = ""
-
-[plugins."io.containerd.internal.v1.opt"]
+        self.config.write_text(private_config(self.root, self.sock) + f"""[plugins."io.containerd.internal.v1.opt"]
   path = "{self.root}/opt"
 
 [plugins."io.containerd.grpc.v1.cri"]

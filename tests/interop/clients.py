@@ -11,10 +11,14 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import interop_lib as L
+
+sys.path.insert(0, str(L.REPO / "tests" / "lib"))
+from containerd_config import private_config  # noqa: E402
 
 
 class Containerd:
@@ -32,26 +36,7 @@ class Containerd:
 
     def start(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        self.config.write_text(f"""version = 2
-root = "{self.root}/root"
-state = "{self.root}/state"
-oom_score = 0
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-
-[grpc]
-  address = "{self.sock}"
-
-[ttrpc]
-  address = "{self.sock}.ttrpc"
-
-[debug]
-  address = "{self.root}/debug.sock"
-  level = "info"
-
-[metrics]
-  address = ""
-
-[plugins."io.containerd.grpc.v1.cri"]
+        self.config.write_text(private_config(self.root, self.sock, disabled_plugins=["io.containerd.grpc.v1.cri"]) + """[plugins."io.containerd.grpc.v1.cri"]
   restrict_oom_score_adj = true
 """)
         logf = open(self.log, "ab")
