@@ -36,7 +36,10 @@ if [ "${1:-}" = "--__inner" ]; then
   fi
   export BENCH_REPO=$repo
   exec python3 - "$@" <<'PY'
-import argparse, json, os, secrets, select, shutil, signal, statistics, struct, subprocess, sys, tempfile, time
+import argparse, json, os, secrets, shutil, signal, struct, subprocess, sys, tempfile, time
+
+sys.path.insert(0, os.path.join(os.environ["BENCH_REPO"], "bench"))
+from benchlib import med, p90, spawn_timed  # noqa: E402
 
 PATH_ENV = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 RT_ENV = {"PATH": PATH_ENV}
@@ -126,26 +129,8 @@ errp = os.path.join(tmp, "call.err")
 
 
 def call(argv, timeout=30):
-    """-> (rc, wall_ms, cpu_ms, stderr)"""
-    of = os.open(outp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC)
-    ef = os.open(errp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC)
-    fa = [(os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0), (os.POSIX_SPAWN_DUP2, of, 1),
-          (os.POSIX_SPAWN_DUP2, ef, 2)]
-    t0 = time.perf_counter_ns()
-    pid = os.posix_spawn(argv[0], argv, RT_ENV, file_actions=fa, setpgroup=0)
-    pfd = os.pidfd_open(pid)
-    p = select.poll()
-    p.register(pfd, select.POLLIN)
-    if not p.poll(timeout * 1000):
-        os.killpg(pid, signal.SIGKILL)
-    os.close(pfd)
-    _, st, ru = os.wait4(pid, 0)
-    t1 = time.perf_counter_ns()
-    os.close(of)
-    os.close(ef)
-    with open(errp, errors="replace") as f:
-        err = f.read()[-2000:]
-    return os.waitstatus_to_exitcode(st), (t1 - t0) / 1e6, (ru.ru_utime + ru.ru_stime) * 1e3, err
+    """-> (rc, wall_ms, cpu_ms, stderr); stdout lands in outp"""
+    return spawn_timed(argv, RT_ENV, stdout_path=outp, stderr_path=errp, timeout=timeout)
 
 
 class RT:
@@ -198,17 +183,6 @@ def cleanup(rts):
                     time.sleep(0.05)
     if not o.keep_tmp:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def med(xs):
-    return statistics.median(xs) if xs else None
-
-
-def p90(xs):
-    if not xs:
-        return None
-    s = sorted(xs)
-    return s[min(len(s) - 1, int(round(0.9 * (len(s) - 1))))]
 
 
 def main():

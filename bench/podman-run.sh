@@ -27,11 +27,13 @@ if [ "${1:-}" = "--__inner" ]; then
   shift
   export BENCH_REPO=$repo
   exec python3 - "$@" <<'PY'
-import argparse, json, os, secrets, select, shutil, signal, statistics, sys, tempfile, time
+import argparse, json, os, secrets, shutil, sys, tempfile, time
 from pathlib import Path
 
 repo = os.environ["BENCH_REPO"]
 sys.path.insert(0, os.path.join(repo, "tests", "interop"))
+sys.path.insert(0, os.path.join(repo, "bench"))
+from benchlib import med, p90, spawn_timed  # noqa: E402
 import interop_lib as L  # noqa: E402
 from clients import Podman  # noqa: E402
 
@@ -54,30 +56,7 @@ errp = tmp / "call.err"
 
 
 def call(argv, env, timeout=120):
-    ef = os.open(errp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC)
-    fa = [(os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0), (os.POSIX_SPAWN_OPEN, 1, "/dev/null", os.O_WRONLY, 0),
-          (os.POSIX_SPAWN_DUP2, ef, 2)]
-    t0 = time.perf_counter_ns()
-    pid = os.posix_spawnp(argv[0], argv, env, file_actions=fa, setpgroup=0)
-    pfd = os.pidfd_open(pid)
-    p = select.poll()
-    p.register(pfd, select.POLLIN)
-    if not p.poll(timeout * 1000):
-        os.killpg(pid, signal.SIGKILL)
-    os.close(pfd)
-    _, st, ru = os.wait4(pid, 0)
-    t1 = time.perf_counter_ns()
-    os.close(ef)
-    return os.waitstatus_to_exitcode(st), (t1 - t0) / 1e6, (ru.ru_utime + ru.ru_stime) * 1e3, errp.read_text()[-2000:]
-
-
-def med(xs):
-    return statistics.median(xs) if xs else None
-
-
-def p90(xs):
-    s = sorted(xs)
-    return s[min(len(s) - 1, int(round(0.9 * (len(s) - 1))))] if s else None
+    return spawn_timed(argv, env, stderr_path=str(errp), timeout=timeout, search_path=True)
 
 
 worlds = {}
