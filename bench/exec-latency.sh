@@ -36,10 +36,12 @@ if [ "${1:-}" = "--__inner" ]; then
   fi
   export BENCH_REPO=$repo
   exec python3 - "$@" <<'PY'
-import argparse, json, os, secrets, shutil, signal, struct, subprocess, sys, tempfile, time
+import argparse, json, os, secrets, shutil, signal, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.join(os.environ["BENCH_REPO"], "bench"))
 from benchlib import med, p90, spawn_timed  # noqa: E402
+sys.path.insert(0, os.path.join(os.environ["BENCH_REPO"], "tests", "lib"))
+from elf import is_static_elf  # noqa: E402
 
 PATH_ENV = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 RT_ENV = {"PATH": PATH_ENV}
@@ -63,20 +65,9 @@ tmp = tempfile.mkdtemp(prefix="berth-bench-exec.")
 notes = []
 
 
-def is_static(path):
-    with open(path, "rb") as f:
-        h = f.read(64)
-        if h[:4] != b"\x7fELF":
-            return False
-        phoff, = struct.unpack_from("<Q", h, 0x20)
-        phentsize, phnum = struct.unpack_from("<HH", h, 0x36)
-        f.seek(phoff)
-        return all(struct.unpack_from("<I", f.read(phentsize), 0)[0] != 3 for _ in range(phnum))
-
-
 def build_rootfs():
     bb = "/bin/busybox"
-    if not (os.path.exists(bb) and is_static(bb)):
+    if not (os.path.exists(bb) and is_static_elf(bb)):
         sys.exit("exec-latency: /bin/busybox must be Debian's busybox-static")
     r = os.path.join(tmp, "rootfs")
     for d in ("bin", "proc", "sys", "dev", "tmp", "etc", "root"):

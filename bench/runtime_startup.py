@@ -29,11 +29,13 @@ import shutil
 import signal
 import statistics
 import string
-import struct
 import subprocess
 import sys
 import tempfile
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "lib"))
+from elf import is_static_elf  # noqa: E402
 
 # --resources: the limits issue 3's benchmark asks for (memory, cpu, pids, devices), with
 # the device allow-list containerd gives every container.
@@ -88,21 +90,6 @@ def find_busybox(tmp, log):
     x = os.path.join(d, "x")
     subprocess.run(["dpkg-deb", "-x", os.path.join(d, debs[0]), x], check=True)
     return os.path.join(x, "bin", "busybox"), "downloaded " + debs[0]
-
-
-def is_static_elf(path):
-    with open(path, "rb") as f:
-        h = f.read(64)
-        if h[:4] != b"\x7fELF" or h[4] != 2:
-            return False
-        phoff, = struct.unpack_from("<Q", h, 0x20)
-        phentsize, phnum = struct.unpack_from("<HH", h, 0x36)
-        f.seek(phoff)
-        for _ in range(phnum):
-            ptype, = struct.unpack("<I", f.read(phentsize)[:4])
-            if ptype == 3:  # PT_INTERP
-                return False
-    return True
 
 
 def build_rootfs(tmp, log):

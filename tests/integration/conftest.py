@@ -19,6 +19,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,6 +28,9 @@ import pytest
 
 import helpers as H
 from helpers import RUNTIME, Result
+
+sys.path.insert(0, str(H.REPO / "tests" / "lib"))
+from elf import is_static_elf  # noqa: E402
 
 BUSYBOX = os.environ.get("BERTH_ITEST_BUSYBOX", "/bin/busybox")
 
@@ -64,28 +68,10 @@ def pytest_runtest_setup(item):
 # session
 
 
-def _elf_has_interp(path) -> bool:
-    """True if the ELF file has a PT_INTERP program header (i.e. is not static)."""
-    import struct
-
-    with open(path, "rb") as f:
-        hdr = f.read(64)
-        if hdr[:4] != b"\x7fELF" or hdr[4] != 2:
-            return True
-        phoff, = struct.unpack_from("<Q", hdr, 0x20)
-        phentsize, phnum = struct.unpack_from("<HH", hdr, 0x36)
-        f.seek(phoff)
-        for _ in range(phnum):
-            ph = f.read(phentsize)
-            if struct.unpack_from("<I", ph, 0)[0] == 3:
-                return True
-    return False
-
-
 def _build_rootfs(dst: Path) -> None:
     if not H.is_executable_file(BUSYBOX):
         pytest.exit(f"{BUSYBOX} missing: apt-get install busybox-static", returncode=3)
-    if _elf_has_interp(BUSYBOX):
+    if not is_static_elf(BUSYBOX):
         pytest.exit(f"{BUSYBOX} is dynamically linked: apt-get install busybox-static", returncode=3)
     for d in ("bin", "dev", "etc", "home", "proc", "root", "sys", "tmp", "usr", "var", "mnt"):
         (dst / d).mkdir(parents=True, exist_ok=True)

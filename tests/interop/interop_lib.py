@@ -20,12 +20,15 @@ import shutil
 import signal
 import struct
 import subprocess
+import sys
 import tarfile
 import termios
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests" / "lib"))
+from elf import is_static_elf  # noqa: E402
 BERTH = os.environ.get("BERTH", str(REPO / "build" / "runtime" / "berth"))
 RUNC = os.environ.get("RUNC") or shutil.which("runc") or "/usr/sbin/runc"
 BUSYBOX = os.environ.get("INTEROP_BUSYBOX", "/bin/busybox")
@@ -247,23 +250,9 @@ def runtime_lacks(path: str, sub: str, probe_root: str) -> str | None:
 # busybox rootfs and images
 
 
-def elf_is_static(path) -> bool:
-    with open(path, "rb") as f:
-        hdr = f.read(64)
-        if hdr[:4] != b"\x7fELF" or hdr[4] != 2:
-            return False
-        phoff, = struct.unpack_from("<Q", hdr, 0x20)
-        phentsize, phnum = struct.unpack_from("<HH", hdr, 0x36)
-        f.seek(phoff)
-        for _ in range(phnum):
-            if struct.unpack_from("<I", f.read(phentsize), 0)[0] == 3:  # PT_INTERP
-                return False
-    return True
-
-
 def build_rootfs(dest: Path) -> Path:
     """A rootfs holding only Debian's static busybox and its applet links."""
-    if not elf_is_static(BUSYBOX):
+    if not is_static_elf(BUSYBOX):
         raise RuntimeError(f"{BUSYBOX} is not a static binary (install busybox-static)")
     for d in ("bin", "sbin", "usr/bin", "usr/sbin", "etc", "proc", "sys", "dev", "tmp", "root", "run", "var/tmp",
               "home"):

@@ -13,28 +13,16 @@ import argparse
 import gzip
 import os
 import stat
-import struct
 import subprocess
 import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from elf import is_static_elf  # noqa: E402
 
 
 def die(msg):
     print(f"mkinitramfs: {msg}", file=sys.stderr)
     sys.exit(1)
-
-
-def is_static_elf(path):
-    with open(path, "rb") as f:
-        hdr = f.read(64)
-        if hdr[:5] != b"\x7fELF\x02":
-            return False
-        phoff, = struct.unpack_from("<Q", hdr, 0x20)
-        phentsize, phnum = struct.unpack_from("<HH", hdr, 0x36)
-        f.seek(phoff)
-        for _ in range(phnum):
-            if struct.unpack_from("<I", f.read(phentsize), 0)[0] == 3:  # PT_INTERP
-                return False
-    return True
 
 
 def resolve_modules(kver, names):
