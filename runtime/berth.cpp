@@ -36,6 +36,13 @@ void need_args(const cli::Command& cmd, size_t n, const char* usage) {
   if (cmd.args.size() < n) fail("\"{}\" requires {} argument{}: {}", cmd.name, n, n == 1 ? "" : "s", usage);
 }
 
+// --preserve-fds of create, run and exec.
+int preserve_fds_option(const cli::Command& cmd) {
+  long long n = cmd.integer("preserve-fds", 0);
+  if (n < 0 || n > 65536) fail("--preserve-fds: {} is out of range", n);
+  return static_cast<int>(n);
+}
+
 CreateOptions create_options(const cli::Command& cmd) {
   need_args(cmd, 1, "<container-id>");
   CreateOptions o;
@@ -45,9 +52,7 @@ CreateOptions create_options(const cli::Command& cmd) {
   o.pid_file = cmd.value("pid-file");
   o.no_pivot = cmd.boolean("no-pivot");
   o.no_new_keyring = cmd.boolean("no-new-keyring");
-  long long n = cmd.integer("preserve-fds", 0);
-  if (n < 0 || n > 65536) fail("--preserve-fds: {} is out of range", n);
-  o.preserve_fds = static_cast<int>(n);
+  o.preserve_fds = preserve_fds_option(cmd);
   return o;
 }
 
@@ -146,9 +151,7 @@ int dispatch(const cli::Command& cmd) {
     o.detach = cmd.boolean("detach");
     o.no_new_privs = cmd.boolean("no-new-privs");
     o.ignore_paused = cmd.boolean("ignore-paused");
-    long long n = cmd.integer("preserve-fds", 0);
-    if (n < 0 || n > 65536) fail("--preserve-fds: {} is out of range", n);
-    o.preserve_fds = static_cast<int>(n);
+    o.preserve_fds = preserve_fds_option(cmd);
     try {
       return exec_container(ctx, o);
     } catch (Error& e) {

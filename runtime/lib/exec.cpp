@@ -133,21 +133,12 @@ struct ExecChild {
       make_controlling_terminal(pty.slave.get());
     }
     if (::chdir(p.cwd.c_str()) < 0) fail_errno("chdir to cwd (\"{}\") set in config.json failed", p.cwd);
-    char cwd[4096];
-    if (!::getcwd(cwd, sizeof cwd) || cwd[0] != '/')
-      fail("current working directory is outside of the container's root");
-    std::vector<std::string> env = p.env;
-    add_home(env, p.uid);
-    std::string exe = resolve_executable(p.args[0], env);
-    if (p.oom_score_adj)
-      with_context("set oom_score_adj",
-                   [&] { write_file("/proc/self/oom_score_adj", std::to_string(*p.oom_score_adj), false); });
-    apply_rlimits(p.rlimits);
+    PreparedProcess prepared = prepare_process(p);
 
     FinalizeArgs f;
     f.process = &p;
-    f.env = std::move(env);
-    f.exe = exe;
+    f.env = std::move(prepared.env);
+    f.exe = std::move(prepared.exe);
     f.seccomp = c.spec->seccomp.get();
     f.personality = &c.spec->personality;
     f.user_namespace = c.join_flags & CLONE_NEWUSER;

@@ -159,11 +159,6 @@ void wait_for_start(const InitContext& c) {
   }
 }
 
-void check_cwd_inside_container() {
-  char buf[4096];
-  if (!::getcwd(buf, sizeof buf)) fail_errno("getcwd");
-  if (buf[0] != '/') fail("current working directory is outside of the container's root (\"{}\")", buf);
-}
 
 void report_start_error(const InitContext& c, const Error& e) {
   if (c.state_dir_fd < 0) return;
@@ -236,15 +231,7 @@ std::string with_status(const std::string& state_json, const char* status) {
     mkdir_p(p.cwd);
     if (::chdir(p.cwd.c_str()) < 0) fail_errno("chdir to cwd (\"{}\") set in config.json", p.cwd);
   }
-  check_cwd_inside_container();
-  std::vector<std::string> env = p.env;
-  add_home(env, p.uid);
-  std::string exe = resolve_executable(p.args[0], env);
-
-  if (p.oom_score_adj)
-    with_context("set oom_score_adj",
-                 [&] { write_file("/proc/self/oom_score_adj", std::to_string(*p.oom_score_adj), false); });
-  apply_rlimits(p.rlimits);
+  PreparedProcess prepared = prepare_process(p);
 
   ::prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0); // `create` exits while we wait for start
 
@@ -260,8 +247,8 @@ std::string with_status(const std::string& state_json, const char* status) {
     }
     FinalizeArgs f;
     f.process = &p;
-    f.env = std::move(env);
-    f.exe = exe;
+    f.env = std::move(prepared.env);
+    f.exe = std::move(prepared.exe);
     f.seccomp = s.seccomp.get();
     f.personality = &s.personality;
     f.user_namespace = s.has_namespace(CLONE_NEWUSER);
@@ -295,6 +282,28 @@ bool namespaces_need_intermediate(const Spec& spec) {
   }
   if (new_user && any_join) return true;
   return !spec.time_offsets.empty();
+}
+
+static void check_cwd_inside_container() {
+  char buf[4096];
+  // glibc's getcwd fails with ENOENT for a directory not reachable from the root.
+  if (!::getcwd(buf, sizeof buf)) {
+    if (errno == ENOENT) fail("current working directory is outside of the container's root");
+    fail_errno("getcwd");
+  }
+  if (buf[0] != '/') fail("current working directory is outside of the container's root (\"{}\")", buf);
+}
+
+PreparedProcess prepare_process(const ProcessSpec& p) {
+  check_cwd_inside_container();
+  PreparedProcess out{p.env, {}};
+  add_home(out.env, p.uid);
+  out.exe = resolve_executable(p.args[0], out.env);
+  if (p.oom_score_adj)
+    with_context("set oom_score_adj",
+                 [&] { write_file("/proc/self/oom_score_adj", std::to_string(*p.oom_score_adj), false); });
+  apply_rlimits(p.rlimits);
+  return out;
 }
 
 std::string resolve_executable(const std::string& arg0, const std::vector<std::string>& env) {

@@ -42,6 +42,15 @@ bool namespaces_need_intermediate(const Spec& spec);
 // reports an error to the parent over the sync socket and exits.
 [[noreturn]] void container_init(InitContext& ctx);
 
+// What the init and `berth exec` share once they are in the process's cwd: the cwd must
+// lie inside the container's root (CVE-2024-21626), HOME comes from /etc/passwd, args[0]
+// is resolved on the process's PATH, then oom_score_adj and rlimits are applied.
+struct PreparedProcess {
+  std::vector<std::string> env; // the final environment
+  std::string exe;              // args[0] resolved
+};
+PreparedProcess prepare_process(const ProcessSpec& p);
+
 // Resolves args[0] like runc: a path with '/' is used as is, a bare name is looked up
 // in the PATH of the process environment. Errors use runc's wording.
 std::string resolve_executable(const std::string& arg0, const std::vector<std::string>& env);
