@@ -14,8 +14,8 @@ namespace berth {
 
 // ---- unix sockets -----------------------------------------------------------
 
-UniqueFd connect_unix(const std::string& path) {
-  UniqueFd sock(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+UniqueFd connect_unix(const std::string& path, int type) {
+  UniqueFd sock(::socket(AF_UNIX, type | SOCK_CLOEXEC, 0));
   if (!sock) fail_errno("create unix socket");
   struct sockaddr_un addr {};
   addr.sun_family = AF_UNIX;

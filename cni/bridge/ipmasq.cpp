@@ -29,7 +29,10 @@ std::string find_tool(const char* name) {
 using ToolResult = CommandResult;
 
 ToolResult spawn_tool(const std::string& path, const std::vector<std::string>& args, std::string_view input) {
-  ToolResult r = run_command(path, args, nullptr, input, std::chrono::seconds(30));
+  RunOptions opts;
+  opts.input = input;
+  opts.timeout = std::chrono::seconds(30);
+  ToolResult r = run_command(path, args, opts);
   if (r.timed_out) fail("{}: timed out", path);
   return r;
 }

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/error.hpp"
+#include "common/subprocess.hpp"
 #include "cni/lib/version.hpp"
 
 namespace berth::cni {
@@ -33,18 +34,6 @@ struct PluginInvocation {
   std::vector<std::pair<std::string, std::string>> args; // CNI_ARGS
   std::vector<std::string> path;                         // CNI_PATH
 };
-
-struct CommandResult {
-  int status = 0; // waitpid status
-  bool timed_out = false;
-  std::string out, err;
-};
-
-// Runs path with args (argv[0] is path), feeding input on stdin; env null means
-// ours. Past the timeout the child is killed. Always reaps the child.
-CommandResult run_command(const std::string& path, const std::vector<std::string>& args,
-                          const std::vector<std::string>* env, std::string_view input,
-                          std::chrono::milliseconds timeout);
 
 // The first executable `type` in dirs; fails naming every directory searched.
 std::string find_plugin(const std::string& type, const std::vector<std::string>& dirs);

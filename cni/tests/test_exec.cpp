@@ -18,6 +18,7 @@
 
 namespace {
 
+using namespace berth;
 using namespace berth::cni;
 using namespace std::chrono_literals;
 
@@ -43,7 +44,7 @@ bool dead(pid_t pid) {
 
 TEST(Exec, TimeoutKillsThePluginsWholeProcessGroup) {
   Script s("sleep 1000 &\necho $! >&2\nexec sleep 1000\n");
-  CommandResult r = run_command(s.path, {}, nullptr, "", 300ms);
+  CommandResult r = run_command(s.path, {}, {.input = "", .timeout = 300ms});
   EXPECT_TRUE(r.timed_out);
   ASSERT_TRUE(WIFSIGNALED(r.status));
   EXPECT_EQ(WTERMSIG(r.status), SIGKILL);
@@ -57,7 +58,7 @@ TEST(Exec, SubreaperCallerReapsWhatThePluginLeftBehind) {
   ASSERT_EQ(::prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
   // Like berth-bridge's DEL child: outlives the plugin, holds none of its pipes.
   Script s("(sleep 0.2; exit 3) </dev/null >/dev/null 2>&1 &\necho $!\n");
-  CommandResult r = run_command(s.path, {}, nullptr, "", 10s);
+  CommandResult r = run_command(s.path, {}, {.input = "", .timeout = 10s});
   ::prctl(PR_SET_CHILD_SUBREAPER, 0);
   ASSERT_FALSE(r.timed_out);
   ASSERT_TRUE(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0) << r.err;
@@ -75,11 +76,12 @@ size_t open_fds() {
 
 TEST(Exec, NoFdOrChildLeftAfterAnyOutcome) {
   Script ok("cat\n"), fails("echo oops >&2\nexit 3\n"), slow("exec sleep 1000\n");
+  const std::string big_input(1 << 20, 'x');
   size_t before = open_fds();
   for (int i = 0; i < 3; ++i) {
-    EXPECT_EQ(run_command(ok.path, {}, nullptr, "in", 10s).out, "in");
-    EXPECT_EQ(WEXITSTATUS(run_command(fails.path, {}, nullptr, "", 10s).status), 3);
-    EXPECT_TRUE(run_command(slow.path, {}, nullptr, std::string(1 << 20, 'x'), 100ms).timed_out);
+    EXPECT_EQ(run_command(ok.path, {}, {.input = "in", .timeout = 10s}).out, "in");
+    EXPECT_EQ(WEXITSTATUS(run_command(fails.path, {}, {.input = "", .timeout = 10s}).status), 3);
+    EXPECT_TRUE(run_command(slow.path, {}, {.input = big_input, .timeout = 100ms}).timed_out);
   }
   EXPECT_EQ(open_fds(), before);
   EXPECT_EQ(::waitpid(-1, nullptr, WNOHANG), -1);

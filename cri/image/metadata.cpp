@@ -1,11 +1,11 @@
 #include "cri/image/metadata.hpp"
 
-#include <sqlite3.h>
 #include <time.h>
 
 #include <nlohmann/json.hpp>
 
 #include "common/error.hpp"
+#include "cri/image/sqlite.hpp"
 
 namespace berth::image {
 namespace {
@@ -41,65 +41,6 @@ CREATE TABLE IF NOT EXISTS snapshots (
 );
 )sql";
 
-// A prepared statement, finalised on scope exit.
-class Stmt {
-public:
-  Stmt(sqlite3* db, const char* sql) : db_(db) {
-    if (sqlite3_prepare_v2(db, sql, -1, &st_, nullptr) != SQLITE_OK)
-      fail("metadata: prepare \"{}\": {}", sql, sqlite3_errmsg(db));
-  }
-  ~Stmt() { sqlite3_finalize(st_); }
-  Stmt& bind(int i, const std::string& s) {
-    sqlite3_bind_text(st_, i, s.data(), static_cast<int>(s.size()), SQLITE_TRANSIENT);
-    return *this;
-  }
-  Stmt& bind(int i, int64_t v) {
-    sqlite3_bind_int64(st_, i, v);
-    return *this;
-  }
-  // True while a row is available.
-  bool step() {
-    int rc = sqlite3_step(st_);
-    if (rc == SQLITE_ROW) return true;
-    if (rc == SQLITE_DONE) return false;
-    fail("metadata: {}", sqlite3_errmsg(db_));
-  }
-  std::string text(int col) const {
-    auto* p = sqlite3_column_text(st_, col);
-    return p ? std::string(reinterpret_cast<const char*>(p), sqlite3_column_bytes(st_, col)) : std::string();
-  }
-  int64_t integer(int col) const { return sqlite3_column_int64(st_, col); }
-
-private:
-  sqlite3* db_;
-  sqlite3_stmt* st_ = nullptr;
-};
-
-// BEGIN IMMEDIATE ... COMMIT, rolled back when an exception leaves the scope.
-class Txn {
-public:
-  explicit Txn(sqlite3* db) : db_(db) { run("BEGIN IMMEDIATE"); }
-  ~Txn() {
-    if (!done_) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
-  }
-  void commit() {
-    run("COMMIT");
-    done_ = true;
-  }
-
-private:
-  void run(const char* sql) {
-    char* err = nullptr;
-    if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
-      std::string msg = err ? err : "?";
-      sqlite3_free(err);
-      fail("metadata: {}: {}", sql, msg);
-    }
-  }
-  sqlite3* db_;
-  bool done_ = false;
-};
-
 } // namespace
 
 int64_t now_ns() {
@@ -109,20 +50,8 @@ int64_t now_ns() {
 }
 
 Metadata::Metadata(const std::string& path) : path_(path) {
-  if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
-                      nullptr) != SQLITE_OK) {
-    std::string msg = db_ ? sqlite3_errmsg(db_) : "out of memory";
-    sqlite3_close(db_);
-    fail("open metadata database {}: {}", path, msg);
-  }
-  sqlite3_busy_timeout(db_, 10000);
+  db_ = with_context("open metadata database", [&] { return open_database(path); });
   try {
-    // WAL: readers never block the writer. synchronous=NORMAL: a process crash loses no
-    // committed transaction, a power loss may roll back the last ones but never leaves the
-    // database inconsistent (what the store's recovery needs; a lost image record means a
-    // re-pull, which finds its layers unpacked). Saves an fsync per transaction.
-    exec("PRAGMA journal_mode=WAL");
-    exec("PRAGMA synchronous=NORMAL");
     exec("PRAGMA foreign_keys=ON");
     exec(kSchema);
     // Stores made before snapshots had a durable column get it (every old row was synced).
@@ -141,14 +70,7 @@ Metadata::Metadata(const std::string& path) : path_(path) {
 
 Metadata::~Metadata() { sqlite3_close(db_); }
 
-void Metadata::exec(const char* sql) const {
-  char* err = nullptr;
-  if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
-    std::string msg = err ? err : sqlite3_errmsg(db_);
-    sqlite3_free(err);
-    fail("metadata: {}", msg);
-  }
-}
+void Metadata::exec(const char* sql) const { exec_sql(db_, sql, "metadata"); }
 
 void Metadata::put_image(const ImageRecord& rec, const std::vector<std::string>& blobs, int64_t created_ns) {
   std::lock_guard lk(mu_);

@@ -131,7 +131,61 @@ image::RegistryHost read_registry(const std::string& host, const toml::table& t,
   return h;
 }
 
+HandlerConfig read_handler(const std::string& name, const toml::table& t, const std::string& file) {
+  TableReader r(t, fmt::format("runtime.handlers.\"{}\"", name), file);
+  HandlerConfig h;
+  h.name = name;
+  h.binary = r.str("binary").value_or(name);
+  if (h.binary.empty()) r.bad_value("binary", "must not be empty");
+  h.args = r.strings("args").value_or(std::vector<std::string>{});
+  h.root = r.str("root").value_or("");
+  if (!h.root.empty() && h.root[0] != '/') r.bad_value("root", "must be an absolute path");
+  r.finish();
+  return h;
+}
+
+void read_runtime(const toml::table& t, Config& cfg, const std::string& path) {
+  TableReader r(t, "runtime", path);
+  if (auto v = r.str("cgroup_driver")) {
+    if (*v == "cgroupfs") cfg.cgroup_driver = CgroupDriver::cgroupfs;
+    else if (*v == "systemd") cfg.cgroup_driver = CgroupDriver::systemd;
+    else r.bad_value("cgroup_driver", fmt::format("\"{}\" is not a cgroup driver (cgroupfs, systemd)", *v));
+  }
+  if (auto v = r.str("default_handler")) cfg.default_handler = *v;
+  if (auto v = r.str("shim")) cfg.shim_binary = *v;
+  if (auto v = r.str("pause")) cfg.pause_binary = *v;
+  if (auto v = r.integer("start_timeout", 1, 3600)) cfg.start_timeout_s = static_cast<unsigned>(*v);
+  if (auto v = r.integer("exec_sync_max_output", 4096, int64_t{1} << 30)) cfg.exec_sync_max_output = static_cast<uint64_t>(*v);
+  if (auto v = r.boolean("restrict_oom_score_adj")) cfg.restrict_oom_score_adj = *v;
+  if (auto v = r.str("seccomp_profile_root")) cfg.seccomp_profile_root = *v;
+  if (auto v = r.integer("shm_size", 1 << 20, int64_t{1} << 40)) cfg.shm_size = static_cast<uint64_t>(*v);
+  if (const toml::table* handlers = r.table("handlers")) {
+    for (auto&& [name, node] : *handlers) {
+      if (!node.is_table())
+        fail("{}:{}: runtime.handlers.\"{}\": expected a table", path, node.source().begin.line, name.str());
+      HandlerConfig h = read_handler(std::string(name.str()), *node.as_table(), path);
+      std::erase_if(cfg.handlers, [&](const HandlerConfig& o) { return o.name == h.name; });
+      cfg.handlers.push_back(std::move(h));
+    }
+  }
+  bool known = false;
+  for (auto& h : cfg.handlers) known |= h.name == cfg.default_handler;
+  if (!known) r.bad_value("default_handler", fmt::format("no [runtime.handlers.\"{}\"] table", cfg.default_handler));
+  r.finish();
+}
+
+void read_cni(const toml::table& t, Config& cfg, const std::string& path) {
+  TableReader r(t, "cni", path);
+  if (auto v = r.str("conf_dir")) cfg.cni_conf_dir = *v;
+  if (auto v = r.strings("bin_dirs")) cfg.cni_bin_dirs = *v;
+  if (auto v = r.str("cache_dir")) cfg.cni_cache_dir = *v;
+  if (auto v = r.integer("timeout", 1, 600)) cfg.cni_timeout_s = static_cast<unsigned>(*v);
+  r.finish();
+}
+
 } // namespace
+
+Config::Config() { handlers.push_back({"berth", "berth", {}, ""}); }
 
 std::string Config::socket_path() const {
   return address.empty() ? path_join(state_dir, "berthd.sock") : address;
@@ -204,6 +258,8 @@ Config load_config_file(const std::string& path, Config cfg) {
     }
     r.finish();
   }
+  if (const toml::table* t = top.table("runtime")) read_runtime(*t, cfg, path);
+  if (const toml::table* t = top.table("cni")) read_cni(*t, cfg, path);
   if (const toml::table* t = top.table("registry")) {
     cfg.registries.clear();
     for (auto&& [host, node] : *t) {
@@ -233,6 +289,8 @@ constexpr FlagSpec kFlags[] = {
     {"log-level", "LEVEL", "debug, info, warn or error (default info)"},
     {"log-format", "FORMAT", "text (logfmt) or json (default text)"},
     {"max-concurrent-downloads", "N", "layers fetched in parallel per pull (default 3)"},
+    {"cgroup-driver", "DRIVER", "cgroupfs or systemd, as the kubelet's (default cgroupfs)"},
+    {"cni-conf-dir", "DIR", "CNI network configurations (default /etc/cni/net.d)"},
 };
 
 const FlagSpec* find_flag(std::string_view name) {
@@ -244,7 +302,7 @@ const FlagSpec* find_flag(std::string_view name) {
 } // namespace
 
 std::string usage_text() {
-  std::string s = "Usage: berthd [OPTIONS]\n\nThe Berth CRI v1 daemon (images today; see berthd(8)).\n\n";
+  std::string s = "Usage: berthd [OPTIONS]\n\nThe Berth CRI v1 daemon: images, pod sandboxes and containers (see berthd(8)).\n\n";
   auto row = [&s](std::string_view left, std::string_view help) { s += fmt::format("  {:<32} {}\n", left, help); };
   for (auto& f : kFlags) row(fmt::format("--{} {}", f.name, f.arg), f.help);
   row("--version", "print the version and exit");
@@ -301,6 +359,11 @@ void apply_overrides(Config& cfg, const CommandLine& cl) {
       if (!n || *n < 1 || *n > 64) fail("{}: \"{}\" is not a number in 1..64", where, value);
       cfg.max_concurrent_downloads = static_cast<unsigned>(*n);
     }
+    else if (name == "cgroup-driver") {
+      if (value == "cgroupfs") cfg.cgroup_driver = CgroupDriver::cgroupfs;
+      else if (value == "systemd") cfg.cgroup_driver = CgroupDriver::systemd;
+      else fail("{}: \"{}\" is not a cgroup driver (cgroupfs, systemd)", where, value);
+    } else if (name == "cni-conf-dir") cfg.cni_conf_dir = value;
     if (value.empty() && (name == "root" || name == "state-dir"))
       fail("{}: the directory must not be empty", where);
   }

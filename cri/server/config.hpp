@@ -9,11 +9,20 @@
 #include <vector>
 
 #include "cri/image/image_store.hpp"
+#include "cri/pod/oci_spec.hpp"
 #include "cri/server/daemon_log.hpp"
 
 namespace berth::cri {
 
 inline constexpr const char* kDefaultConfigPath = "/etc/berthd/config.toml";
+
+// [runtime.handlers.NAME]: a runc-compatible runtime a RuntimeClass can name.
+struct HandlerConfig {
+  std::string name;
+  std::string binary;              // path, or a name looked up next to berthd and in PATH
+  std::vector<std::string> args;   // extra global flags for every call
+  std::string root;                // its --root; empty: <state_dir>/runtime/<name>
+};
 
 struct Config {
   std::string root = "/var/lib/berthd";     // images: content, metadata, snapshots
@@ -30,6 +39,25 @@ struct Config {
   std::string platform;                     // "os/arch[/variant]"; empty: the host's
   std::vector<std::string> pinned_images;   // normalised references reported as pinned
   std::vector<image::RegistryHost> registries;
+
+  // [runtime]: pods and containers.
+  CgroupDriver cgroup_driver = CgroupDriver::cgroupfs;
+  std::string default_handler = "berth";   // used when a request names no handler
+  std::vector<HandlerConfig> handlers;     // always holds "berth"
+  std::string shim_binary = "berth-shim";  // path or name (next to berthd, then PATH)
+  std::string pause_binary = "berth-pause";
+  unsigned start_timeout_s = 120;          // create + start of one container
+  uint64_t exec_sync_max_output = 16 << 20;  // bytes kept per stream of ExecSync
+  bool restrict_oom_score_adj = false;     // hosts without CAP_SYS_RESOURCE
+  std::string seccomp_profile_root = "/var/lib/kubelet/seccomp";
+  uint64_t shm_size = 64 << 20;            // each pod's /dev/shm
+  // [cni]
+  std::string cni_conf_dir = "/etc/cni/net.d";
+  std::vector<std::string> cni_bin_dirs = {"/opt/cni/bin", "/usr/lib/cni"};
+  std::string cni_cache_dir = "/var/lib/cni";
+  unsigned cni_timeout_s = 60;
+
+  Config();
 
   std::string socket_path() const;
   // The image library's options derived from this configuration.

@@ -170,7 +170,9 @@ int run_daemon(const Config& cfg) {
   auto started = std::chrono::steady_clock::now();
   std::unique_ptr<image::ImageStore> store =
       with_context(fmt::format("open image store in {}", cfg.root), [&] { return image::ImageStore::open(cfg.store_options()); });
-  RuntimeServiceImpl runtime_service;
+  auto runtime = with_context("set up pods and containers", [&] { return std::make_unique<Runtime>(cfg, *store); });
+  with_context("recover pods and containers", [&] { runtime->recover(); });
+  RuntimeServiceImpl runtime_service(*runtime);
   ImageServiceImpl image_service(*store, cfg.pinned_images);
   with_context("pin the configured images", [&] { image_service.reconcile_pinned(); });
   std::unique_ptr<grpc::Server> server = start_server(cfg, socket, {&runtime_service, &image_service});
@@ -185,8 +187,10 @@ int run_daemon(const Config& cfg) {
   notify_systemd("STOPPING=1\nSTATUS=shutting down");
   {
     ShutdownWatchdog watchdog(std::chrono::seconds(cfg.shutdown_timeout_s + 5), socket);
+    runtime->begin_shutdown();  // event streams end; containers and their shims stay
     server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(cfg.shutdown_timeout_s));
     server.reset();
+    runtime.reset();
     dlog::debug("gRPC server stopped; closing the image store");
     store.reset();
   }

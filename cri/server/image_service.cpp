@@ -13,6 +13,7 @@
 #include "common/error.hpp"
 #include "common/fs.hpp"
 #include "cri/server/daemon_log.hpp"
+#include "cri/server/grpc_status.hpp"
 
 namespace berth::cri {
 namespace {
@@ -41,25 +42,6 @@ bool is_full_image_id(std::string_view s) {
   for (char c : s)
     if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
   return true;
-}
-
-// berth::Error -> gRPC status. The errno says what kind of failure it was; the
-// message (with its context chain) is what the kubelet shows in the pod's events.
-grpc::Status status_from(const std::exception& e, std::string_view what) {
-  std::string msg = fmt::format("{}: {}", what, e.what());
-  auto code = grpc::StatusCode::UNKNOWN;
-  if (auto* be = dynamic_cast<const Error*>(&e)) {
-    switch (be->code()) {
-    case EINVAL: code = grpc::StatusCode::INVALID_ARGUMENT; break;
-    case ENOENT: code = grpc::StatusCode::NOT_FOUND; break;
-    case EACCES:
-    case EPERM: code = grpc::StatusCode::PERMISSION_DENIED; break;
-    case ECANCELED: code = grpc::StatusCode::CANCELLED; break;
-    default: break;
-    }
-  }
-  dlog::error(what, {{"error", e.what()}});
-  return grpc::Status(code, msg);
 }
 
 grpc::Status invalid(std::string_view msg) {

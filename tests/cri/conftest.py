@@ -163,3 +163,71 @@ def run_berthd(args, timeout=30):
     env = dict(os.environ)
     env.pop("NOTIFY_SOCKET", None)
     return subprocess.run([BERTHD] + list(args), capture_output=True, text=True, timeout=timeout, env=env)
+
+
+# ---- pods and containers (tests/cri/pod_lib.py) --------------------------------------
+
+import pod_lib  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def pod_registry(session_root):
+    """A registry with busybox-static images for pods: library/busybox:latest, and one
+    whose config names an entrypoint, a user, env, a workdir, a stop signal and volumes."""
+    import oci_image
+    from registry import Registry
+    reg = Registry(workdir=os.path.join(session_root, "pod-registry"))
+    reg.start()
+    busybox = oci_image.build_image("busybox")
+    oci_image.push(busybox, reg.addr, "library/busybox:latest")
+    yield reg
+    reg.stop()
+
+
+@pytest.fixture(scope="session")
+def cni_world(session_root):
+    """CNI config + bin dirs, a cache and an IPAM store of the session; the bridge goes at the end."""
+    base = os.path.join(session_root, "cni")
+    bridge = f"bt-cri{pod_lib.TAG}"[:15]
+    w = {"conf": os.path.join(base, "net.d"), "bin": os.path.join(base, "bin"),
+         "cache": os.path.join(base, "cache"), "ipam": os.path.join(base, "ipam"), "bridge": bridge,
+         "subnet": os.environ.get("CRI_SUBNET", "10.231.88.0/24")}
+    pod_lib.write_cni(w["conf"], w["bin"], bridge, w["subnet"], w["ipam"])
+    yield w
+    subprocess.run(["ip", "link", "del", bridge], stderr=subprocess.DEVNULL)
+
+
+@pytest.fixture
+def make_world(make_berthd, pb2, pod_registry, cni_world):
+    """make_world(extra_config="", name="w") -> World (started); every pod is removed and
+    leaks are checked at the end of the test."""
+    made = []
+
+    def make(extra_config="", name="w", start=True, cni=True):
+        b = make_berthd(name=name)
+        # Short state dir: shim sockets live under <state>/shims/<64 hex id>/ (108-byte limit).
+        b.state = tempfile.mkdtemp(prefix=f"bt{pod_lib.TAG}_", dir="/run")
+        b.socket = os.path.join(b.state, "berthd.sock")
+        conf = cni_world["conf"] if cni else os.path.join(b.workdir, "no-cni")
+        w = pod_lib.World(b, pb2, pod_registry.url, conf, cni_world["bin"], cni_world["cache"],
+                          cni_world["ipam"], extra_config)
+        made.append(w)
+        if start:
+            w.start()
+            w.client.pull("busybox")
+        return w
+    yield make
+    for w in made:
+        if w.berthd.proc is None or w.berthd.proc.poll() is not None:
+            w.start()
+        try:
+            w.remove_everything()
+            w.assert_no_leaks()
+        finally:
+            w.berthd.stop()
+            shutil.rmtree(w.state, ignore_errors=True)
+
+
+@pytest.fixture
+def world(make_world):
+    return make_world()

@@ -25,15 +25,23 @@ if [ "${CRI_IN_NS:-}" = 1 ]; then
   # Every temp dir of the run (registries, stubs, daemons) lives under $root.
   export CRI_TEST_ROOT=$root TMPDIR=$root
   teardown() {
-    # berthd and registries started by this run have $root on their command line.
+    # berthd, registries, shims and containers started by this run have $root (or the
+    # /run/bc* state dirs of its berthds) on their command line, or live in its cgroups.
     suite_kill_procs_mentioning "$root"
+    suite_remove_cgroup "berth-cri-test-$CRI_TAG" cri/run.sh
     suite_umount_under "$root"
+    for d in /run/bt"$CRI_TAG"_*; do [ -d "$d" ] && suite_umount_under "$d" && rm -rf "$d"; done
     rm -rf "$root"
   }
   trap teardown EXIT
   trap 'exit 130' INT TERM HUP
+  export CRI_TAG=$$
   BERTHD=$(suite_snapshot_binary "$BERTHD" "$root" cri/run.sh)
-  export BERTHD
+  BERTH=$(suite_snapshot_binary "$repo/build/runtime/berth" "$root" cri/run.sh)
+  BERTH_SHIM=$(suite_snapshot_binary "$repo/build/shim/berth-shim" "$root" cri/run.sh)
+  BERTH_PAUSE=$(suite_snapshot_binary "$repo/build/cri/pause/berth-pause" "$root" cri/run.sh)
+  BERTH_BRIDGE=$(suite_snapshot_binary "$repo/build/cni/berth-bridge" "$root" cri/run.sh)
+  export BERTHD BERTH BERTH_SHIM BERTH_PAUSE BERTH_BRIDGE
   cd "$repo"
   suite_pytest_paths "$here" "$@"
   "$PY" -m pytest -q -p no:cacheprovider "${SUITE_PATHS[@]}" "$@"

@@ -1,0 +1,49 @@
+#include "cri/server/grpc_status.hpp"
+
+#include <cerrno>
+
+#include <fmt/format.h>
+
+#include "common/error.hpp"
+#include "cri/server/daemon_log.hpp"
+
+namespace berth::cri {
+namespace {
+
+constexpr size_t kMaxMessage = 16 << 10;  // far below gRPC's metadata limits
+
+grpc::StatusCode code_for(int err) {
+  switch (err) {
+  case EINVAL: return grpc::StatusCode::INVALID_ARGUMENT;
+  case ENOENT: return grpc::StatusCode::NOT_FOUND;
+  case EEXIST: return grpc::StatusCode::ALREADY_EXISTS;
+  case kWrongState: return grpc::StatusCode::FAILED_PRECONDITION;
+  case EACCES:
+  case EPERM: return grpc::StatusCode::PERMISSION_DENIED;
+  case ECANCELED: return grpc::StatusCode::CANCELLED;
+  case ETIMEDOUT: return grpc::StatusCode::DEADLINE_EXCEEDED;
+  case ENOTSUP: return grpc::StatusCode::UNIMPLEMENTED;
+  default: return grpc::StatusCode::UNKNOWN;
+  }
+}
+
+} // namespace
+
+grpc::Status status_from(const std::exception& e, std::string_view call) {
+  std::string msg = fmt::format("{}: {}", call, e.what());
+  if (msg.size() > kMaxMessage) {
+    msg.resize(kMaxMessage);
+    msg += "... (truncated)";
+  }
+  auto code = grpc::StatusCode::UNKNOWN;
+  if (auto* be = dynamic_cast<const Error*>(&e)) code = code_for(be->code());
+  // Bad requests are the client's business: a warning, not an error of ours.
+  if (code == grpc::StatusCode::INVALID_ARGUMENT || code == grpc::StatusCode::NOT_FOUND ||
+      code == grpc::StatusCode::ALREADY_EXISTS || code == grpc::StatusCode::FAILED_PRECONDITION)
+    dlog::warn(call, {{"error", msg}});
+  else
+    dlog::error(call, {{"error", msg}});
+  return grpc::Status(code, msg);
+}
+
+} // namespace berth::cri

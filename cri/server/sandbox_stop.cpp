@@ -1,0 +1,114 @@
+// StopPodSandbox and RemovePodSandbox: containers first (killed at once, as containerd
+// does for a pod being stopped), then the pause process, the CNI attachment (DEL from
+// the cache), the pins and the shm mount. Both are idempotent.
+#include <fmt/format.h>
+
+#include "common/error.hpp"
+#include "common/fs.hpp"
+#include "cri/image/fs_util.hpp"
+#include "cri/pod/namespaces.hpp"
+#include "cri/pod/sandbox_files.hpp"
+#include "cri/server/daemon_log.hpp"
+#include "cri/server/grpc_status.hpp"
+#include "cri/server/pod_config.hpp"
+#include "cri/server/runtime_service.hpp"
+
+namespace berth::cri {
+
+void Runtime::stop_pause(Sandbox& s) {
+  std::string pause_id;
+  {
+    std::lock_guard lk(s.mu);
+    pause_id = s.rec.pause_id;
+  }
+  if (pause_id.empty()) return;
+  const OciRuntime& runtime = handler(s.rec.runtime_handler);
+  if (shim_alive(shim_, pause_id)) {
+    runtime.kill(pause_id, SIGKILL, true);
+    // The shim records the exit and deletes the container; give it the moment it needs.
+    for (int i = 0; i < 500 && shim_alive(shim_, pause_id); ++i) ::usleep(10000);
+  }
+  runtime.remove(pause_id);  // no-op when the shim already deleted it
+  image::remove_tree(path_join(shim_.state_root, pause_id));
+  ::unlink(path_join(shim_.exit_dir, pause_id).c_str());
+  std::lock_guard lk(s.mu);
+  s.rec.pause_pid = 0;
+}
+
+void Runtime::release_sandbox_resources(Sandbox& s) {
+  stop_pause(s);
+  SandboxRecord rec;
+  {
+    std::lock_guard lk(s.mu);
+    rec = s.rec;
+  }
+  if (!rec.cni_network.empty()) {
+    network_.teardown(rec.id, rec.netns, rec.cni_network, pod_identity(rec.config), port_mappings(rec.config));
+    std::lock_guard lk(s.mu);
+    s.rec.cni_network.clear();
+  }
+  unpin_namespaces(path_join(rec.dir, "ns"));
+  release_sandbox_shm(rec.dir);
+  std::lock_guard lk(s.mu);
+  s.rec.netns.clear();
+  s.rec.ipcns.clear();
+  s.rec.utsns.clear();
+}
+
+void Runtime::stop_sandbox(Sandbox& s) {
+  for (auto& c : containers_of(s.id())) {
+    std::lock_guard op(c->op);
+    stop_container(*c, 0);
+  }
+  release_sandbox_resources(s);
+  bool changed;
+  {
+    std::lock_guard lk(s.mu);
+    changed = s.rec.phase != SandboxPhase::notready;
+    s.rec.phase = SandboxPhase::notready;
+  }
+  persist(s);
+  if (changed) {
+    dlog::info("pod sandbox stopped", {{"id", s.id()}});
+    emit(runtime::v1::CONTAINER_STOPPED_EVENT, s.id(), s.id());
+  }
+}
+
+void Runtime::remove_sandbox(const SandboxPtr& s) {
+  for (auto& c : containers_of(s->id())) {
+    std::lock_guard op(c->op);
+    if (find_container(c->id())) remove_container(c);  // unless a racing RemoveContainer won
+  }
+  stop_sandbox(*s);
+  image::remove_tree(s->rec.dir);
+  forget_cpu_sample("pod:" + s->id());
+  drop(s);
+  dlog::info("pod sandbox removed", {{"id", s->id()}});
+  emit(runtime::v1::CONTAINER_DELETED_EVENT, s->id(), s->id());
+}
+
+grpc::Status RuntimeServiceImpl::StopPodSandbox(grpc::ServerContext*, const runtime::v1::StopPodSandboxRequest* req,
+                                                runtime::v1::StopPodSandboxResponse*) {
+  return guarded("StopPodSandbox", [&] {
+    SandboxPtr s = rt_.sandbox(req->pod_sandbox_id());
+    std::lock_guard op(s->op);
+    if (!rt_.find_sandbox(s->id())) return grpc::Status::OK;  // removed while we waited: stopped
+    rt_.stop_sandbox(*s);
+    return grpc::Status::OK;
+  });
+}
+
+grpc::Status RuntimeServiceImpl::RemovePodSandbox(grpc::ServerContext*, const runtime::v1::RemovePodSandboxRequest* req,
+                                                  runtime::v1::RemovePodSandboxResponse*) {
+  return guarded("RemovePodSandbox", [&] {
+    if (req->pod_sandbox_id().empty()) fail_code(EINVAL, "pod_sandbox_id: must not be empty");
+    SandboxPtr s = rt_.find_sandbox(req->pod_sandbox_id());
+    if (!s) return grpc::Status::OK;  // already removed: CRI asks for idempotence
+    std::lock_guard op(s->op);
+    if (!rt_.find_sandbox(s->id())) return grpc::Status::OK;  // a racing remove won
+    rt_.remove_sandbox(s);
+    return grpc::Status::OK;
+  });
+}
+
+} // namespace berth::cri
