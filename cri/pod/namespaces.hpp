@@ -39,7 +39,9 @@ struct PinnedNamespaces {
 PinnedNamespaces pin_namespaces(const PinRequest& req);
 
 // Unmounts (MNT_DETACH) and removes the pins under dir (net, ipc, uts) and dir itself
-// when empty. Idempotent: missing pins are fine.
+// when empty. Idempotent: missing pins are fine. Only nsfs mounts are unmounted and only
+// empty files (what a pin leaves) removed: anything else at a pin path stays (EINVAL).
+// dir must be absolute.
 void unpin_namespaces(const std::string& dir);
 
 // True when path is a pin made by pin_namespaces (an nsfs mount point).
