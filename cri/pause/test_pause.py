@@ -62,14 +62,20 @@ class PodPid:
     """unshare --pid --fork berth-pause; .pid is the pause process (host PID)."""
 
     def __init__(self):
+        # --kill-child: should unshare die, so does pause (PR_SET_PDEATHSIG).
         self.unshare = subprocess.Popen(["unshare", "--pid", "--fork", "--kill-child", PAUSE],
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        self.pid = wait_for(lambda: children(self.unshare.pid) and children(self.unshare.pid)[0],
-                            "the pause process")
-        wait_for(lambda: os.readlink(f"/proc/{self.pid}/exe").endswith("berth-pause"), "pause to exec")
-        # Until it waits in rt_sigtimedwait(2) its signals are not blocked yet, and a
-        # SIGTERM from outside would kill it by default instead of ending it with 0.
-        wait_for(lambda: "sigtimedwait" in read(f"/proc/{self.pid}/wchan"), "pause to wait for signals")
+        self.pid = None
+        try:
+            self.pid = wait_for(lambda: children(self.unshare.pid) and children(self.unshare.pid)[0],
+                                "the pause process")
+            wait_for(lambda: os.readlink(f"/proc/{self.pid}/exe").endswith("berth-pause"), "pause to exec")
+            # Until it waits in rt_sigtimedwait(2) its signals are not blocked yet, and a
+            # SIGTERM from outside would kill it by default instead of ending it with 0.
+            wait_for(lambda: "sigtimedwait" in read(f"/proc/{self.pid}/wchan"), "pause to wait for signals")
+        except BaseException:
+            self.close()
+            raise
 
     def enter(self, *cmd, check=True):
         """Runs cmd inside the pod's PID namespace; returns its stdout."""
@@ -79,7 +85,7 @@ class PodPid:
 
     def close(self):
         if self.unshare.poll() is None:
-            os.kill(self.pid, signal.SIGKILL)
+            os.kill(self.pid or self.unshare.pid, signal.SIGKILL)
             self.unshare.wait(timeout=10)
 
 
