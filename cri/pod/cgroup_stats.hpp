@@ -14,11 +14,18 @@
 namespace berth::cri {
 
 // The directory of an OCI cgroupsPath on the host's cgroup v2 hierarchy, as berth's
-// drivers place it: cgroupfs paths are taken as they are (absolute, or relative to the
-// root); systemd's "slice:prefix:name" expands the slice ("a-b-c.slice" ->
-// "a.slice/a-b.slice/a-b-c.slice") and appends "prefix-name.scope".
+// drivers (and runc's) place it, as an absolute path under cgroup2_mount():
+// cgroupfs: an absolute path is cleaned ("." dropped, ".." never climbs above the root);
+// a relative one goes under the parent of the runtime's own cgroup, which it inherits
+// from berthd (this process's "0::" line of /proc/self/cgroup), as runc does.
+// systemd: "slice:prefix:name" expands the slice ("a-b-c.slice" ->
+// "/a.slice/a-b.slice/a-b-c.slice", "-.slice" the root, "" system.slice) and appends
+// "prefix-name.scope" ("name.scope" without prefix; a name ending in ".slice" is the unit
+// itself, as runc). EINVAL for a malformed path; "" when the host has no cgroup v2
+// hierarchy.
 std::string cgroup_dir(CgroupDriver driver, const std::string& cgroups_path);
-// A pod's cgroup parent (cgroupfs path or systemd slice name) as a directory.
+// A pod's cgroup parent (cgroupfs path or systemd slice name) as a directory, by the same
+// rules; "" for an empty parent (the pod has no cgroup of its own) or no hierarchy.
 std::string cgroup_parent_dir(CgroupDriver driver, const std::string& parent);
 // The mount point of the cgroup v2 hierarchy ("/sys/fs/cgroup" or
 // "/sys/fs/cgroup/unified"); empty when there is none.
@@ -39,8 +46,10 @@ struct CgroupUsage {
 };
 
 // Reads what the cgroup offers (files a host lacks stay nullopt; a hybrid host's v2
-// tree has cpu.stat but no memory files). Sums over the subtree as the kernel does.
-// nullopt when the directory does not exist.
+// tree has cpu.stat but no memory files). Sums over the subtree as the kernel does
+// (process_count from cgroup.procs counts the whole subtree too). A file that vanishes
+// while it is read (the cgroup is being removed) stays nullopt. nullopt when the
+// directory does not exist.
 std::optional<CgroupUsage> read_cgroup_usage(const std::string& dir);
 
 struct InterfaceUsage {
@@ -48,7 +57,9 @@ struct InterfaceUsage {
   uint64_t rx_bytes = 0, rx_errors = 0, tx_bytes = 0, tx_errors = 0;
 };
 // Counters of every interface but lo in the network namespace pinned at netns_path,
-// read from a short-lived thread that joins it. Empty when the pin is gone.
+// read from a short-lived thread that joins it (/proc/thread-self/net/dev); the calling
+// thread never changes namespace. Empty when the pin is gone (no file, or no longer an
+// nsfs mount).
 std::vector<InterfaceUsage> read_netns_usage(const std::string& netns_path);
 
 } // namespace berth::cri
