@@ -46,7 +46,10 @@ public:
     std::string config;
     rec.config.SerializeToString(&config);
     std::lock_guard lk(mu_);
-    Stmt(db_, "INSERT OR REPLACE INTO sandboxes(id, name, phase, config, data) VALUES(?1, ?2, ?3, ?4, ?5)")
+    // An upsert on id only: a name held by another row stays a constraint error.
+    Stmt(db_,
+         "INSERT INTO sandboxes(id, name, phase, config, data) VALUES(?1, ?2, ?3, ?4, ?5) "
+         "ON CONFLICT(id) DO UPDATE SET name=?2, phase=?3, config=?4, data=?5")
         .bind(1, rec.id)
         .bind(2, rec.name)
         .bind(3, int64_t{static_cast<int>(rec.phase)})
@@ -60,8 +63,8 @@ public:
     rec.config.SerializeToString(&config);
     std::lock_guard lk(mu_);
     Stmt(db_,
-         "INSERT OR REPLACE INTO containers(id, sandbox_id, name, phase, config, data) "
-         "VALUES(?1, ?2, ?3, ?4, ?5, ?6)")
+         "INSERT INTO containers(id, sandbox_id, name, phase, config, data) VALUES(?1, ?2, ?3, ?4, ?5, ?6) "
+         "ON CONFLICT(id) DO UPDATE SET sandbox_id=?2, name=?3, phase=?4, config=?5, data=?6")
         .bind(1, rec.id)
         .bind(2, rec.sandbox_id)
         .bind(3, rec.name)

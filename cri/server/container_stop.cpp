@@ -1,6 +1,8 @@
 // StopContainer: the image's stop signal, up to `timeout` seconds for the container to
 // exit, then SIGKILL to every process of it. Idempotent. Waiting never holds the
 // container's record lock, so the exit being waited for can land.
+#include <signal.h>
+
 #include <fmt/format.h>
 
 #include "common/error.hpp"

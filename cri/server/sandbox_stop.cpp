@@ -1,6 +1,9 @@
 // StopPodSandbox and RemovePodSandbox: containers first (killed at once, as containerd
 // does for a pod being stopped), then the pause process, the CNI attachment (DEL from
 // the cache), the pins and the shm mount. Both are idempotent.
+#include <signal.h>
+#include <unistd.h>
+
 #include <fmt/format.h>
 
 #include "common/error.hpp"
