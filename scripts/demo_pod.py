@@ -1,14 +1,17 @@
 """The main job's pod: the whole Berth stack end to end, offline.
 
   image built here from busybox-static -> local registry (docker-registry on 127.0.0.1)
-  static pod manifest -> berthlet -> CRI (containerd 1.6) -> containerd-shim -> berth (OCI runtime)
+  static pod manifest -> berthlet -> CRI (berthd) -> berth-shim -> berth (OCI runtime)
   pod network: berth-bridge (CNI) on a private bridge
 
-Run by scripts/demo.sh inside a private mount namespace; everything it starts is stopped
-and everything it makes is removed at the end, also on failure.
+`--endpoint containerd` runs the same pod through containerd 1.6's CRI instead, with berth
+as containerd's OCI runtime (the interop path). Run by scripts/demo.sh inside a private
+mount namespace; everything it starts is stopped and everything it makes is removed at
+the end, also on failure.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -26,6 +29,8 @@ BUILD = Path(os.environ.get("BERTH_BUILD", REPO / "build"))
 BERTH = os.environ.get("BERTH", str(BUILD / "runtime" / "berth"))
 BRIDGE_PLUGIN = os.environ.get("BERTH_BRIDGE", str(BUILD / "cni" / "berth-bridge"))
 L.BERTHLET = os.environ.get("BERTHLET", str(BUILD / "agent" / "berthlet"))
+os.environ.setdefault("BERTHD", str(BUILD / "cri" / "berthd"))
+os.environ.setdefault("BERTH", BERTH)
 BRIDGE, SUBNET = "berth-demo0", "10.231.99.0/24"
 
 MANIFEST = """\
@@ -86,9 +91,31 @@ def write_cni_conf(conf_dir: Path, bin_dir: Path, ipam_dir: Path):
         ]}, indent=1))
 
 
+def start_endpoint(kind, root, registry):
+    if kind == "berthd":
+        step("berthd (CRI) with berth-shim, berth as its OCI runtime and berth-bridge as its CNI plugin")
+        ep = L.Berthd(root / "berthd", registry.addr, root / "cni" / "net.d", str(root / "cni" / "bin"),
+                      Path(tempfile.mkdtemp(prefix="bd", dir="/run")))
+        runtime_root = ep.state / "runtime" / "berth"
+    else:
+        step("containerd (CRI) with berth as its OCI runtime and berth-bridge as its CNI plugin")
+        ep = L.Containerd(root / "containerd", registry.addr, root / "cni" / "net.d",
+                          "docker.io/berth/pause:1", runtime_binary=BERTH, cni_bin_dir=str(root / "cni" / "bin"))
+        runtime_root = ep.runtime_root / "k8s.io"
+    ep.start()
+    cri = L.Cri(ep.sock, root / "pycri")
+    ep.wait_ready(cri)
+    v = cri.version()
+    print(f"   {v.runtime_name} {v.runtime_version} serving CRI {v.runtime_api_version} on {ep.sock}")
+    return ep, cri, runtime_root
+
+
 def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--endpoint", choices=["berthd", "containerd"], default="berthd")
+    args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="berth-demo-pod."))
-    registry = containerd = berthlet = cri = None
+    registry = endpoint = berthlet = cri = None
     try:
         step("local registry on 127.0.0.1, image built from busybox-static and pushed")
         registry = L.Registry(workdir=str(root / "registry"))
@@ -99,17 +126,11 @@ def main():
         L.oci_image.push(pause, registry.addr, "berth/pause:1")
         print(f"   docker.io/demo/web:1 and docker.io/berth/pause:1 served by {registry.addr}")
 
-        step("containerd (CRI) with berth as its OCI runtime and berth-bridge as its CNI plugin")
         write_cni_conf(root / "cni" / "net.d", root / "cni" / "bin", root / "cni" / "ipam")
-        containerd = L.Containerd(root / "containerd", registry.addr, root / "cni" / "net.d",
-                                  "docker.io/berth/pause:1", runtime_binary=BERTH,
-                                  cni_bin_dir=str(root / "cni" / "bin"))
-        containerd.start()
-        cri = L.Cri(containerd.sock, root / "pycri")
-        containerd.wait_ready(cri)
+        endpoint, cri, runtime_root = start_endpoint(args.endpoint, root, registry)
 
         step("berthlet watching a static pod manifest directory")
-        berthlet = L.Berthlet(root / "berthlet", containerd.sock, "/berth-demo")
+        berthlet = L.Berthlet(root / "berthlet", endpoint.sock, "/berth-demo")
         berthlet.start()
         t0 = time.monotonic()
         berthlet.write("hello.yaml", MANIFEST)
@@ -129,13 +150,18 @@ def main():
         with urllib.request.urlopen(f"http://{st['podIP']}:8080/", timeout=5) as r:
             print("   GET / ->", r.read().decode().strip())
 
-        step("the containers are berth's (berth --root <containerd's runtime root> list)")
-        ns_root = containerd.runtime_root / "k8s.io"
-        out = subprocess.run([BERTH, "--root", str(ns_root), "list", "--format", "json"],
+        step(f"the containers are berth's (berth --root {runtime_root} list)")
+        out = subprocess.run([BERTH, "--root", str(runtime_root), "list", "--format", "json"],
                              capture_output=True, text=True, check=True)
         for c in json.loads(out.stdout):
             print(f"   {c['id'][:12]}  pid {c['pid']:<7} {c['status']:<8} owner {c['owner']}  "
                   f"created {c['created'][:19]}")
+        if args.endpoint == "berthd":
+            shims = L.pids_with_arg(str(endpoint.state / "shims"))
+            rss = sum(int(next(l for l in open(f"/proc/{p}/status") if l.startswith("VmRSS")).split()[1])
+                      for p in shims)
+            print(f"   monitors: {len(shims)} berth-shim process(es), {rss} KiB RSS in all; no pause process "
+                  f"(the pod's namespaces are pinned)")
 
         step("manifest removed: berthlet stops and removes the pod")
         t0 = time.monotonic()
@@ -149,8 +175,10 @@ def main():
             berthlet.stop()
         if cri:
             cri.remove_everything()
-        if containerd:
-            containerd.stop()
+        if endpoint:
+            endpoint.stop()
+            if args.endpoint == "berthd":
+                subprocess.run(["rm", "-rf", str(endpoint.state)])
         if registry:
             registry.stop()
         subprocess.run(["ip", "link", "del", BRIDGE], stderr=subprocess.DEVNULL)

@@ -109,6 +109,8 @@ class Cri:
 
 
 class Containerd:
+    runtime_name = "containerd"
+
     def __init__(self, root: Path, registry_addr: str, cni_conf: Path, sandbox_image: str,
                  runtime_binary: str = "runc", cni_bin_dir: str = "/usr/lib/cni"):
         """runtime_binary: the OCI runtime containerd's runc shim execs (berth, runc or crun);
@@ -180,6 +182,74 @@ class Containerd:
         for pid in pids_with_arg(str(self.sock)):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+class Berthd:
+    """berthd as the CRI endpoint: berth-shim, berth (OCI runtime) and the CNI conf dir's
+    plugins, all from this build. Same interface as Containerd. State under a short dir in
+    /run (the shims' sockets live under <state>/shims/<64 hex>/)."""
+
+    runtime_name = "berth"
+
+    def __init__(self, root: Path, registry_addr: str, cni_conf: Path, cni_bin_dir: str, state_dir: Path):
+        self.root = root
+        self.state = state_dir
+        self.sock = state_dir / "berthd.sock"
+        self.config = root / "berthd.toml"
+        self.log = root / "berthd.log"
+        self.registry_addr = registry_addr
+        self.cni_conf = cni_conf
+        self.cni_bin_dir = cni_bin_dir
+        self.proc = None
+
+    def start(self):
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.state.mkdir(parents=True, exist_ok=True)
+        build = REPO / "build"
+        self.config.write_text(f"""root = "{self.root}/lib"
+state_dir = "{self.state}"
+[runtime]
+shim = "{os.environ.get('BERTH_SHIM', build / 'shim' / 'berth-shim')}"
+pause = "{os.environ.get('BERTH_PAUSE', build / 'cri' / 'pause' / 'berth-pause')}"
+restrict_oom_score_adj = true
+[runtime.handlers.berth]
+binary = "{os.environ.get('BERTH', build / 'runtime' / 'berth')}"
+# this host's cgroup v2 tree has no resource controllers (cgroup-hybrid)
+args = ["--allow-unenforced-limits"]
+[cni]
+conf_dir = "{self.cni_conf}"
+bin_dirs = ["{self.cni_bin_dir}", "/usr/lib/cni"]
+cache_dir = "{self.root}/cni-cache"
+[registry."docker.io"]
+mirrors = ["http://{self.registry_addr}"]
+""")
+        logf = open(self.log, "ab")
+        berthd = os.environ.get("BERTHD", str(build / "cri" / "berthd"))
+        self.proc = subprocess.Popen([berthd, "--config", str(self.config), "--log-level", "debug"],
+                                     stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, start_new_session=True)
+        logf.close()
+
+    def wait_ready(self, cri: Cri):
+        def ready():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"berthd exited rc={self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
+            if not self.sock.exists():
+                return False
+            with contextlib.suppress(Exception):
+                return cri.version().runtime_name
+            return False
+        wait_for(ready, timeout=30, interval=0.05, what="berthd's CRI to answer")
+
+    def stop(self):
+        """Stops berthd; its shims and containers outlive it (they are removed through the
+        CRI before, or by the suite's teardown)."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
 
 
 def pids_with_arg(needle: str):

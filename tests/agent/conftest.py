@@ -34,25 +34,38 @@ def registry():
     reg.stop()
 
 
-@pytest.fixture(scope="session")
-def cri_world(registry):
+# Every test runs against both CRI endpoints: containerd 1.6 (with runc) and berthd.
+ENDPOINTS = os.environ.get("AGENT_ENDPOINTS", "containerd,berthd").split(",")
+
+
+@pytest.fixture(scope="session", params=ENDPOINTS)
+def cri_world(registry, request):
     cni_conf = ROOT / "cni" / "net.d"
     L.write_cni_conf(cni_conf, BRIDGE, SUBNET, ROOT / "cni" / "ipam")
-    ctd = L.Containerd(ROOT / "containerd", registry.addr, cni_conf, PAUSE)
-    ctd.start()
-    cri = L.Cri(ctd.sock, ROOT / "pycri")
+    if request.param == "berthd":
+        ep = L.Berthd(ROOT / "berthd", registry.addr, cni_conf, "/usr/lib/cni", Path(f"/run/bta{TAG[:6]}"))
+    else:
+        ep = L.Containerd(ROOT / "containerd", registry.addr, cni_conf, PAUSE)
+    ep.start()
+    cri = L.Cri(ep.sock, ROOT / "pycri")
     try:
-        ctd.wait_ready(cri)
-        yield ctd, cri
+        ep.wait_ready(cri)
+        yield ep, cri
     finally:
         cri.remove_everything()
-        ctd.stop()
+        ep.stop()
         subprocess.run(["ip", "link", "del", BRIDGE], stderr=subprocess.DEVNULL)
 
 
 @pytest.fixture
 def cri(cri_world):
     return cri_world[1]
+
+
+@pytest.fixture
+def runtime_name(cri_world):
+    """The endpoint's runtime name: the prefix of container IDs in pod status."""
+    return cri_world[0].runtime_name
 
 
 @pytest.fixture

@@ -36,12 +36,19 @@ if [ "${AGENT_IN_NS:-}" = 1 ]; then
       case $n in cni-*) umount -l "/var/run/netns/$n" 2>/dev/null; rm -f "/var/run/netns/$n" ;; esac
     done
     ip link del "$AGENT_BRIDGE" 2>/dev/null
-    rm -rf "$root"
+    # berthd's state dir (short, in /run: its shims' sockets live there)
+    suite_umount_under "/run/bta${tag:0:6}"
+    rm -rf "/run/bta${tag:0:6}" "$root"
   }
   trap teardown EXIT
   trap 'exit 130' INT TERM HUP
   BERTHLET=$(suite_snapshot_binary "$BERTHLET" "$root" agent/run.sh)
-  export BERTHLET
+  # berthd and the programs it runs (the suite is parametrized over containerd and berthd)
+  BERTHD=$(suite_snapshot_binary "$repo/build/cri/berthd" "$root" agent/run.sh)
+  BERTH=$(suite_snapshot_binary "$repo/build/runtime/berth" "$root" agent/run.sh)
+  BERTH_SHIM=$(suite_snapshot_binary "$repo/build/shim/berth-shim" "$root" agent/run.sh)
+  BERTH_PAUSE=$(suite_snapshot_binary "$repo/build/cri/pause/berth-pause" "$root" agent/run.sh)
+  export BERTHLET BERTHD BERTH BERTH_SHIM BERTH_PAUSE
   cd "$repo"
   suite_pytest_paths "$here" "$@"
   # bench/berthlet.sh runs its benchmark in this same world (AGENT_COMMAND).

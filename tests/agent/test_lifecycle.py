@@ -7,7 +7,7 @@ import agent_lib as L
 from agent_lib import condition, container, cstatus, pod_manifest, running
 
 
-def test_manifest_dropped_in_runs_the_pod(berthlet, cri):
+def test_manifest_dropped_in_runs_the_pod(berthlet, cri, runtime_name):
     m = pod_manifest("web", [container("app", 'echo "hello from $POD_NAME/$POD_NS on $NODE"; ' + L.SLEEPER,
                                        env=[{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
                                             {"name": "POD_NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
@@ -28,7 +28,7 @@ def test_manifest_dropped_in_runs_the_pod(berthlet, cri):
     cs = cstatus(pod, "app")
     assert cs["ready"] and cs["started"] and cs["restartCount"] == 0
     assert cs["image"] == "busybox:latest" and cs["imageID"]
-    assert cs["containerID"].startswith("containerd://")
+    assert cs["containerID"].startswith(f"{runtime_name}://")
 
     # What really runs, seen through the CRI: the kubelet's labels and annotations.
     (sb,) = cri.sandboxes(uid)
@@ -39,7 +39,7 @@ def test_manifest_dropped_in_runs_the_pod(berthlet, cri):
     assert c.labels["io.kubernetes.container.name"] == "app"
     assert c.annotations["io.kubernetes.container.restartCount"] == "0"
     assert "io.kubernetes.container.hash" in c.annotations
-    assert cs["containerID"] == "containerd://" + c.id
+    assert cs["containerID"] == f"{runtime_name}://" + c.id
     status = cri.container_status(c.id)
     assert status.log_path == str(berthlet.logs / f"default_web-node1_{uid}" / "app" / "0.log")
     # resources with the kubelet's conversions reach the runtime

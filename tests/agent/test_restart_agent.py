@@ -61,7 +61,7 @@ def test_manifest_removed_while_berthlet_is_down_removes_the_pod(berthlet_factor
     assert running(b.pod("keep"), "app")
 
 
-def test_runtime_going_away_and_back_is_reconnected(berthlet, cri_world, cri):
+def test_runtime_going_away_and_back_is_reconnected(berthlet, cri_world, cri, runtime_name):
     ctd, _ = cri_world
     berthlet.write("r.yaml", pod_manifest("r", [container("app", L.SLEEPER)]))
     berthlet.wait_pod("r", lambda p: running(p, "app"))
@@ -76,4 +76,4 @@ def test_runtime_going_away_and_back_is_reconnected(berthlet, cri_world, cri):
     # the pod is still the same, and berthlet still manages it: an edit replaces it
     assert snapshot(cri) == before
     berthlet.write("r.yaml", pod_manifest("r", [container("app", "echo new; " + L.SLEEPER)]))
-    berthlet.wait_pod("r", lambda p: running(p, "app") and cstatus(p, "app")["containerID"] != "containerd://" + before[0][0])
+    berthlet.wait_pod("r", lambda p: running(p, "app") and cstatus(p, "app")["containerID"] != f"{runtime_name}://" + before[0][0])

@@ -31,7 +31,7 @@ def test_crash_looping_container_shows_the_back_off(berthlet, cri):
     assert "CrashLoopBackOff" in berthlet.log()
 
 
-def test_liveness_failure_restarts_the_container(berthlet, cri):
+def test_liveness_failure_restarts_the_container(berthlet, cri, runtime_name):
     script = "touch /tmp/alive; sleep 2; rm /tmp/alive; " + L.SLEEPER
     c = container("app", script, livenessProbe={"exec": {"command": ["test", "-f", "/tmp/alive"]},
                                                 "periodSeconds": 1, "failureThreshold": 2})
@@ -42,7 +42,7 @@ def test_liveness_failure_restarts_the_container(berthlet, cri):
     pod = berthlet.wait_pod("live", lambda p: cstatus(p, "app")["restartCount"] >= 1 and running(p, "app"),
                             timeout=30, what="the liveness restart")
     cs = cstatus(pod, "app")
-    assert cs["lastState"]["terminated"]["containerID"] == "containerd://" + first
+    assert cs["lastState"]["terminated"]["containerID"] == f"{runtime_name}://" + first
     assert cri.running(uid)[0].id != first
     assert cri.running(uid)[0].annotations["io.kubernetes.container.restartCount"] == "1"
     assert "failed liveness probe, will be restarted" in berthlet.log()
