@@ -211,15 +211,16 @@ json build_pause_spec(const std::string& sandbox_id, const SandboxContext& sandb
   const auto& sc = pod.linux().security_context();
   constexpr std::string_view field = "linux.security_context";
 
-  // The pod's numeric user (a pod has no run_as_username); a group needs a user.
-  std::string user = "0";
+  // The pod's numeric user (a pod has no run_as_username; a group needs a user), else
+  // 65535:65535, the user of the Kubernetes pause image containerd runs.
+  std::string user = "65535:65535";
   if (sc.has_run_as_group() && !sc.has_run_as_user())
     invalid("{}.run_as_group: group {} is set without run_as_user", field, sc.run_as_group().value());
   for (auto [set, id, name] : {std::tuple{sc.has_run_as_user(), sc.run_as_user().value(), "run_as_user"},
                                std::tuple{sc.has_run_as_group(), sc.run_as_group().value(), "run_as_group"}}) {
     if (set && (id < 0 || id > INT32_MAX)) invalid("{}.{}: {} is out of range (0 to {})", field, name, id, INT32_MAX);
   }
-  if (sc.has_run_as_user()) user = std::to_string(sc.run_as_user().value());
+  if (sc.has_run_as_user()) user.assign(std::to_string(sc.run_as_user().value()));
   if (sc.has_run_as_group()) user.append(":").append(std::to_string(sc.run_as_group().value()));
   std::vector<int64_t> groups(sc.supplemental_groups().begin(), sc.supplemental_groups().end());
   json process{{"terminal", false},

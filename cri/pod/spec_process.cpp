@@ -174,7 +174,7 @@ ResolvedUser resolve_numeric(const std::string& user) {
   auto uid = numeric_id(std::string_view(user).substr(0, colon));
   std::optional<uint32_t> gid = 0;
   if (colon != std::string::npos) gid = numeric_id(std::string_view(user).substr(colon + 1));
-  if (!uid || !gid) invalid("user \"{}\" needs the container's /etc/passwd and /etc/group to resolve", user);
+  if (!uid || !gid) invalid("names need the container's /etc/passwd and /etc/group to resolve");
   return ResolvedUser{*uid, *gid, {}, ""};
 }
 
