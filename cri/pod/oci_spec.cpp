@@ -119,6 +119,12 @@ void add_pod_annotations(json& a, const std::string& sandbox_id, const runtime::
   a["io.kubernetes.cri.sandbox-uid"] = pod.metadata().uid();
 }
 
+// The pod's cgroup parent: berthd's (it may give pods without one a default), else the
+// request's.
+const std::string& cgroup_parent(const SandboxContext& sandbox) {
+  return sandbox.cgroup_parent.empty() ? sandbox.config->linux().cgroup_parent() : sandbox.cgroup_parent;
+}
+
 json container_annotations(const ContainerSpecInput& in) {
   json a = json::object();
   size_t bytes = 0;
@@ -135,6 +141,7 @@ json container_annotations(const ContainerSpecInput& in) {
   std::string image_name = !in.image_name.empty()                   ? in.image_name
                            : !image.user_specified_image().empty() ? image.user_specified_image()
                                                                    : image.image();
+  spec::check_text(image_name, "image.image");
   a["io.kubernetes.cri.container-type"] = "container";
   a["io.kubernetes.cri.container-name"] = in.config->metadata().name();
   a["io.kubernetes.cri.image-name"] = image_name;
@@ -164,6 +171,7 @@ json build_container_spec(const ContainerSpecInput& in, const SpecOptions& opts)
   const auto& pod = pod_config(in.sandbox);
   check_id(in.id, "container id");
   if (!in.config->has_metadata() || in.config->metadata().name().empty()) invalid("metadata.name: required");
+  spec::check_text(in.config->metadata().name(), "metadata.name", 1024);
   std::string rootfs = spec::absolute_path(in.rootfs, "rootfs");
   const auto& sc = in.config->linux().security_context();
   bool privileged = sc.privileged();
@@ -183,8 +191,8 @@ json build_container_spec(const ContainerSpecInput& in, const SpecOptions& opts)
   json mounts = spec::container_mounts(in, opts, privileged, linux);
   spec::add_devices(*in.config, opts, privileged, linux);
   linux["namespaces"] = container_namespaces(in, privileged);
-  if (!pod.linux().cgroup_parent().empty())
-    linux["cgroupsPath"] = container_cgroups_path(opts.cgroup_driver, pod.linux().cgroup_parent(), in.id);
+  if (const auto& parent = cgroup_parent(*in.sandbox); !parent.empty())
+    linux["cgroupsPath"] = container_cgroups_path(opts.cgroup_driver, parent, in.id);
   if (!privileged) {
     size_t max = opts.max_mounts;
     linux["maskedPaths"] = spec::path_list(sc.masked_paths(), spec::default_masked_paths(),
@@ -250,8 +258,8 @@ json build_pause_spec(const std::string& sandbox_id, const SandboxContext& sandb
   if (!sandbox.utsns_path.empty()) linux["namespaces"].push_back(namespace_entry("uts", sandbox.utsns_path));
   linux["namespaces"].push_back(namespace_entry("mount"));
   if (!sandbox.netns_path.empty()) linux["namespaces"].push_back(namespace_entry("network", sandbox.netns_path));
-  if (!pod.linux().cgroup_parent().empty())
-    linux["cgroupsPath"] = container_cgroups_path(opts.cgroup_driver, pod.linux().cgroup_parent(), sandbox_id);
+  if (const auto& parent = cgroup_parent(sandbox); !parent.empty())
+    linux["cgroupsPath"] = container_cgroups_path(opts.cgroup_driver, parent, sandbox_id);
   json seccomp = spec::seccomp_for(sc.has_seccomp() ? &sc.seccomp() : nullptr, spec::seccomp_profile_path(sc), field,
                                    sc.privileged(), spec::default_capabilities(), opts);
   if (!seccomp.is_null()) linux["seccomp"] = std::move(seccomp);

@@ -52,7 +52,7 @@ BindMount requested_mount(const runtime::v1::Mount& m, size_t i, const SpecOptio
     invalid("{}.recursive_read_only: needs PROPAGATION_PRIVATE (a shared or slave mount could receive "
             "writable mounts later)", b.field);
   try {
-    b.source = opts.host.prepare_bind_source(host);
+    b.source = opts.host.prepare_bind_source ? opts.host.prepare_bind_source(host) : host;
   } catch (Error& e) {
     throw e.wrap(b.field + ".host_path");
   }
@@ -78,6 +78,7 @@ std::vector<BindMount> pod_file_mounts(const ContainerSpecInput& in, const std::
 
 std::string_view propagation_option(const BindMount& b, const SpecOptions& opts, json& linux) {
   auto host_propagation = [&] {
+    if (!opts.host.mount_propagation) return std::string("shared");  // nothing to check with
     try {
       return opts.host.mount_propagation(b.source);
     } catch (Error& e) {
@@ -203,6 +204,7 @@ void add_devices(const ContainerConfig& config, const SpecOptions& opts, bool pr
       invalid("{}.permissions: \"{}\" must be a combination of r, w and m", field, access);
     std::vector<HostDevice> found;
     try {
+      if (!opts.host.devices_at) invalid("no device lookup is configured");
       found = opts.host.devices_at(host);
     } catch (Error& e) {
       throw e.wrap(field + ".host_path");
@@ -220,7 +222,14 @@ void add_devices(const ContainerConfig& config, const SpecOptions& opts, bool pr
   if (privileged) {
     // Every host device, unless the request placed its own node at that path; and no
     // device rules at all (containerd's WithHostDevices + WithAllDevicesAllowed).
-    for (const auto& dev : opts.host.devices_at("/dev"))
+    std::vector<HostDevice> host_devices;
+    try {
+      if (!opts.host.devices_at) invalid("no device lookup is configured");
+      host_devices = opts.host.devices_at("/dev");
+    } catch (Error& e) {
+      throw e.wrap("linux.security_context.privileged: the host's devices");
+    }
+    for (const auto& dev : host_devices)
       if (!by_path.count("/dev" + dev.relative)) add_node("/dev" + dev.relative, dev);
     rules = json::array({{{"allow", true}, {"access", "rwm"}}});
   }

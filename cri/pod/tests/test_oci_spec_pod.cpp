@@ -81,6 +81,11 @@ TEST_F(PodSpecTest, CgroupsPath) {
             std::string::npos);
   EXPECT_NE(error_of([] { container_cgroups_path(CgroupDriver::cgroupfs, "/k", "a/b"); }).find("not a valid ID"),
             std::string::npos);
+  // berthd's parent for the pod wins over the request's; none at all: no cgroupsPath.
+  sandbox_.cgroup_parent = "/berthd/pods";
+  EXPECT_EQ(build()["linux"]["cgroupsPath"], "/berthd/pods/ctr-1");
+  sandbox_.cgroup_parent.clear();
+  EXPECT_EQ(build()["linux"]["cgroupsPath"], "/kubepods/besteffort/podpod-uid-1/ctr-1");
   pod_.mutable_linux()->clear_cgroup_parent();
   EXPECT_FALSE(build()["linux"].contains("cgroupsPath"));
 }
