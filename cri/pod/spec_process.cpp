@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <map>
 #include <set>
+#include <unordered_map>
 
 #include "cri/pod/spec_internal.hpp"
 
@@ -81,21 +82,34 @@ std::vector<std::string> process_args(const ContainerConfig& c, const ImageConfi
   return command;
 }
 
-// containerd's replaceOrAppendEnvValues: a later KEY=value replaces an earlier KEY in
-// place; a bare KEY removes it.
+// containerd's replaceOrAppendEnvValues as runc then applies it: a later KEY=value
+// replaces an earlier KEY in place (runc sets them in order, so the last one wins); a
+// bare KEY removes it. Linear: a hostile request may bring thousands.
 void replace_or_append(std::vector<std::string>& env, const std::vector<std::string>& overrides) {
   auto key_of = [](const std::string& e) { return e.substr(0, e.find('=')); };
+  std::unordered_map<std::string, size_t> position;
+  for (size_t i = 0; i < env.size(); i++) position.emplace(key_of(env[i]), i);
+  std::vector<bool> removed(env.size(), false);
   for (const auto& value : overrides) {
-    std::string key = key_of(value);
-    auto it = std::find_if(env.begin(), env.end(), [&](const std::string& e) { return key_of(e) == key; });
-    if (value.find('=') == std::string::npos) {
-      if (it != env.end()) env.erase(it);
-    } else if (it != env.end()) {
-      *it = value;
-    } else {
+    bool unset = value.find('=') == std::string::npos;
+    auto [it, added] = position.try_emplace(key_of(value), env.size());
+    if (added && unset) {
+      position.erase(it);
+    } else if (added) {
       env.push_back(value);
+      removed.push_back(false);
+    } else {
+      removed[it->second] = unset;
+      if (!unset) env[it->second] = value;
     }
   }
+  size_t kept = 0;
+  for (size_t i = 0; i < env.size(); i++) {
+    if (removed[i]) continue;
+    if (kept != i) env[kept] = std::move(env[i]);
+    kept++;
+  }
+  env.resize(kept);
 }
 
 std::vector<std::string> process_env(const ProcessInput& in, size_t& total) {
@@ -106,7 +120,9 @@ std::vector<std::string> process_env(const ProcessInput& in, size_t& total) {
     invalid("image config Env: {} variables, at most {} are accepted", in.image.env.size(), in.max_env);
   std::vector<std::string> env{std::string(kDefaultPath)};
   if (in.config.tty()) env.emplace_back("TERM=xterm");
-  replace_or_append(env, {"HOSTNAME=" + in.hostname});
+  std::string hostname = "HOSTNAME=" + in.hostname;
+  check_exec_string(hostname, "hostname", total);
+  replace_or_append(env, {hostname});
   std::vector<std::string> overrides;
   for (size_t i = 0; i < in.image.env.size(); i++) {
     check_exec_string(in.image.env[i], indexed("image config Env", i), total);

@@ -115,6 +115,32 @@ TEST_F(ProcessSpecTest, EnvOfATtyHasTermAndANodeHostnameWhenThePodHasNone) {
                                "HOSTNAME=node-1"}));
 }
 
+TEST_F(ProcessSpecTest, TheLastOfRepeatedKeysWinsInThePlaceOfTheFirst) {
+  in_.image.env = {"A=image", "B=image"};
+  for (const char* v : {"1", "2"}) {
+    auto* kv = config_.add_envs();
+    kv->set_key("A");
+    kv->set_value(v);
+  }
+  EXPECT_EQ(build()["process"]["env"],
+            (Strings{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOSTNAME=web-0", "A=2",
+                     "B=image"}));
+}
+
+TEST_F(ProcessSpecTest, ThousandsOfVariablesMergeQuickly) {
+  opts_.max_env = 10000;
+  for (int i = 0; i < 4000; i++) {
+    in_.image.env.push_back(fmt::format("K{}=image", i));
+    auto* kv = config_.add_envs();
+    kv->set_key(fmt::format("K{}", i * 2));
+    kv->set_value("request");
+  }
+  json env = build()["process"]["env"];
+  EXPECT_EQ(env.size(), 2u + 4000 + 2000);
+  EXPECT_EQ(env[2], "K0=request");
+  EXPECT_EQ(env[3], "K1=image");
+}
+
 TEST_F(ProcessSpecTest, AnImageEnvEntryWithoutValueUnsetsTheVariable) {
   in_.image.env = {"TERM"};
   config_.set_tty(true);
