@@ -46,7 +46,11 @@ struct ResolvedUser {
 };
 // Resolves "name", "uid", "uid:gid", "name:group", "uid:group" against the container's
 // /etc/passwd and /etc/group, as runc's libcontainer/user does: a numeric uid without
-// an entry is fine (gid 0), a name without an entry is an error.
+// an entry is fine (gid 0), a name without an entry is an error. additional_gids are the
+// groups that list the user's name (even when the string carries an explicit group), as
+// containerd's WithAdditionalGIDs finds them. The builder always calls it, with "0" when
+// neither the request nor the image names a user; without a resolver, numeric users
+// resolve to themselves and names are an error.
 using UserResolver = std::function<ResolvedUser(const std::string& user)>;
 
 // What the pod contributes to each of its containers.
@@ -63,6 +67,40 @@ struct SandboxContext {
   std::string cgroup_parent;  // as the kubelet gave it (cgroupfs path or systemd slice)
 };
 
+// A device node found on the host (by stat, as containerd's DeviceFromPath).
+struct HostDevice {
+  std::string path;      // the node's host path (symlinks resolved)
+  std::string relative;  // its path below the directory asked for ("/dri/card0"); "" for a node
+  char type = 'c';   // 'c' or 'b'
+  int64_t major = 0, minor = 0;
+  uint32_t file_mode = 0;  // permission bits
+  uint32_t uid = 0, gid = 0;
+};
+
+// The facts about the host the builder needs, as functions so that tests can replace
+// them; live_host_access() reads the running system the way containerd does.
+struct HostAccess {
+  // berthd's effective capabilities ("CAP_CHOWN", ...): what "ALL" and privileged grant
+  // (containerd's cap.Current()).
+  std::function<std::vector<std::string>()> capabilities;
+  // berthd's own /proc/self/oom_score_adj, for restrict_oom_score_adj.
+  std::function<int()> oom_score_adj;
+  // The node's hostname, for HOSTNAME when the pod sets none (host network).
+  std::function<std::string()> hostname;
+  // A CRI mount's host_path as it will be bound: created as a directory (0755) when it
+  // does not exist and symlinks resolved, as containerd and CRI-O do.
+  std::function<std::string(const std::string& host_path)> prepare_bind_source;
+  // "shared", "slave" or "private": the propagation of the host mount holding path.
+  std::function<std::string(const std::string& path)> mount_propagation;
+  // The device at path, or every device below it when it is a directory (skipping
+  // /dev/pts, shm, mqueue, fd, console and fifos, as containerd's getDevices).
+  std::function<std::vector<HostDevice>(const std::string& path)> devices_at;
+  // Whether AppArmor is enabled, and whether a profile of that name is loaded.
+  std::function<bool()> apparmor_enabled;
+  std::function<bool(const std::string& profile)> apparmor_profile_loaded;
+};
+HostAccess live_host_access();
+
 struct SpecOptions {
   CgroupDriver cgroup_driver = CgroupDriver::cgroupfs;
   // The host cannot lower oom_score_adj (no CAP_SYS_RESOURCE): clamp to the daemon's
@@ -73,6 +111,7 @@ struct SpecOptions {
   std::string seccomp_profile_root = "/var/lib/kubelet/seccomp";
   // Cap on process.env entries and mounts a request may bring (hostile clients).
   size_t max_env = 4096, max_mounts = 1024, max_devices = 1024;
+  HostAccess host = live_host_access();
 };
 
 struct ContainerSpecInput {
@@ -84,31 +123,44 @@ struct ContainerSpecInput {
   UserResolver resolve_user;     // called for run_as_username / image user names
   // Target mode (NamespaceOption.target_id): the target container's PID namespace.
   std::string target_pidns_path;
+  // The image's name in the store (its first tag), for io.kubernetes.cri.image-name as
+  // containerd sets it; empty: config.image.user_specified_image, else config.image.image.
+  std::string image_name;
   // Image volumes are created as directories in the rootfs by the caller; nothing
   // here mounts them.
 };
 
-// config.json for a container. Includes: process (args from command/args and the
-// image's entrypoint/cmd as the kubelet and containerd merge them, env merged image
-// then CRI, cwd, user and groups incl. supplemental groups, capabilities, no_new_privs,
-// rlimits default, oom_score_adj, apparmor/selinux left out, terminal), root
-// (readonly), hostname, mounts (the standard /proc /dev /dev/pts /dev/shm /dev/mqueue
-// /sys /sys/fs/cgroup set as containerd builds it, the pod's files, CRI mounts with
-// propagation and rro, devices), linux namespaces per the pod and container namespace
-// options, linux.resources, cgroupsPath, masked/readonly paths (defaults unless the
-// request brings its own or the container is privileged), seccomp (RuntimeDefault =
-// the built-in profile, Unconfined, Localhost file), sysctls none (the pod's namespaces
-// carry them), annotations (io.kubernetes.cri.* as containerd sets them).
+// config.json for a container, as containerd 1.7's CRI plugin builds it for runc:
+// process (args from command/args and the image's entrypoint/cmd as the kubelet and
+// containerd merge them; env: PATH, TERM with a tty, HOSTNAME, then the image's, then
+// the request's, later keys replacing earlier ones; cwd; user and groups incl.
+// supplemental groups; capabilities; no_new_privs; oom_score_adj; AppArmor Localhost
+// profiles; terminal; no rlimits: containerd's CRI drops the default ones, so the
+// container inherits berthd's), root (readonly), mounts (the standard /proc /dev
+// /dev/pts /dev/shm /dev/mqueue /sys /sys/fs/cgroup set as containerd builds it, the
+// pod's files, CRI mounts with propagation and rro, sorted parents first), devices,
+// linux namespaces per the pod (pinned paths) and the container's PID mode, a cgroup
+// namespace unless privileged, linux.resources, cgroupsPath, masked/readonly paths
+// (defaults unless the request brings its own, none when privileged), seccomp
+// (RuntimeDefault = the built-in profile, Unconfined, Localhost file; none when
+// privileged), no hostname and no sysctls (the pod's pinned namespaces carry them),
+// annotations (the request's, minus keys OCI runtimes act on, then io.kubernetes.cri.*
+// as containerd sets them).
 json build_container_spec(const ContainerSpecInput& in, const SpecOptions& opts);
 
 // config.json of a pod's pause process: rootfs `rootfs` (read-only, holding /pause),
 // args ["/pause"], new PID and mount namespaces, the pod's pinned namespaces, the pod's
-// security context (run_as_user etc.), cgroupsPath under the pod's parent.
+// security context (run_as_user etc.), cgroupsPath under the pod's parent. As
+// containerd's sandbox spec: default capabilities, no_new_privs, default masked and
+// readonly paths, oom_score_adj -998, cpu shares 2, the pod's seccomp profile, the pod's
+// /dev/shm bound read-only, io.kubernetes.cri.* sandbox annotations.
 json build_pause_spec(const std::string& sandbox_id, const SandboxContext& sandbox, const std::string& rootfs,
                       const SpecOptions& opts);
 
 // linux.resources of the OCI spec from CRI's resources (also for `runtime update`).
-json oci_resources(const runtime::v1::LinuxContainerResources& res, const SpecOptions& opts);
+// Errors name the CRI field under `field` ("linux.resources.cpu_shares: ...").
+json oci_resources(const runtime::v1::LinuxContainerResources& res, const SpecOptions& opts,
+                   std::string_view field = "linux.resources");
 
 // OCI linux.cgroupsPath of a container: "<parent>/<id>" style for cgroupfs
 // ("/kubepods/besteffort/pod<uid>/<id>"), "<slice>:berth:<id>" for systemd.
