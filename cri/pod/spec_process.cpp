@@ -190,7 +190,7 @@ ResolvedUser resolve_numeric(const std::string& user) {
   auto uid = numeric_id(std::string_view(user).substr(0, colon));
   std::optional<uint32_t> gid = 0;
   if (colon != std::string::npos) gid = numeric_id(std::string_view(user).substr(colon + 1));
-  if (!uid || !gid) invalid("names need the container's /etc/passwd and /etc/group to resolve");
+  if (!uid || !gid) invalid("user \"{}\": names need the container's /etc/passwd and /etc/group", user);
   return ResolvedUser{*uid, *gid, {}, ""};
 }
 
@@ -203,7 +203,7 @@ json resolve_process_user(const std::string& user, std::string_view field, const
   try {
     resolved = resolver ? resolver(user) : resolve_numeric(user);
   } catch (Error& e) {
-    throw e.wrap(fmt::format("{}: user \"{}\"", field, user));
+    throw e.wrap(field);  // the resolver names the user
   }
   if (supplemental.size() > kMaxGroups)
     invalid("{}: {} groups, at most {} are accepted", supplemental_field, supplemental.size(), kMaxGroups);

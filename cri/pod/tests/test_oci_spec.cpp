@@ -223,7 +223,7 @@ TEST_F(ProcessSpecTest, UserErrorsNameTheField) {
   sc()->clear_run_as_user();
   sc()->clear_run_as_group();
   sc()->set_run_as_username("ghost");
-  EXPECT_NE(build_error().find("linux.security_context.run_as_username: user \"ghost\": unable to find user ghost"),
+  EXPECT_NE(build_error().find("linux.security_context.run_as_username: unable to find user ghost"),
             std::string::npos);
   sc()->set_run_as_username("a:b");
   EXPECT_NE(build_error().find("run_as_username: \"a:b\" must not contain ':'"), std::string::npos);
@@ -239,7 +239,7 @@ TEST_F(ProcessSpecTest, WithoutAResolverOnlyNumbersResolve) {
   EXPECT_EQ(build()["process"]["user"]["uid"], 7);
   in_.image.user = "app";
   sc()->clear_run_as_user();
-  EXPECT_NE(build_error().find("image config User: user \"app\": names need the container's /etc/passwd"),
+  EXPECT_NE(build_error().find("image config User: user \"app\": names need the container's /etc/passwd and /etc/group"),
             std::string::npos);
 }
 

@@ -3,6 +3,7 @@
 // compiled by berth's libseccomp code and loaded into a child process, whose syscalls
 // then show what the profile blocks on the real kernel.
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -14,6 +15,7 @@
 
 #include "cri/pod/seccomp_profile.hpp"
 #include "cri/pod/tests/spec_fixture.hpp"
+#include "cri/pod/user_lookup.hpp"
 #include "runtime/lib/seccomp.hpp"
 #include "runtime/lib/spec.hpp"
 #include "tests/support/temp_dir.hpp"
@@ -57,6 +59,24 @@ TEST_F(BerthAcceptsTest, DefaultContainer) {
   ASSERT_NE(parsed_mount(s, "/etc/hosts"), nullptr);
   EXPECT_TRUE(parsed_mount(s, "/etc/hosts")->is_bind());
   EXPECT_TRUE(parsed_mount(s, "/etc/hosts")->recursive);
+}
+
+// critest's predefined-group image: uid 1000 is default-user, a member of group 50000.
+TEST_F(BerthAcceptsTest, UserAndGroupsFromTheImagesFiles) {
+  ASSERT_EQ(::mkdir(rootfs_.file("etc").c_str(), 0755), 0);
+  rootfs_.put("etc/passwd", "root:x:0:0:root:/root:/bin/sh\ndefault-user:x:1000:1000::/home/default-user:/bin/sh\n");
+  rootfs_.put("etc/group", "root:x:0:\ndefault-user:x:1000:\ngroup-defined-in-image:x:50000:default-user\n");
+  in_.resolve_user = rootfs_user_resolver(rootfs_.path());
+  sc()->mutable_run_as_user()->set_value(1000);
+  sc()->add_supplemental_groups(1234);
+  Spec s = parse(build());
+  EXPECT_EQ(s.process.uid, 1000u);
+  EXPECT_EQ(s.process.gid, 1000u);
+  EXPECT_EQ(s.process.additional_gids, (std::vector<gid_t>{1000, 1234, 50000}));
+  sc()->clear_run_as_user();
+  sc()->set_run_as_username("nobody");
+  EXPECT_NE(build_error().find("linux.security_context.run_as_username: user \"nobody\": no such user"),
+            std::string::npos);
 }
 
 TEST_F(BerthAcceptsTest, EverythingAtOnce) {
