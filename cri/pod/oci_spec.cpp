@@ -90,8 +90,9 @@ json container_namespaces(const ContainerSpecInput& in, bool privileged) {
     break;
   case runtime::v1::POD:
     if (pod_pid == runtime::v1::NODE) break;
-    if (sb.pidns_path.empty()) invalid("{}.pid: POD, but the pod has no shared PID namespace", field);
-    ns.push_back(namespace_entry("pid", sb.pidns_path));
+    // A pod whose containers do not share one (pid mode CONTAINER, so no pause process):
+    // the container's own, as it would get from a pause-less containerd sandbox.
+    ns.push_back(sb.pidns_path.empty() ? namespace_entry("pid") : namespace_entry("pid", sb.pidns_path));
     break;
   case runtime::v1::TARGET:
     if (in.target_pidns_path.empty())

@@ -123,6 +123,7 @@ grpc::Status RuntimeServiceImpl::CreateContainer(grpc::ServerContext*, const run
     in.rootfs = rootfs;
     in.resolve_user = rootfs_user_resolver(rootfs);
     in.target_pidns_path = target_pidns(rt_, config);
+    in.image_name = c->rec.image_name;
     json spec = build_container_spec(in, rt_.spec_options());
     write_file(path_join(c->rec.bundle, "config.json"), spec.dump(), true, 0600);
 

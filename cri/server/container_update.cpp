@@ -25,11 +25,12 @@ grpc::Status RuntimeServiceImpl::UpdateContainerResources(grpc::ServerContext*,
     if (rec.phase == ContainerPhase::exited)
       fail_code(kWrongState, "container {} has exited: its resources cannot be updated", rec.id);
     if (!req->has_linux()) return grpc::Status::OK;
-    json resources = oci_resources(req->linux(), rt_.spec_options());
-    // The bundle's spec first: it is what a (re)start uses.
+    json resources = oci_resources(req->linux(), rt_.spec_options(), "linux");
+    // The bundle's spec first: it is what a (re)start uses. Merged, so the device rules
+    // made at create stay.
     std::string spec_path = path_join(rec.bundle, "config.json");
     json spec = json::parse(read_file(spec_path));
-    spec["linux"]["resources"] = resources;
+    for (auto& [key, value] : resources.items()) spec["linux"]["resources"][key] = value;
     write_file_atomic(spec_path, spec.dump(), 0600, false);
     if (rec.phase == ContainerPhase::running) {
       std::string handler_name;
