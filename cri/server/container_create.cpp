@@ -27,7 +27,11 @@ public:
         std::lock_guard lk(c_->mu);
         rec = c_->rec;
       }
-      rt_.release_container_resources(rec);
+      try {
+        rt_.release_container_resources(rec);
+      } catch (const std::exception& e) {
+        dlog::error("undo failed container: something is left behind", {{"id", c_->id()}, {"error", e.what()}});
+      }
       rt_.drop(c_);
     } catch (const std::exception& e) {
       dlog::error("undo failed container", {{"id", c_->id()}, {"error", e.what()}});

@@ -19,12 +19,30 @@ void Runtime::release_container_resources(const ContainerRecord& rec) {
     std::lock_guard lk(s->mu);
     handler_name = s->rec.runtime_handler;
   }
-  if (!shim_alive(shim_, rec.id)) image::remove_tree(path_join(shim_.state_root, rec.id));  // a killed shim's leftovers
-  handler(handler_name).remove(rec.id);
+  // Every step is tried; the first failure is reported once all have run.
+  std::exception_ptr first;
+  auto attempt = [&](auto&& fn) {
+    try {
+      fn();
+    } catch (...) {
+      if (!first) first = std::current_exception();
+    }
+  };
+  attempt([&] {
+    if (!shim_alive(shim_, rec.id)) image::remove_tree(path_join(shim_.state_root, rec.id));  // a killed shim's leftovers
+  });
+  attempt([&] { handler(handler_name).remove(rec.id); });
   ::unlink(path_join(shim_.exit_dir, rec.id).c_str());
-  if (!rec.bundle.empty()) unmount_rootfs(path_join(rec.bundle, "rootfs"));
-  if (images_.snapshots().stat(rec.id)) images_.snapshots().remove(rec.id);
-  if (!rec.bundle.empty()) image::remove_tree(rec.bundle);
+  attempt([&] {
+    if (!rec.bundle.empty()) unmount_rootfs(path_join(rec.bundle, "rootfs"));
+  });
+  attempt([&] {
+    if (images_.snapshots().stat(rec.id)) images_.snapshots().remove(rec.id);
+  });
+  attempt([&] {
+    if (!rec.bundle.empty()) image::remove_tree(rec.bundle);
+  });
+  if (first) std::rethrow_exception(first);
 }
 
 void Runtime::remove_container(const ContainerPtr& c) {

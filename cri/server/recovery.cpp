@@ -41,7 +41,7 @@ bool looks_like_id(const std::string& s) {
 void Runtime::recover_sandbox(const SandboxPtr& s) {
   if (s->rec.phase == SandboxPhase::creating) {
     dlog::info("removing a pod sandbox left half-made", {{"id", s->id()}});
-    release_sandbox_resources(*s);
+    release_sandbox_resources(*s, true);
     image::remove_tree(s->rec.dir);
     drop(s);
     return;

@@ -104,11 +104,14 @@ public:
   // Shared operations (callers hold the object's op lock).
   void stop_container(Container& c, int64_t timeout_s);   // idempotent
   void remove_container(const ContainerPtr& c);           // stops first (force)
-  void stop_sandbox(Sandbox& s);                          // idempotent
+  // Idempotent. best_effort: every step is tried and failures are logged (the pod is
+  // going away); otherwise the first failure is thrown (a CNI DEL that fails keeps the
+  // netns so that the kubelet's retry can DEL again).
+  void stop_sandbox(Sandbox& s, bool best_effort = false);
   void remove_sandbox(const SandboxPtr& s);               // stops first
 
   // Undo helpers also used by recovery.
-  void release_sandbox_resources(Sandbox& s);  // network, pins, shm, pause (idempotent)
+  void release_sandbox_resources(Sandbox& s, bool best_effort);  // pause, network, pins, shm
   void release_container_resources(const ContainerRecord& rec);  // runtime, shim, rootfs, snapshot, bundle
 
   // Events for GetContainerEvents.

@@ -36,7 +36,7 @@ public:
   ~SandboxUndo() {
     if (!s_) return;
     try {
-      rt_.release_sandbox_resources(*s_);
+      rt_.release_sandbox_resources(*s_, true);
       image::remove_tree(rt_.sandbox_dir(s_->id()));
       rt_.drop(s_);
     } catch (const std::exception& e) {

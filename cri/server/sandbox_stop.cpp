@@ -38,32 +38,46 @@ void Runtime::stop_pause(Sandbox& s) {
   s.rec.pause_pid = 0;
 }
 
-void Runtime::release_sandbox_resources(Sandbox& s) {
-  stop_pause(s);
+void Runtime::release_sandbox_resources(Sandbox& s, bool best_effort) {
+  auto attempt = [&](const char* what, auto&& fn) {
+    try {
+      fn();
+      return true;
+    } catch (const std::exception& e) {
+      if (!best_effort) throw;
+      dlog::warn(what, {{"sandbox", s.id()}, {"error", e.what()}});
+      return false;
+    }
+  };
+  attempt("stop the pause process", [&] { stop_pause(s); });
   SandboxRecord rec;
   {
     std::lock_guard lk(s.mu);
     rec = s.rec;
   }
   if (!rec.cni_network.empty()) {
-    network_.teardown(rec.id, rec.netns, rec.cni_network, pod_identity(rec.config), port_mappings(rec.config));
+    // A DEL that fails leaves the pin in place, so that StopPodSandbox can be retried;
+    // when the pod is going away regardless, the attachment is given up.
+    attempt("CNI DEL", [&] {
+      network_.teardown(rec.id, rec.netns, rec.cni_network, pod_identity(rec.config), port_mappings(rec.config));
+    });
     std::lock_guard lk(s.mu);
     s.rec.cni_network.clear();
   }
-  unpin_namespaces(path_join(rec.dir, "ns"));
-  release_sandbox_shm(rec.dir);
+  attempt("unpin the pod's namespaces", [&] { unpin_namespaces(path_join(rec.dir, "ns")); });
+  attempt("unmount the pod's /dev/shm", [&] { release_sandbox_shm(rec.dir); });
   std::lock_guard lk(s.mu);
   s.rec.netns.clear();
   s.rec.ipcns.clear();
   s.rec.utsns.clear();
 }
 
-void Runtime::stop_sandbox(Sandbox& s) {
+void Runtime::stop_sandbox(Sandbox& s, bool best_effort) {
   for (auto& c : containers_of(s.id())) {
     std::lock_guard op(c->op);
     stop_container(*c, 0);
   }
-  release_sandbox_resources(s);
+  release_sandbox_resources(s, best_effort);
   bool changed;
   {
     std::lock_guard lk(s.mu);
@@ -82,7 +96,7 @@ void Runtime::remove_sandbox(const SandboxPtr& s) {
     std::lock_guard op(c->op);
     if (find_container(c->id())) remove_container(c);  // unless a racing RemoveContainer won
   }
-  stop_sandbox(*s);
+  stop_sandbox(*s, true);  // the pod goes: what cannot be undone is logged, not kept
   image::remove_tree(s->rec.dir);
   forget_cpu_sample("pod:" + s->id());
   drop(s);

@@ -172,14 +172,19 @@ import pod_lib  # noqa: E402
 
 @pytest.fixture(scope="session")
 def pod_registry(session_root):
-    """A registry with busybox-static images for pods: library/busybox:latest, and one
-    whose config names an entrypoint, a user, env, a workdir, a stop signal and volumes."""
+    """A registry with busybox-static (every applet linked) as library/busybox:latest."""
     import oci_image
     from registry import Registry
     reg = Registry(workdir=os.path.join(session_root, "pod-registry"))
     reg.start()
-    busybox = oci_image.build_image("busybox")
-    oci_image.push(busybox, reg.addr, "library/busybox:latest")
+    applets = subprocess.run([oci_image.BUSYBOX, "--list"], capture_output=True, text=True, check=True).stdout.split()
+
+    def every_applet(t):
+        for a in applets:
+            if a not in oci_image.APPLETS and a != "busybox":
+                t.symlink(f"bin/{a}", "busybox")
+    base = oci_image.Layer(oci_image.busybox_tar(every_applet), "gzip")
+    oci_image.push(oci_image.Image([base]), reg.addr, "library/busybox:latest")
     yield reg
     reg.stop()
 
@@ -213,13 +218,13 @@ def make_world(make_berthd, pb2, pod_registry, cni_world):
                           cni_world["ipam"], extra_config)
         made.append(w)
         if start:
-            w.start()
+            w.up()
             w.client.pull("busybox")
         return w
     yield make
     for w in made:
         if w.berthd.proc is None or w.berthd.proc.poll() is not None:
-            w.start()
+            w.up()
         try:
             w.remove_everything()
             w.assert_no_leaks()

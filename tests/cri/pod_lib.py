@@ -95,7 +95,8 @@ mirrors = ["{registry_url}"]
 """)
         self.client = None
 
-    def start(self):
+    def up(self):
+        """Starts berthd and connects."""
         self.berthd.start()
         self.client = self.berthd.client()
         self.rt = self.client.runtime
@@ -108,7 +109,7 @@ mirrors = ["{registry_url}"]
             self.berthd.kill9()
         else:
             self.berthd.stop(sig)
-        return self.start()
+        return self.up()
 
     # ---- configs ----------------------------------------------------------------
     def pod_config(self, name=None, **kw):

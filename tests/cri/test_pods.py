@@ -173,12 +173,12 @@ def test_without_cni_config_network_is_not_ready_and_pods_fail_cleanly(make_worl
 def test_failed_cni_add_leaves_nothing(make_world, cni_world, tmp_path):
     w = make_world()
     bad = tmp_path / "net.d"
-    pod_lib.write_cni(str(bad), cni_world["bin"], cni_world["bridge"], "10.231.89.0/24", cni_world["ipam"],
+    pod_lib.write_cni(str(bad), cni_world["bin"], cni_world["bridge"], cni_world["subnet"], cni_world["ipam"],
                       plugins_extra=[{"type": "no-such-plugin"}])
     w.berthd.stop()
     conf = open(w.berthd.config_path).read().replace(cni_world["conf"], str(bad))
     open(w.berthd.config_path, "w").write(conf)
-    w.start()
+    w.up()
     with pytest.raises(grpc.RpcError) as e:
         w.run_pod()
     assert "no-such-plugin" in e.value.details()

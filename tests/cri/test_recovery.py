@@ -25,7 +25,7 @@ def test_restart_keeps_containers_and_reports_exits(world, sig):
     pid = json.loads(world.status(keeps, verbose=True).info["info"])["pid"]
     world.berthd.stop(sig) if sig != signal.SIGKILL else world.berthd.kill9()
     time.sleep(1.5)  # `ends` exits while berthd is down
-    world.start()
+    world.up()
     assert os.path.exists(f"/proc/{pid}"), "a running container died with berthd"
     assert world.state(keeps) == pb2.CONTAINER_RUNNING
     assert world.pod_status(pod_id).status.state == pb2.SANDBOX_READY
@@ -48,7 +48,7 @@ def test_killed_during_run_pod_sandbox_then_retry(make_world, cni_world, tmp_pat
     w.berthd.stop()
     conf = open(w.berthd.config_path).read().replace(f'bin_dirs = ["{cni_world["bin"]}"', f'bin_dirs = ["{slow_bin}"')
     open(w.berthd.config_path, "w").write(conf)
-    w.start()
+    w.up()
     cfg = w.pod_config(pid=w.pb2.POD)
     fut = w.rt.RunPodSandbox.future(w.pb2.RunPodSandboxRequest(config=cfg))
     time.sleep(0.6)
@@ -56,7 +56,7 @@ def test_killed_during_run_pod_sandbox_then_retry(make_world, cni_world, tmp_pat
     with pytest.raises(grpc.RpcError):
         fut.result()
     time.sleep(1.5)  # let the orphaned plugin finish
-    w.start()
+    w.up()
     assert w.pods() == []  # the half-made pod was undone at start-up
     w.assert_no_leaks()
     pod_id, _ = w.run_pod(cfg)  # the kubelet's retry, same name
@@ -77,7 +77,7 @@ def test_killed_during_start_container_then_retry(make_world, tmp_path):
     with pytest.raises(grpc.RpcError):
         fut.result()
     time.sleep(2)
-    w.start()
+    w.up()
     # The shim went on and started it: berthd finds it running.
     assert w.state(cid) == w.pb2.CONTAINER_RUNNING
     assert w.exec(cid, ["true"])[0] == 0
@@ -106,7 +106,7 @@ def test_killed_at_random_points_of_container_calls(make_world):
         w.berthd.kill9()
         stop.set()
         t.join(30)
-        w.start()
+        w.up()
         # Whatever survived is consistent: every listed container answers status and can be removed.
         for c in w.containers():
             w.status(c.id)
