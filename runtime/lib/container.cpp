@@ -110,6 +110,13 @@ void write_pid_file(const std::string& path, pid_t pid) {
   with_context("write pid file", [&] { write_file_atomic(path, std::to_string(pid), 0644, /*durable=*/false); });
 }
 
+// Recorded with the pid, so that a recycled pid is never taken for the init.
+uint64_t start_time_of(pid_t pid) {
+  auto ps = read_proc_stat(pid);
+  if (!ps) fail("read the start time of the container init {}: it is gone", pid);
+  return ps->start_time;
+}
+
 std::string state_json(const ContainerState& s, Status status) { return oci_state(s, status).dump(); }
 
 Hooks hooks_of(const ContainerState& s) {
@@ -292,6 +299,8 @@ int launch(const RuntimeContext& ctx, const CreateOptions& opts, Mode mode, bool
   ContainerState& st = l.state;
   st.id = opts.id;
   st.pid = pid;
+  st.pid_start_time = start_time_of(pid);
+  bool awaiting_init_pid = init_is_forked(ic);
   st.bundle = bundle;
   st.rootfs = spec.root_path;
   st.created = log::rfc3339_now();
@@ -331,12 +340,15 @@ int launch(const RuntimeContext& ctx, const CreateOptions& opts, Mode mode, bool
       }
       guard.release();
       st.pid = static_cast<pid_t>(*init);
+      st.pid_start_time = start_time_of(st.pid);
       guard.set(st.pid);
+      awaiting_init_pid = false;
       break;
     }
     case sync::Msg::mounts_done: {
-      auto ps = read_proc_stat(st.pid);
-      st.pid_start_time = ps ? ps->start_time : 0;
+      // The init only speaks once its pid was reported (fork_init): anything else would
+      // pair the wrong process with the state.
+      if (awaiting_init_pid) fail("sync: the container init reported before its pid was known");
       // crun, and runtime-tools' hooks_stdin test, give these hooks the status "created".
       std::string s = state_json(st, Status::created);
       run_hooks(spec.hooks.prestart, "prestart", s);
