@@ -110,6 +110,24 @@ void write_pid_file(const std::string& path, pid_t pid) {
   with_context("write pid file", [&] { write_file_atomic(path, std::to_string(pid), 0644, /*durable=*/false); });
 }
 
+// An init that waits for start in berth-dmz reports "created" before it drops its
+// privileges: what fails after that (capabilities, uid/gid, seccomp, the exec of
+// berth-dmz) arrives as an error message, or as the init's death, before the sync
+// socket closes on the exec. Either fails `create`, as in runc and crun.
+void await_exec(int sync_fd, pid_t init) {
+  sync::Message m;
+  if (sync::try_recv(sync_fd, m)) {
+    if (m.type == sync::Msg::error) throw Error(m.err, m.payload);
+    fail("sync: unexpected message {} after the container was created", static_cast<uint32_t>(m.type));
+  }
+  // EOF: the exec closed the socket, or the init died (PF_EXITING is set before its
+  // files are closed, so a dying init is never taken for a waiting one).
+  constexpr unsigned long kPfExiting = 0x4;
+  auto ps = read_proc_stat(init);
+  if (!ps || ps->state == 'Z' || ps->state == 'X' || (ps->flags & kPfExiting))
+    fail("the container init exited before it could wait for start");
+}
+
 // Recorded with the pid, so that a recycled pid is never taken for the init.
 uint64_t start_time_of(pid_t pid) {
   auto ps = read_proc_stat(pid);
@@ -367,6 +385,7 @@ int launch(const RuntimeContext& ctx, const CreateOptions& opts, Mode mode, bool
     }
   }
 
+  if (init_waits_in_dmz(ic)) await_exec(l.sync.get(), st.pid);
   dir.save(st);
   write_pid_file(pid_file, st.pid);
 

@@ -255,14 +255,10 @@ std::string with_status(const std::string& state_json, const char* status) {
 
   // A created container waits for `start` inside berth-dmz, so the host's berth binary
   // is never the executable of a process in the container, not even before start.
-  // startContainer hooks run berth code after start, so with them the init waits here.
-  bool wait_in_dmz = c.fifo_fd >= 0 && c.dmz_fd >= 0 && s.hooks.start_container.empty();
+  // startContainer hooks run berth code after start, so with them the init waits in
+  // berth, after everything that can fail (so that a failure still fails `create`).
+  bool wait_in_dmz = init_waits_in_dmz(c);
   try {
-    if (!wait_in_dmz) {
-      sync::send(c.sync_fd, sync::Msg::created);
-      wait_for_start(c);
-      run_hooks(s.hooks.start_container, "startContainer", with_status(state_json, "created"));
-    }
     FinalizeArgs f;
     f.process = &p;
     f.env = std::move(prepared.env);
@@ -278,7 +274,15 @@ std::string with_status(const std::string& state_json, const char* status) {
       f.listener_state = with_status(state_json, "creating");
       f.listener_metadata = s.seccomp->listener_metadata;
     }
-    if (wait_in_dmz) f.before_privileges_drop = [&] { sync::send(c.sync_fd, sync::Msg::created); };
+    if (wait_in_dmz) {
+      f.before_privileges_drop = [&] { sync::send(c.sync_fd, sync::Msg::created); };
+    } else {
+      f.ready = [&] {
+        sync::send(c.sync_fd, sync::Msg::created);
+        wait_for_start(c);
+        run_hooks(s.hooks.start_container, "startContainer", with_status(state_json, "created"));
+      };
+    }
     finalize_and_exec(f);
   } catch (Error& e) {
     report_start_error(c, e);
@@ -287,6 +291,10 @@ std::string with_status(const std::string& state_json, const char* status) {
 }
 
 } // namespace
+
+bool init_waits_in_dmz(const InitContext& c) {
+  return c.fifo_fd >= 0 && c.dmz_fd >= 0 && c.spec->hooks.start_container.empty();
+}
 
 bool init_is_forked(const InitContext& c) {
   if (c.flags_in_clone) return false;

@@ -43,6 +43,11 @@ bool namespaces_need_intermediate(const Spec& spec);
 // children enter.
 bool init_is_forked(const InitContext& c);
 
+// Whether a created init waits for `start` in berth-dmz: it reports "created" before it
+// drops privileges, and its sync socket closes when it execs berth-dmz. Otherwise it
+// reports "created" once everything that can fail is done and waits in berth.
+bool init_waits_in_dmz(const InitContext& c);
+
 // Entry point of the cloned child. Never returns: execs the user's program or
 // reports an error to the parent over the sync socket and exits.
 [[noreturn]] void container_init(InitContext& ctx);
