@@ -196,6 +196,14 @@ void signal_all(const ContainerState& s, int sig) {
     if (::kill(p, sig) < 0 && errno != ESRCH) fail_errno("kill process {} of the container", p);
 }
 
+// The processes left in a stopped container's cgroup, if any.
+void signal_leftovers(const ContainerState& s, int sig) {
+  if (s.cgroup_path.empty() || !path_exists(s.cgroup_path)) return;
+  if (sig == SIGKILL && cgroup_kill(s.cgroup_path)) return;
+  for (pid_t p : cgroup_pids(s.cgroup_path))
+    if (::kill(p, sig) < 0 && errno != ESRCH) fail_errno("kill process {} of the container", p);
+}
+
 enum class Mode { create, run_detached, run_foreground };
 
 struct Launch {
@@ -529,11 +537,17 @@ std::vector<nlohmann::ordered_json> list_containers(const RuntimeContext& ctx) {
 void kill_container(const RuntimeContext& ctx, const std::string& id, int signal, bool all) {
   StateDir dir = StateDir::open(ctx.root, id, StateDir::Lock::none);
   ContainerState st = dir.load();
-  if (current_status(dir, st) == Status::stopped) fail("container not running");
-  if (all)
+  bool stopped = current_status(dir, st) == Status::stopped;
+  if (all && stopped) {
+    // runc: --all signals what the cgroup still holds (without a pid namespace, processes
+    // can outlive the init); a stopped container with nothing left is not an error.
+    signal_leftovers(st, signal);
+  } else if (all) {
     signal_all(st, signal);
-  else
+  } else {
+    if (stopped) fail("container not running");
     signal_init(st, signal);
+  }
 }
 
 void pause_container(const RuntimeContext& ctx, const std::string& id, bool pause) {
