@@ -32,6 +32,15 @@ struct ExecFailure : Error {
 
 void print(const std::string& s) { write_all(STDOUT_FILENO, s); }
 
+// The environment's opt-in, for callers that cannot pass flags (containerd's runc
+// options have none; its shims pass their environment on).
+bool env_allows_unenforced_limits() {
+  const char* v = ::getenv("BERTH_ALLOW_UNENFORCED_LIMITS");
+  if (!v) return false;
+  std::string_view s(v);
+  return s == "1" || s == "true" || s == "yes";
+}
+
 void need_args(const cli::Command& cmd, size_t n, const char* usage) {
   if (cmd.args.size() < n) fail("\"{}\" requires {} argument{}: {}", cmd.name, n, n == 1 ? "" : "s", usage);
 }
@@ -97,6 +106,7 @@ int dispatch(const cli::Command& cmd) {
   RuntimeContext ctx;
   ctx.root = cmd.global.root.empty() ? default_state_root() : cmd.global.root;
   ctx.systemd_cgroup = cmd.global.systemd_cgroup || cmd.global.cgroup_manager == "systemd";
+  ctx.allow_unenforced_limits = cmd.global.allow_unenforced_limits || env_allows_unenforced_limits();
   const std::string& name = cmd.name;
   cli::check_args(cmd);
 
@@ -138,7 +148,7 @@ int dispatch(const cli::Command& cmd) {
     o.args.assign(cmd.args.begin() + 1, cmd.args.end());
     o.process_file = cmd.value("process");
     o.console_socket = cmd.value("console-socket");
-    o.pid_file = cmd.value("pid-file");
+      o.pid_file = cmd.value("pid-file");
     o.cwd = cmd.value("cwd");
     o.user = cmd.value("user");
     o.process_label = cmd.value("process-label");

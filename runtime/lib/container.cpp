@@ -204,6 +204,24 @@ void signal_leftovers(const ContainerState& s, int sig) {
     if (::kill(p, sig) < 0 && errno != ESRCH) fail_errno("kill process {} of the container", p);
 }
 
+// The container's cgroup, or none: rootless without a delegated cgroup (as runc's
+// rootless cgroup manager; the limits then need the opt-in like any unenforced limit).
+Cgroup container_cgroup(const RuntimeContext& ctx, const Spec& spec, const std::string& id, LimitsPolicy& limits) {
+  limits.allow_unenforced = ctx.allow_unenforced_limits;
+  try {
+    Cgroup cgroup = ctx.systemd_cgroup ? Cgroup::create_systemd(spec.cgroups_path, id, spec.resources)
+                                       : Cgroup::create(spec.cgroups_path, id);
+    if (!cgroup.enabled()) limits.no_cgroup_reason = "this host has no cgroup v2 hierarchy";
+    return cgroup;
+  } catch (const Error& e) {
+    bool permission = e.code() == EACCES || e.code() == EPERM || e.code() == EROFS;
+    if (::geteuid() == 0 || !permission) throw;
+    log::warn("{}: running without a cgroup of its own", e.what());
+    limits.no_cgroup_reason = e.what();
+    return Cgroup();
+  }
+}
+
 enum class Mode { create, run_detached, run_foreground };
 
 struct Launch {
@@ -253,16 +271,9 @@ int launch(const RuntimeContext& ctx, const CreateOptions& opts, Mode mode, bool
   StateDir dir = StateDir::create(ctx.root, opts.id);
   // `exec` builds its process from the configuration the container was created with.
   write_file(dir.path() + "/config.json", spec.source_text, true, 0600);
-  Cgroup cgroup;
-  try {
-    cgroup = ctx.systemd_cgroup ? Cgroup::create_systemd(spec.cgroups_path, opts.id, spec.resources)
-                                : Cgroup::create(spec.cgroups_path, opts.id);
-  } catch (const Error& e) {
-    // Rootless without a delegated cgroup: run without one, as runc --rootless does.
-    if (::geteuid() == 0 || (e.code() != EACCES && e.code() != EPERM && e.code() != EROFS)) throw;
-    log::warn("{}: running without a cgroup of its own", e.what());
-  }
-  apply_resources(cgroup.path(), spec.resources);
+  LimitsPolicy limits;
+  Cgroup cgroup = container_cgroup(ctx, spec, opts.id, limits);
+  apply_resources(cgroup.path(), spec.resources, limits);
 
   UniqueFd fifo;
   if (mode == Mode::create) {

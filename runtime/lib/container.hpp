@@ -14,6 +14,9 @@ namespace berth {
 struct RuntimeContext {
   std::string root; // state root (--root)
   bool systemd_cgroup = false;
+  // Limits the host cannot enforce are warnings instead of a failed create
+  // (--allow-unenforced-limits, or BERTH_ALLOW_UNENFORCED_LIMITS=1 in the environment).
+  bool allow_unenforced_limits = false;
 };
 
 struct CreateOptions {

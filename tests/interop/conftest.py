@@ -254,7 +254,8 @@ def podman_worlds(world):
 @pytest.fixture
 def pm(request, runtime, world, podman_worlds):
     if runtime.name not in podman_worlds:
-        p = Podman(world.root / f"podman-{runtime.name}", runtime.path, f"{world.cg_parent}/podman-{runtime.name}")
+        p = Podman(world.root / f"podman-{runtime.name}", runtime.path, f"{world.cg_parent}/podman-{runtime.name}",
+                   runtime_flags=L.runtime_flags(runtime.name))
         podman_worlds[runtime.name] = p
         p.setup(world.rootfs_tar)
     p = podman_worlds[runtime.name]
