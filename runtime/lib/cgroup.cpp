@@ -118,13 +118,6 @@ std::string why_unavailable(const std::string& path, const std::string& controll
                      controller, parent);
 }
 
-bool in_user_namespace() {
-  auto map = try_read_file("/proc/self/uid_map");
-  if (!map) return false;
-  auto fields = split(*map, ' ');
-  return !(fields.size() >= 3 && fields[0] == "0" && fields[1] == "0" && trim(fields[2]) == "4294967295");
-}
-
 void apply_devices(const std::string& path, const std::optional<std::vector<cgroupv2::DeviceRule>>& requested,
                    bool strict) {
   std::vector<cgroupv2::DeviceRule> rules = requested.value_or(std::vector<cgroupv2::DeviceRule>{});
@@ -251,6 +244,13 @@ void subtree_post_order(const std::string& dir, std::vector<std::string>& out) {
 }
 
 } // namespace
+
+bool in_user_namespace() {
+  auto map = try_read_file("/proc/self/uid_map");
+  if (!map) return false;
+  auto fields = split(*map, ' ');
+  return !(fields.size() >= 3 && fields[0] == "0" && fields[1] == "0" && trim(fields[2]) == "4294967295");
+}
 
 const std::string& cgroup2_root() {
   static const std::string root = [] {

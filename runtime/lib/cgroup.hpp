@@ -21,6 +21,9 @@
 
 namespace berth {
 
+// Whether berth runs in a user namespace other than the initial one.
+bool in_user_namespace();
+
 // Mount point of the cgroup2 hierarchy, or "" when the host has none.
 const std::string& cgroup2_root();
 

@@ -204,10 +204,16 @@ void signal_leftovers(const ContainerState& s, int sig) {
     if (::kill(p, sig) < 0 && errno != ESRCH) fail_errno("kill process {} of the container", p);
 }
 
-// The container's cgroup, or none: rootless without a delegated cgroup (as runc's
+// The container's cgroup, or none: --cgroup-manager=disabled (its limits are then
+// knowingly not applied), or a cgroup berth may not create with --rootless (as runc's
 // rootless cgroup manager; the limits then need the opt-in like any unenforced limit).
 Cgroup container_cgroup(const RuntimeContext& ctx, const Spec& spec, const std::string& id, LimitsPolicy& limits) {
   limits.allow_unenforced = ctx.allow_unenforced_limits;
+  if (ctx.cgroups_disabled) {
+    limits.allow_unenforced = true;
+    limits.no_cgroup_reason = "--cgroup-manager=disabled";
+    return Cgroup();
+  }
   try {
     Cgroup cgroup = ctx.systemd_cgroup ? Cgroup::create_systemd(spec.cgroups_path, id, spec.resources)
                                        : Cgroup::create(spec.cgroups_path, id);
@@ -215,11 +221,19 @@ Cgroup container_cgroup(const RuntimeContext& ctx, const Spec& spec, const std::
     return cgroup;
   } catch (const Error& e) {
     bool permission = e.code() == EACCES || e.code() == EPERM || e.code() == EROFS;
-    if (::geteuid() == 0 || !permission) throw;
-    log::warn("{}: running without a cgroup of its own", e.what());
+    if (!ctx.rootless_cgroups || !permission) throw;
+    log::warn("{}: running without a cgroup of its own (--rootless)", e.what());
     limits.no_cgroup_reason = e.what();
     return Cgroup();
   }
+}
+
+// --pidfd-socket: a pidfd of the process, as runc 1.2 sends it ("standard" for an
+// init, "setns" for an exec) and crun does.
+void send_pidfd(int sock, int pidfd, const char* kind) {
+  if (sock < 0) return;
+  if (pidfd < 0) fail("--pidfd-socket: no pidfd for the container process (pidfd_open needs Linux 5.3)");
+  with_context("send a pidfd to --pidfd-socket", [&] { send_fd(sock, pidfd, kind); });
 }
 
 enum class Mode { create, run_detached, run_foreground };
@@ -250,9 +264,11 @@ int launch(const RuntimeContext& ctx, const CreateOptions& opts, Mode mode, bool
   if (auto* pid_ns = spec.find_namespace(CLONE_NEWPID); pid_ns && !pid_ns->path.empty())
     protect_runtime_binary(); // the init is born where the pid namespace's processes see it
 
-  UniqueFd console;
+  UniqueFd console, pidfd_sock;
   if (!opts.console_socket.empty())
     console = with_context("connect to console socket", [&] { return connect_unix(opts.console_socket); });
+  if (!opts.pidfd_socket.empty())
+    pidfd_sock = with_context("connect to pidfd socket", [&] { return connect_unix(opts.pidfd_socket); });
 
   std::vector<std::pair<int, int>> joins;
   std::vector<UniqueFd> join_fds;
@@ -405,6 +421,8 @@ int launch(const RuntimeContext& ctx, const CreateOptions& opts, Mode mode, bool
   }
 
   if (init_waits_in_dmz(ic)) await_exec(l.sync.get(), st.pid);
+  send_pidfd(pidfd_sock.get(), guard.pidfd(), "standard");
+  pidfd_sock.reset();
   dir.save(st);
   write_pid_file(pid_file, st.pid);
 
