@@ -31,6 +31,7 @@
 #include "runtime/lib/finalize.hpp"
 #include "runtime/lib/hooks.hpp"
 #include "runtime/lib/launch.hpp"
+#include "runtime/lib/notify.hpp"
 #include "runtime/lib/process.hpp"
 #include "runtime/lib/rootfs.hpp"
 #include "runtime/lib/spec.hpp"
@@ -287,6 +288,13 @@ int launch(const RuntimeContext& ctx, const CreateOptions& opts, Mode mode, bool
   StateDir dir = StateDir::create(ctx.root, opts.id);
   // `exec` builds its process from the configuration the container was created with.
   write_file(dir.path() + "/config.json", spec.source_text, true, 0600);
+  std::string notify_host = notify::host_socket();
+  UniqueFd notify_sock;
+  if (!notify_host.empty()) {
+    notify::setup_container(l.spec, dir.fd(), dir.path());
+    // create leaves listening to `start`; run starts the process itself.
+    if (mode != Mode::create) notify_sock = notify::bind_container_socket(dir.fd());
+  }
   LimitsPolicy limits;
   Cgroup cgroup = container_cgroup(ctx, spec, opts.id, limits);
   apply_resources(cgroup.path(), spec.resources, limits);
@@ -446,11 +454,16 @@ int launch(const RuntimeContext& ctx, const CreateOptions& opts, Mode mode, bool
   dir.commit();
   if (mode == Mode::run_detached) {
     guard.release();
+    dir.unlock();
+    if (notify_sock) notify::relay_ready(notify_sock.get(), notify_host, guard.pidfd(), st.pid);
     return 0;
   }
 
   // Others may query, signal or delete the container while we wait for it.
   dir.unlock();
+  // In the foreground berth is the main process systemd should watch, as runc is.
+  if (notify_sock) notify::relay_ready(notify_sock.get(), notify_host, guard.pidfd(), ::getpid());
+  notify_sock.reset();
   pid_t relay = -1;
   if (l.pty_master) {
     relay = ::fork();
@@ -497,6 +510,9 @@ void start_container(const RuntimeContext& ctx, const std::string& id) {
     if (errno == ENXIO) fail("cannot start a container that has stopped");
     fail_errno("open exec fifo");
   }
+  // Listening before the process runs: it may report at once.
+  std::string notify_host = notify::host_socket();
+  UniqueFd notify_sock = notify_host.empty() ? UniqueFd() : notify::bind_container_socket(dir.fd());
   if (::write(fifo.get(), "0", 1) != 1) fail_errno("write exec fifo");
   // The init holds the read end until it execs (close-on-exec) or dies: POLLERR.
   for (;;) {
@@ -520,6 +536,12 @@ void start_container(const RuntimeContext& ctx, const std::string& id) {
     fail("start failed");
   }
   run_poststart(hooks_of(st).poststart, st);
+  if (notify_sock) {
+    // runc's start waits for the container's READY= (or its end) and relays it.
+    UniqueFd pidfd(pidfd_open(st.pid));
+    dir.unlock();
+    if (pidfd && init_alive(st)) notify::relay_ready(notify_sock.get(), notify_host, pidfd.get(), st.pid);
+  }
 }
 
 nlohmann::ordered_json container_state(const RuntimeContext& ctx, const std::string& id) {
