@@ -74,7 +74,7 @@ try:
         if name == "berth":  # a snapshot: a concurrent rebuild must not swap it mid-run
             (tmp / "bin").mkdir(exist_ok=True)
             path = str(shutil.copy2(path, tmp / "bin" / "berth"))
-        pm = Podman(tmp / f"podman-{name}", path, f"{cg_parent}/{name}")
+        pm = Podman(tmp / f"podman-{name}", path, f"{cg_parent}/{name}", runtime_flags=L.runtime_flags(name))
         pm.setup(rootfs_tar)
         worlds[name] = pm
         res[name] = {"wall": [], "cpu": [], "stack_cpu": []}

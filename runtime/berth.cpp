@@ -32,6 +32,23 @@ struct ExecFailure : Error {
 
 void print(const std::string& s) { write_all(STDOUT_FILENO, s); }
 
+// runc's shouldUseRootlessCgroupManager: "auto" is true for a non-root user and for
+// root in a user namespace (where it cannot know whether the cgroup is delegated).
+bool rootless_cgroups(const std::string& mode) {
+  if (mode == "true") return true;
+  if (mode == "false") return false;
+  return ::geteuid() != 0 || in_user_namespace();
+}
+
+// The environment's opt-in, for callers that cannot pass flags (containerd's runc
+// options have none; its shims pass their environment on).
+bool env_allows_unenforced_limits() {
+  const char* v = ::getenv("BERTH_ALLOW_UNENFORCED_LIMITS");
+  if (!v) return false;
+  std::string_view s(v);
+  return s == "1" || s == "true" || s == "yes";
+}
+
 void need_args(const cli::Command& cmd, size_t n, const char* usage) {
   if (cmd.args.size() < n) fail("\"{}\" requires {} argument{}: {}", cmd.name, n, n == 1 ? "" : "s", usage);
 }
@@ -49,6 +66,7 @@ CreateOptions create_options(const cli::Command& cmd) {
   o.id = cmd.args[0];
   o.bundle = cmd.value("bundle");
   o.console_socket = cmd.value("console-socket");
+  o.pidfd_socket = cmd.value("pidfd-socket");
   o.pid_file = cmd.value("pid-file");
   o.no_pivot = cmd.boolean("no-pivot");
   o.no_new_keyring = cmd.boolean("no-new-keyring");
@@ -96,7 +114,12 @@ std::string render_table(const std::vector<nlohmann::ordered_json>& rows) {
 int dispatch(const cli::Command& cmd) {
   RuntimeContext ctx;
   ctx.root = cmd.global.root.empty() ? default_state_root() : cmd.global.root;
-  ctx.systemd_cgroup = cmd.global.systemd_cgroup || cmd.global.cgroup_manager == "systemd";
+  // An explicit --cgroup-manager wins over --systemd-cgroup (crun).
+  const std::string& manager = cmd.global.cgroup_manager;
+  ctx.systemd_cgroup = manager.empty() ? cmd.global.systemd_cgroup : manager == "systemd";
+  ctx.cgroups_disabled = manager == "disabled";
+  ctx.rootless_cgroups = rootless_cgroups(cmd.global.rootless);
+  ctx.allow_unenforced_limits = cmd.global.allow_unenforced_limits || env_allows_unenforced_limits();
   const std::string& name = cmd.name;
   cli::check_args(cmd);
 
@@ -138,6 +161,7 @@ int dispatch(const cli::Command& cmd) {
     o.args.assign(cmd.args.begin() + 1, cmd.args.end());
     o.process_file = cmd.value("process");
     o.console_socket = cmd.value("console-socket");
+    o.pidfd_socket = cmd.value("pidfd-socket");
     o.pid_file = cmd.value("pid-file");
     o.cwd = cmd.value("cwd");
     o.user = cmd.value("user");

@@ -305,6 +305,20 @@ CapabilitySets parse_capabilities(const JsonView& caps) {
   return sets;
 }
 
+// Why capset refused: a process cannot gain permitted capabilities it does not have
+// (e.g. root whose bounding set lacks one). Names them for the error ("" if none).
+static std::string missing_capabilities_hint(const CapabilitySets& sets) {
+  CapState own(cap_get_proc());
+  if (!own) return "";
+  std::string names;
+  for (int cap : sets.permitted) {
+    cap_flag_value_t have = CAP_CLEAR;
+    if (cap_get_flag(own.get(), static_cast<cap_value_t>(cap), CAP_PERMITTED, &have) == 0 && have == CAP_SET) continue;
+    names += (names.empty() ? "" : ", ") + capability_label(cap);
+  }
+  return names.empty() ? "" : fmt::format(": the runtime itself does not have {}", names);
+}
+
 void drop_bounding_set(const CapabilitySets& sets) {
   if (!sets.present) return;
   CapMask keep = mask_of(sets.bounding);
@@ -325,7 +339,10 @@ void apply_capabilities(const CapabilitySets& sets) {
   set_flag(state, CAP_EFFECTIVE, sets.effective);
   set_flag(state, CAP_PERMITTED, sets.permitted);
   set_flag(state, CAP_INHERITABLE, sets.inheritable);
-  if (cap_set_proc(state.get()) != 0) fail_errno("capset (effective, permitted, inheritable)");
+  if (cap_set_proc(state.get()) != 0) {
+    int err = errno;
+    fail_code(err, "capset (effective, permitted, inheritable){}", missing_capabilities_hint(sets));
+  }
   set_ambient(sets.ambient);
 }
 

@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <map>
 #include <set>
 
 #include <fmt/ranges.h>
@@ -117,13 +118,6 @@ std::string why_unavailable(const std::string& path, const std::string& controll
                      controller, parent);
 }
 
-bool in_user_namespace() {
-  auto map = try_read_file("/proc/self/uid_map");
-  if (!map) return false;
-  auto fields = split(*map, ' ');
-  return !(fields.size() >= 3 && fields[0] == "0" && fields[1] == "0" && trim(fields[2]) == "4294967295");
-}
-
 void apply_devices(const std::string& path, const std::optional<std::vector<cgroupv2::DeviceRule>>& requested,
                    bool strict) {
   std::vector<cgroupv2::DeviceRule> rules = requested.value_or(std::vector<cgroupv2::DeviceRule>{});
@@ -153,13 +147,22 @@ std::string files_of(const cgroupv2::CgroupWrite& w) {
   return fmt::format("{}", fmt::join(names, " or "));
 }
 
-// Writes the plan; `strict` (update) turns "the host cannot" into errors.
-void execute_plan(const std::string& path, const cgroupv2::ResourcePlan& plan, bool strict) {
+// A limit the host cannot enforce: which field, through which controller, and why.
+struct Unenforced {
+  std::string field;
+  std::string controller; // "" for the core cgroup.* files
+  std::string why;
+};
+
+// Writes the plan. What the host cannot do is an error with `strict` (update), else it
+// is collected in `skipped` (one entry per field) for the caller to decide.
+void execute_plan(const std::string& path, const cgroupv2::ResourcePlan& plan, bool strict,
+                  std::vector<Unenforced>* skipped = nullptr) {
   auto available = controllers_of(path);
   std::set<std::string> reported;
   auto cannot = [&](const cgroupv2::CgroupWrite& w, const std::string& why) {
-    if (strict) fail("{}: cannot be set: {}", w.field, why);
-    if (reported.insert(w.field).second) log::warn("{}: not applied: {}", w.field, why);
+    if (strict || !skipped) fail("{}: cannot be set: {}", w.field, why);
+    if (reported.insert(w.field).second) skipped->push_back({w.field, w.controller, why});
   };
   // Returns 0, ENOENT when none of the files exists, or the write's errno.
   auto write_one = [&](const cgroupv2::CgroupWrite& w) -> std::pair<int, const cgroupv2::FileChoice*> {
@@ -241,6 +244,13 @@ void subtree_post_order(const std::string& dir, std::vector<std::string>& out) {
 }
 
 } // namespace
+
+bool in_user_namespace() {
+  auto map = try_read_file("/proc/self/uid_map");
+  if (!map) return false;
+  auto fields = split(*map, ' ');
+  return !(fields.size() >= 3 && fields[0] == "0" && fields[1] == "0" && trim(fields[2]) == "4294967295");
+}
 
 const std::string& cgroup2_root() {
   static const std::string root = [] {
@@ -478,19 +488,62 @@ void cgroup_destroy(const std::string& path, bool systemd_scope) {
 
 void validate_resources(const json& resources) { cgroupv2::plan_resources(resources, "linux.resources"); }
 
-void apply_resources(const std::string& path, const json& resources) {
+std::string cgroup_mode_description() {
+  const std::string& root = cgroup2_root();
+  if (root.empty()) return "legacy (cgroup v1 only, no cgroup v2 hierarchy)";
+  if (root == "/sys/fs/cgroup") return "unified (cgroup v2 at /sys/fs/cgroup)";
+  return fmt::format("hybrid (cgroup v2 at {}, the resource controllers on cgroup v1)", root);
+}
+
+namespace {
+
+// One error for everything that cannot be enforced, grouped by controller:
+// "... the memory controller (linux.resources.memory.limit, ...): <why>; ...".
+[[noreturn]] void fail_unenforced(const std::vector<Unenforced>& skipped) {
+  std::vector<std::string> order;
+  std::map<std::string, std::pair<std::vector<std::string>, std::string>> by_controller;
+  for (auto& u : skipped) {
+    std::string name = u.controller.empty() ? "cgroup core" : u.controller;
+    auto [it, fresh] = by_controller.try_emplace(name, std::vector<std::string>{}, u.why);
+    if (fresh) order.push_back(name);
+    it->second.first.push_back(u.field);
+  }
+  std::vector<std::string> parts;
+  for (auto& name : order) {
+    auto& [fields, why] = by_controller[name];
+    parts.push_back(fmt::format("{} ({}): {}", name, fmt::join(fields, ", "), why));
+  }
+  fail("linux.resources: this host cannot enforce the {} limits: {}; the host's cgroup mode is {}; to run the "
+       "container without these limits, pass --allow-unenforced-limits or set BERTH_ALLOW_UNENFORCED_LIMITS=1",
+       fmt::join(order, ", "), fmt::join(parts, "; "), cgroup_mode_description());
+}
+
+void enforce_or_warn(const std::vector<Unenforced>& skipped, const LimitsPolicy& policy) {
+  if (skipped.empty()) return;
+  if (!policy.allow_unenforced) fail_unenforced(skipped);
+  for (auto& u : skipped) log::warn("{}: not applied: {}", u.field, u.why);
+}
+
+} // namespace
+
+void apply_resources(const std::string& path, const json& resources, const LimitsPolicy& policy) {
   auto plan = cgroupv2::plan_resources(resources, "linux.resources");
   for (auto& w : plan.warnings) log::warn("{}", w);
+  std::vector<Unenforced> skipped;
   if (path.empty()) {
+    std::string why = "the container has no cgroup";
+    if (!policy.no_cgroup_reason.empty()) why += " (" + policy.no_cgroup_reason + ")";
     std::set<std::string> fields;
     for (auto& w : plan.writes)
-      if (fields.insert(w.field).second) log::warn("{}: not applied: the container has no cgroup", w.field);
+      if (fields.insert(w.field).second) skipped.push_back({w.field, w.controller, why});
+    enforce_or_warn(skipped, policy);
     // Rootless containers cannot filter devices anyway (runc ignores the rules silently).
-    if (plan.devices && ::geteuid() == 0) log::warn("linux.resources.devices: not applied: the container has no cgroup");
+    if (plan.devices && ::geteuid() == 0) log::warn("linux.resources.devices: not applied: {}", why);
     return;
   }
   enable_controllers_above(path, plan.controllers);
-  execute_plan(path, plan, false);
+  execute_plan(path, plan, false, &skipped);
+  enforce_or_warn(skipped, policy);
   apply_devices(path, plan.devices, false);
 }
 

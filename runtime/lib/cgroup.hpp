@@ -2,8 +2,11 @@
 // /sys/fs/cgroup/unified on a hybrid host): placement (cgroupfs or a systemd scope),
 // linux.resources, live updates, pause/resume, kill, OOM counts and statistics.
 //
-// A controller the host does not offer never stops a container: every limit that cannot
-// be applied is a warning naming the field and the reason. Bad values are config errors.
+// A limit the host cannot enforce (its controller is not offered, its file does not
+// exist, the container has no cgroup) fails create, naming the controllers and the host's
+// cgroup mode, unless the caller accepted unenforced limits (--allow-unenforced-limits,
+// BERTH_ALLOW_UNENFORCED_LIMITS=1): then each is a warning. Fields cgroup v2 cannot
+// express at all (kernel memory, swappiness...) are warnings. Bad values are config errors.
 #pragma once
 
 #include <sys/types.h>
@@ -17,6 +20,9 @@
 #include "common/json.hpp"
 
 namespace berth {
+
+// Whether berth runs in a user namespace other than the initial one.
+bool in_user_namespace();
 
 // Mount point of the cgroup2 hierarchy, or "" when the host has none.
 const std::string& cgroup2_root();
@@ -85,10 +91,20 @@ uint64_t cgroup_oom_kills(const std::string& path);
 // intel_rdt, network_interfaces), from the cgroup v2 files.
 json cgroup_stats(const std::string& path);
 
+// The host's cgroup mode for messages: "unified", "hybrid" or "legacy", with where cgroup
+// v2 is mounted.
+std::string cgroup_mode_description();
+
+// What create does with limits the host cannot enforce.
+struct LimitsPolicy {
+  bool allow_unenforced = false; // warn and run without them (else fail create)
+  std::string no_cgroup_reason;  // why the container has no cgroup, when path is ""
+};
+
 // Applies linux.resources to a new, empty cgroup: before the init is cloned into it.
 // Devices: the BPF filter is attached even when resources has no devices (runc's
-// default allow-list then applies). `path` "" (no cgroup): every limit is a warning.
-void apply_resources(const std::string& path, const json& resources);
+// default allow-list then applies). `path` "" (no cgroup): no limit can be enforced.
+void apply_resources(const std::string& path, const json& resources, const LimitsPolicy& policy = {});
 // Checks linux.resources without touching anything (for config parsing).
 void validate_resources(const json& resources);
 // runc update on a live cgroup: absent fields stay as they are, memory/swap and cpu

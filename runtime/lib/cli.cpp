@@ -57,6 +57,9 @@ constexpr std::array kGlobalFlags{
            "for e.g. \"system.slice:berth:434234\"", {}},
   FlagSpec{"rootless", "", Kind::String, "ignore cgroup permission errors ('true', 'false', or 'auto')", "\"auto\""},
   FlagSpec{"cgroup-manager", "", Kind::String, "cgroup manager: 'cgroupfs', 'systemd' or 'disabled' (crun compatible)", {}},
+  FlagSpec{"allow-unenforced-limits", "", Kind::Bool,
+           "run containers whose linux.resources this host cannot enforce, without those limits (else create "
+           "fails; also BERTH_ALLOW_UNENFORCED_LIMITS=1)", {}},
   kHelpFlag,
   FlagSpec{"version", "v", Kind::Bool, "print the version", {}},
 };
@@ -607,6 +610,7 @@ Command parse(int argc, char** argv) {
     else if (name == "systemd-cgroup") global.systemd_cgroup = on;
     else if (name == "rootless") global.rootless = value;
     else if (name == "cgroup-manager") global.cgroup_manager = value;
+    else if (name == "allow-unenforced-limits") global.allow_unenforced_limits = on;
     else if (name == "help") command.show_help = on;
     else if (name == "version") command.show_version = on;
     // --criu: accepted for compatibility, nothing to configure.

@@ -29,6 +29,7 @@ struct GlobalOptions {
   bool systemd_cgroup = false; // --systemd-cgroup
   std::string cgroup_manager;  // --cgroup-manager cgroupfs|systemd|disabled (crun compatible); empty = not given
   std::string rootless = "auto"; // --rootless, normalised to true|false|auto
+  bool allow_unenforced_limits = false; // --allow-unenforced-limits
 };
 
 struct Command {

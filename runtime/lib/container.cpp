@@ -31,6 +31,7 @@
 #include "runtime/lib/finalize.hpp"
 #include "runtime/lib/hooks.hpp"
 #include "runtime/lib/launch.hpp"
+#include "runtime/lib/notify.hpp"
 #include "runtime/lib/process.hpp"
 #include "runtime/lib/rootfs.hpp"
 #include "runtime/lib/spec.hpp"
@@ -110,6 +111,31 @@ void write_pid_file(const std::string& path, pid_t pid) {
   with_context("write pid file", [&] { write_file_atomic(path, std::to_string(pid), 0644, /*durable=*/false); });
 }
 
+// An init that waits for start in berth-dmz reports "created" before it drops its
+// privileges: what fails after that (capabilities, uid/gid, seccomp, the exec of
+// berth-dmz) arrives as an error message, or as the init's death, before the sync
+// socket closes on the exec. Either fails `create`, as in runc and crun.
+void await_exec(int sync_fd, pid_t init) {
+  sync::Message m;
+  if (sync::try_recv(sync_fd, m)) {
+    if (m.type == sync::Msg::error) throw Error(m.err, m.payload);
+    fail("sync: unexpected message {} after the container was created", static_cast<uint32_t>(m.type));
+  }
+  // EOF: the exec closed the socket, or the init died (PF_EXITING is set before its
+  // files are closed, so a dying init is never taken for a waiting one).
+  constexpr unsigned long kPfExiting = 0x4;
+  auto ps = read_proc_stat(init);
+  if (!ps || ps->state == 'Z' || ps->state == 'X' || (ps->flags & kPfExiting))
+    fail("the container init exited before it could wait for start");
+}
+
+// Recorded with the pid, so that a recycled pid is never taken for the init.
+uint64_t start_time_of(pid_t pid) {
+  auto ps = read_proc_stat(pid);
+  if (!ps) fail("read the start time of the container init {}: it is gone", pid);
+  return ps->start_time;
+}
+
 std::string state_json(const ContainerState& s, Status status) { return oci_state(s, status).dump(); }
 
 Hooks hooks_of(const ContainerState& s) {
@@ -171,6 +197,46 @@ void signal_all(const ContainerState& s, int sig) {
     if (::kill(p, sig) < 0 && errno != ESRCH) fail_errno("kill process {} of the container", p);
 }
 
+// The processes left in a stopped container's cgroup, if any.
+void signal_leftovers(const ContainerState& s, int sig) {
+  if (s.cgroup_path.empty() || !path_exists(s.cgroup_path)) return;
+  if (sig == SIGKILL && cgroup_kill(s.cgroup_path)) return;
+  for (pid_t p : cgroup_pids(s.cgroup_path))
+    if (::kill(p, sig) < 0 && errno != ESRCH) fail_errno("kill process {} of the container", p);
+}
+
+// The container's cgroup, or none: --cgroup-manager=disabled (its limits are then
+// knowingly not applied), or a cgroup berth may not create with --rootless (as runc's
+// rootless cgroup manager; the limits then need the opt-in like any unenforced limit).
+Cgroup container_cgroup(const RuntimeContext& ctx, const Spec& spec, const std::string& id, LimitsPolicy& limits) {
+  limits.allow_unenforced = ctx.allow_unenforced_limits;
+  if (ctx.cgroups_disabled) {
+    limits.allow_unenforced = true;
+    limits.no_cgroup_reason = "--cgroup-manager=disabled";
+    return Cgroup();
+  }
+  try {
+    Cgroup cgroup = ctx.systemd_cgroup ? Cgroup::create_systemd(spec.cgroups_path, id, spec.resources)
+                                       : Cgroup::create(spec.cgroups_path, id);
+    if (!cgroup.enabled()) limits.no_cgroup_reason = "this host has no cgroup v2 hierarchy";
+    return cgroup;
+  } catch (const Error& e) {
+    bool permission = e.code() == EACCES || e.code() == EPERM || e.code() == EROFS;
+    if (!ctx.rootless_cgroups || !permission) throw;
+    log::warn("{}: running without a cgroup of its own (--rootless)", e.what());
+    limits.no_cgroup_reason = e.what();
+    return Cgroup();
+  }
+}
+
+// --pidfd-socket: a pidfd of the process, as runc 1.2 sends it ("standard" for an
+// init, "setns" for an exec) and crun does.
+void send_pidfd(int sock, int pidfd, const char* kind) {
+  if (sock < 0) return;
+  if (pidfd < 0) fail("--pidfd-socket: no pidfd for the container process (pidfd_open needs Linux 5.3)");
+  with_context("send a pidfd to --pidfd-socket", [&] { send_fd(sock, pidfd, kind); });
+}
+
 enum class Mode { create, run_detached, run_foreground };
 
 struct Launch {
@@ -199,9 +265,11 @@ int launch(const RuntimeContext& ctx, const CreateOptions& opts, Mode mode, bool
   if (auto* pid_ns = spec.find_namespace(CLONE_NEWPID); pid_ns && !pid_ns->path.empty())
     protect_runtime_binary(); // the init is born where the pid namespace's processes see it
 
-  UniqueFd console;
+  UniqueFd console, pidfd_sock;
   if (!opts.console_socket.empty())
     console = with_context("connect to console socket", [&] { return connect_unix(opts.console_socket); });
+  if (!opts.pidfd_socket.empty())
+    pidfd_sock = with_context("connect to pidfd socket", [&] { return connect_unix(opts.pidfd_socket); });
 
   std::vector<std::pair<int, int>> joins;
   std::vector<UniqueFd> join_fds;
@@ -220,16 +288,16 @@ int launch(const RuntimeContext& ctx, const CreateOptions& opts, Mode mode, bool
   StateDir dir = StateDir::create(ctx.root, opts.id);
   // `exec` builds its process from the configuration the container was created with.
   write_file(dir.path() + "/config.json", spec.source_text, true, 0600);
-  Cgroup cgroup;
-  try {
-    cgroup = ctx.systemd_cgroup ? Cgroup::create_systemd(spec.cgroups_path, opts.id, spec.resources)
-                                : Cgroup::create(spec.cgroups_path, opts.id);
-  } catch (const Error& e) {
-    // Rootless without a delegated cgroup: run without one, as runc --rootless does.
-    if (::geteuid() == 0 || (e.code() != EACCES && e.code() != EPERM && e.code() != EROFS)) throw;
-    log::warn("{}: running without a cgroup of its own", e.what());
+  std::string notify_host = notify::host_socket();
+  UniqueFd notify_sock;
+  if (!notify_host.empty()) {
+    notify::setup_container(l.spec, dir.fd(), dir.path());
+    // create leaves listening to `start`; run starts the process itself.
+    if (mode != Mode::create) notify_sock = notify::bind_container_socket(dir.fd());
   }
-  apply_resources(cgroup.path(), spec.resources);
+  LimitsPolicy limits;
+  Cgroup cgroup = container_cgroup(ctx, spec, opts.id, limits);
+  apply_resources(cgroup.path(), spec.resources, limits);
 
   UniqueFd fifo;
   if (mode == Mode::create) {
@@ -292,6 +360,8 @@ int launch(const RuntimeContext& ctx, const CreateOptions& opts, Mode mode, bool
   ContainerState& st = l.state;
   st.id = opts.id;
   st.pid = pid;
+  st.pid_start_time = start_time_of(pid);
+  bool awaiting_init_pid = init_is_forked(ic);
   st.bundle = bundle;
   st.rootfs = spec.root_path;
   st.created = log::rfc3339_now();
@@ -331,12 +401,15 @@ int launch(const RuntimeContext& ctx, const CreateOptions& opts, Mode mode, bool
       }
       guard.release();
       st.pid = static_cast<pid_t>(*init);
+      st.pid_start_time = start_time_of(st.pid);
       guard.set(st.pid);
+      awaiting_init_pid = false;
       break;
     }
     case sync::Msg::mounts_done: {
-      auto ps = read_proc_stat(st.pid);
-      st.pid_start_time = ps ? ps->start_time : 0;
+      // The init only speaks once its pid was reported (fork_init): anything else would
+      // pair the wrong process with the state.
+      if (awaiting_init_pid) fail("sync: the container init reported before its pid was known");
       // crun, and runtime-tools' hooks_stdin test, give these hooks the status "created".
       std::string s = state_json(st, Status::created);
       run_hooks(spec.hooks.prestart, "prestart", s);
@@ -355,6 +428,9 @@ int launch(const RuntimeContext& ctx, const CreateOptions& opts, Mode mode, bool
     }
   }
 
+  if (init_waits_in_dmz(ic)) await_exec(l.sync.get(), st.pid);
+  send_pidfd(pidfd_sock.get(), guard.pidfd(), "standard");
+  pidfd_sock.reset();
   dir.save(st);
   write_pid_file(pid_file, st.pid);
 
@@ -378,11 +454,16 @@ int launch(const RuntimeContext& ctx, const CreateOptions& opts, Mode mode, bool
   dir.commit();
   if (mode == Mode::run_detached) {
     guard.release();
+    dir.unlock();
+    if (notify_sock) notify::relay_ready(notify_sock.get(), notify_host, guard.pidfd(), st.pid);
     return 0;
   }
 
   // Others may query, signal or delete the container while we wait for it.
   dir.unlock();
+  // In the foreground berth is the main process systemd should watch, as runc is.
+  if (notify_sock) notify::relay_ready(notify_sock.get(), notify_host, guard.pidfd(), ::getpid());
+  notify_sock.reset();
   pid_t relay = -1;
   if (l.pty_master) {
     relay = ::fork();
@@ -429,6 +510,9 @@ void start_container(const RuntimeContext& ctx, const std::string& id) {
     if (errno == ENXIO) fail("cannot start a container that has stopped");
     fail_errno("open exec fifo");
   }
+  // Listening before the process runs: it may report at once.
+  std::string notify_host = notify::host_socket();
+  UniqueFd notify_sock = notify_host.empty() ? UniqueFd() : notify::bind_container_socket(dir.fd());
   if (::write(fifo.get(), "0", 1) != 1) fail_errno("write exec fifo");
   // The init holds the read end until it execs (close-on-exec) or dies: POLLERR.
   for (;;) {
@@ -452,6 +536,12 @@ void start_container(const RuntimeContext& ctx, const std::string& id) {
     fail("start failed");
   }
   run_poststart(hooks_of(st).poststart, st);
+  if (notify_sock) {
+    // runc's start waits for the container's READY= (or its end) and relays it.
+    UniqueFd pidfd(pidfd_open(st.pid));
+    dir.unlock();
+    if (pidfd && init_alive(st)) notify::relay_ready(notify_sock.get(), notify_host, pidfd.get(), st.pid);
+  }
 }
 
 nlohmann::ordered_json container_state(const RuntimeContext& ctx, const std::string& id) {
@@ -498,11 +588,17 @@ std::vector<nlohmann::ordered_json> list_containers(const RuntimeContext& ctx) {
 void kill_container(const RuntimeContext& ctx, const std::string& id, int signal, bool all) {
   StateDir dir = StateDir::open(ctx.root, id, StateDir::Lock::none);
   ContainerState st = dir.load();
-  if (current_status(dir, st) == Status::stopped) fail("container not running");
-  if (all)
+  bool stopped = current_status(dir, st) == Status::stopped;
+  if (all && stopped) {
+    // runc: --all signals what the cgroup still holds (without a pid namespace, processes
+    // can outlive the init); a stopped container with nothing left is not an error.
+    signal_leftovers(st, signal);
+  } else if (all) {
     signal_all(st, signal);
-  else
+  } else {
+    if (stopped) fail("container not running");
     signal_init(st, signal);
+  }
 }
 
 void pause_container(const RuntimeContext& ctx, const std::string& id, bool pause) {

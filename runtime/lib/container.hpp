@@ -14,12 +14,20 @@ namespace berth {
 struct RuntimeContext {
   std::string root; // state root (--root)
   bool systemd_cgroup = false;
+  bool cgroups_disabled = false; // --cgroup-manager=disabled: no cgroup is created or joined (crun)
+  // --rootless resolved as runc does: a cgroup that cannot be created for lack of
+  // permission means running without one (true), or an error (false).
+  bool rootless_cgroups = false;
+  // Limits the host cannot enforce are warnings instead of a failed create
+  // (--allow-unenforced-limits, or BERTH_ALLOW_UNENFORCED_LIMITS=1 in the environment).
+  bool allow_unenforced_limits = false;
 };
 
 struct CreateOptions {
   std::string id;
   std::string bundle; // empty: cwd
   std::string console_socket;
+  std::string pidfd_socket; // receives a pidfd of the init ("standard"), as runc 1.2 and crun
   std::string pid_file;
   bool no_pivot = false;
   bool no_new_keyring = false;

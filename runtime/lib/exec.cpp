@@ -181,9 +181,11 @@ int exec_container(const RuntimeContext& ctx, const ExecOptions& o) {
   if (!init || !init_alive(st)) fail("cannot exec in a stopped container");
   int join = namespaces_to_join(st.pid);
 
-  UniqueFd console;
+  UniqueFd console, pidfd_sock;
   if (!o.console_socket.empty())
     console = with_context("connect to console socket", [&] { return connect_unix(o.console_socket); });
+  if (!o.pidfd_socket.empty())
+    pidfd_sock = with_context("connect to pidfd socket", [&] { return connect_unix(o.pidfd_socket); });
   UniqueFd cgroup;
   if (!st.cgroup_path.empty()) {
     std::string path = o.cgroup.empty() ? st.cgroup_path : path_join(st.cgroup_path, o.cgroup);
@@ -238,6 +240,12 @@ int exec_container(const RuntimeContext& ctx, const ExecOptions& o) {
     if (!sync::try_recv(sync_fd.get(), m)) break;
     if (m.type == sync::Msg::error) throw Error(m.err, m.payload);
     if (m.type == sync::Msg::pty_master) pty_master = recv_fd(sync_fd.get());
+  }
+  if (pidfd_sock) {
+    // As runc 1.2: the exec'd process's pidfd, named "setns".
+    if (guard.pidfd() < 0) fail("--pidfd-socket: no pidfd for the exec process (pidfd_open needs Linux 5.3)");
+    with_context("send a pidfd to --pidfd-socket", [&] { send_fd(pidfd_sock.get(), guard.pidfd(), "setns"); });
+    pidfd_sock.reset();
   }
   if (!pid_file.empty())
     with_context("write pid file", [&] { write_file_atomic(pid_file, std::to_string(pid), 0644, false); });

@@ -13,6 +13,7 @@ struct ExecOptions {
   std::string process_file; // --process: a JSON "process" object; otherwise built from the flags
   std::vector<std::string> args;
   std::string console_socket, pid_file, cwd, user, process_label, apparmor, cgroup;
+  std::string pidfd_socket; // receives a pidfd of the exec'd process ("setns"), as runc 1.2
   std::vector<std::string> env, caps, additional_gids;
   bool tty = false, detach = false, no_new_privs = false, ignore_paused = false;
   int preserve_fds = 0;

@@ -129,6 +129,7 @@ void finalize_and_exec(FinalizeArgs& a) {
   apply_credentials(p, setgroups_allowed);
   if (p.capabilities.present) apply_capabilities(p.capabilities);
   if (p.no_new_privileges && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) fail_errno("set no_new_privs");
+  if (a.ready) a.ready();
   if (a.seccomp && p.no_new_privileges) notify_fd = seccomp::load(*a.seccomp);
   if (notify_fd >= 0 && a.listener_fd >= 0) {
     send_to_listener(a, notify_fd);

@@ -24,9 +24,15 @@ struct FinalizeArgs {
   int listener_fd = -1;  // connected seccomp listener socket, -1 if none
   std::string listener_state;          // state JSON sent with the notify fd
   std::string listener_metadata;
-  // Runs once fds are sealed, before privileges are dropped and seccomp is loaded:
-  // the last point where an error still reaches `create`.
+  // Runs once fds are sealed, before privileges are dropped and seccomp is loaded: the
+  // init that waits for start in berth-dmz reports "created" here (the parent then reads
+  // on until the exec closes the sync socket, so later errors still reach `create`).
   std::function<void()> before_privileges_drop;
+  // Runs once every step that can fail is done (credentials, capabilities,
+  // no_new_privs), before seccomp is loaded under no_new_privs and the exec: the init
+  // that waits for start in berth reports "created", waits, and runs startContainer
+  // hooks here, as runc does.
+  std::function<void()> ready;
 };
 
 // Never returns on success; throws berth::Error when a step fails.

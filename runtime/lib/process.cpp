@@ -73,16 +73,40 @@ void write_time_offsets(const Spec& s) {
     with_context("set time namespace offsets", [&] { write_file("/proc/self/timens_offsets", text, false); });
 }
 
+// Forks the init; returns in the init. The intermediate reports the init's pid and
+// exits. The init waits until that report is sent: both write to the same socket, and
+// the parent must learn the init's pid before any message of the init (it reads the
+// init's start time then, and a state that pairs the init's pid with the
+// intermediate's start time says "stopped" for a live container).
+void fork_init(const InitContext& c) {
+  int go[2];
+  if (::pipe2(go, O_CLOEXEC) < 0) fail_errno("pipe");
+  UniqueFd go_read(go[0]), go_write(go[1]);
+  pid_t pid = ::fork();
+  if (pid < 0) fail_errno("fork the container init");
+  if (pid > 0) {
+    sync::send(c.sync_fd, sync::Msg::init_pid, std::to_string(pid));
+    char b = 1;
+    if (::write(go_write.get(), &b, 1) != 1) fail_errno("release the container init");
+    ::_exit(0);
+  }
+  go_write.reset();
+  char b = 0;
+  ssize_t n;
+  do {
+    n = ::read(go_read.get(), &b, 1);
+  } while (n < 0 && errno == EINTR);
+  // EOF: the intermediate failed before it could report us; it sent the error.
+  if (n != 1) ::_exit(1);
+}
+
 // The slow path: join, unshare, and fork the real init when the pid or time
 // namespace only applies to children. Returns in the process that becomes init.
 void enter_namespaces_stepwise(InitContext& c) {
   const Spec& s = *c.spec;
   join_namespaces(c, /*user_only=*/true);
-  bool joined_user = false, joined_pid = false;
-  for (auto& [flag, fd] : c.joins) {
-    joined_user |= flag == CLONE_NEWUSER;
-    joined_pid |= flag == CLONE_NEWPID;
-  }
+  bool joined_user = false;
+  for (auto& [flag, fd] : c.joins) joined_user |= flag == CLONE_NEWUSER;
   if (joined_user) set_ids_to_root();
   join_namespaces(c, /*user_only=*/false);
   if (c.new_flags & CLONE_NEWUSER) {
@@ -92,13 +116,7 @@ void enter_namespaces_stepwise(InitContext& c) {
   unsigned long rest = c.new_flags & ~static_cast<unsigned long>(CLONE_NEWUSER);
   if (rest && ::unshare(static_cast<int>(rest)) < 0) fail_errno("create namespaces (flags {:#x})", rest);
   if (rest & CLONE_NEWTIME) write_time_offsets(s);
-  if (!(rest & (CLONE_NEWPID | CLONE_NEWTIME)) && !joined_pid) return;
-  pid_t pid = ::fork();
-  if (pid < 0) fail_errno("fork the container init");
-  if (pid > 0) {
-    sync::send(c.sync_fd, sync::Msg::init_pid, std::to_string(pid));
-    ::_exit(0);
-  }
+  if (init_is_forked(c)) fork_init(c);
 }
 
 void set_hostname(const Spec& s) {
@@ -237,14 +255,10 @@ std::string with_status(const std::string& state_json, const char* status) {
 
   // A created container waits for `start` inside berth-dmz, so the host's berth binary
   // is never the executable of a process in the container, not even before start.
-  // startContainer hooks run berth code after start, so with them the init waits here.
-  bool wait_in_dmz = c.fifo_fd >= 0 && c.dmz_fd >= 0 && s.hooks.start_container.empty();
+  // startContainer hooks run berth code after start, so with them the init waits in
+  // berth, after everything that can fail (so that a failure still fails `create`).
+  bool wait_in_dmz = init_waits_in_dmz(c);
   try {
-    if (!wait_in_dmz) {
-      sync::send(c.sync_fd, sync::Msg::created);
-      wait_for_start(c);
-      run_hooks(s.hooks.start_container, "startContainer", with_status(state_json, "created"));
-    }
     FinalizeArgs f;
     f.process = &p;
     f.env = std::move(prepared.env);
@@ -260,7 +274,15 @@ std::string with_status(const std::string& state_json, const char* status) {
       f.listener_state = with_status(state_json, "creating");
       f.listener_metadata = s.seccomp->listener_metadata;
     }
-    if (wait_in_dmz) f.before_privileges_drop = [&] { sync::send(c.sync_fd, sync::Msg::created); };
+    if (wait_in_dmz) {
+      f.before_privileges_drop = [&] { sync::send(c.sync_fd, sync::Msg::created); };
+    } else {
+      f.ready = [&] {
+        sync::send(c.sync_fd, sync::Msg::created);
+        wait_for_start(c);
+        run_hooks(s.hooks.start_container, "startContainer", with_status(state_json, "created"));
+      };
+    }
     finalize_and_exec(f);
   } catch (Error& e) {
     report_start_error(c, e);
@@ -269,6 +291,18 @@ std::string with_status(const std::string& state_json, const char* status) {
 }
 
 } // namespace
+
+bool init_waits_in_dmz(const InitContext& c) {
+  return c.fifo_fd >= 0 && c.dmz_fd >= 0 && c.spec->hooks.start_container.empty();
+}
+
+bool init_is_forked(const InitContext& c) {
+  if (c.flags_in_clone) return false;
+  if (c.new_flags & (CLONE_NEWPID | CLONE_NEWTIME)) return true;
+  for (auto& [flag, fd] : c.joins)
+    if (flag == CLONE_NEWPID) return true;
+  return false;
+}
 
 bool namespaces_need_intermediate(const Spec& spec) {
   bool new_user = false, any_join = false;

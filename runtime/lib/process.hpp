@@ -38,6 +38,16 @@ struct InitContext {
 // a new user namespace together with joined ones, time offsets).
 bool namespaces_need_intermediate(const Spec& spec);
 
+// Whether the cloned child forks the init (and reports its pid with sync::Msg::init_pid):
+// it joined a pid namespace, or unshared a pid or time namespace, which only its
+// children enter.
+bool init_is_forked(const InitContext& c);
+
+// Whether a created init waits for `start` in berth-dmz: it reports "created" before it
+// drops privileges, and its sync socket closes when it execs berth-dmz. Otherwise it
+// reports "created" once everything that can fail is done and waits in berth.
+bool init_waits_in_dmz(const InitContext& c);
+
 // Entry point of the cloned child. Never returns: execs the user's program or
 // reports an error to the parent over the sync socket and exits.
 [[noreturn]] void container_init(InitContext& ctx);

@@ -193,6 +193,7 @@ std::optional<ProcStat> read_proc_stat(pid_t pid) {
   ProcStat st;
   st.state = fields[0].empty() ? 0 : fields[0][0];
   st.start_time = parse_uint(fields[19]).value_or(0);
+  st.flags = static_cast<unsigned long>(parse_uint(fields[6]).value_or(0));
   return st;
 }
 

@@ -84,6 +84,7 @@ private:
 struct ProcStat {
   unsigned long long start_time = 0;
   char state = 0;
+  unsigned long flags = 0; // PF_* (PF_EXITING 0x4: the process is in exit)
 };
 std::optional<ProcStat> read_proc_stat(pid_t pid);
 

@@ -27,7 +27,10 @@ constexpr size_t kMaxClients = 64;
 constexpr size_t kMaxUnclaimed = 64;
 
 json ok_response() { return json{{"ok", true}}; }
-json error_response(std::string_view msg) { return json{{"ok", false}, {"error", msg}}; }
+// Replies may quote a request or a path, which can hold any bytes: invalid UTF-8 is
+// replaced (U+FFFD) instead of making the JSON writer throw.
+std::string reply_text(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+std::string error_response(std::string_view msg) { return reply_text(json{{"ok", false}, {"error", msg}}); }
 } // namespace
 
 int64_t monotonic_ms() {
@@ -438,7 +441,7 @@ void Monitor::start_exec(AttachClient& client, std::string_view request) {
   auto session = std::make_unique<ExecSession>(*this, client, ++exec_count_);
   try {
     session->start(request);
-  } catch (const Error& e) {
+  } catch (const std::exception& e) { // also the JSON library's errors (config.json)
     client.finish(frame::kFailed, e.what());
     return;
   }
@@ -470,7 +473,7 @@ std::string Monitor::state_json() const {
     j["oom_killed"] = final_->oom_killed;
     j["exited_at"] = final_->exited_at;
   }
-  return j.dump();
+  return reply_text(j);
 }
 
 void Monitor::handle_ctl(CtlClient& client, std::string_view line) {
@@ -500,8 +503,8 @@ void Monitor::handle_ctl(CtlClient& client, std::string_view line) {
     } else {
       fail("unknown request \"{}\" (state, wait, reopen-log, resize ROWS COLS, close-stdin)", trim(line));
     }
-  } catch (const Error& e) {
-    client.reply(error_response(e.what()).dump());
+  } catch (const std::exception& e) {
+    client.reply(error_response(e.what()));
   }
 }
 

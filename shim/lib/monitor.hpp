@@ -44,6 +44,7 @@ public:
   bool waiting = false; // a `wait` request waits for the container's end
 
 private:
+  void read_requests();
   Monitor& monitor_;
   UniqueFd fd_;
   Watch watch_{this, 0};
@@ -71,6 +72,7 @@ public:
   bool input_paused = false;
 
 private:
+  void serve_events(uint32_t events);
   void handle_frame(char type, std::string_view payload);
   void update_watch();
   Monitor& monitor_;

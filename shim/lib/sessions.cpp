@@ -31,29 +31,40 @@ CtlClient::CtlClient(Monitor& monitor, UniqueFd fd) : monitor_(monitor), fd_(std
   monitor_.loop().add(fd_.get(), EPOLLIN, &watch_);
 }
 
+// Whatever a client sends must never end the monitor: a request that fails in a way
+// nobody foresaw closes that connection, and the container goes on being served.
 void CtlClient::on_event(int, uint32_t) {
-  if (!fd_) return;
-  char buf[512];
-  for (;;) {
-    ssize_t n = ::read(fd_.get(), buf, sizeof buf);
-    if (n > 0) {
-      input_.append(buf, static_cast<size_t>(n));
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && errno == EAGAIN) break;
-    close(); // end of file: a waiting client that hangs up is simply forgotten
-    return;
-  }
-  size_t nl;
-  while (fd_ && (nl = input_.find('\n')) != std::string::npos) {
-    std::string line = input_.substr(0, nl);
-    input_.erase(0, nl + 1);
-    monitor_.handle_ctl(*this, line);
-  }
-  if (fd_ && input_.size() > kMaxCtlLine) {
-    reply(R"({"ok":false,"error":"request line too long"})");
+  try {
+    read_requests();
+  } catch (const std::exception& e) {
+    note(fmt::format("ctl client: {}: connection closed", e.what()));
     close();
+  }
+}
+
+void CtlClient::read_requests() {
+  char buf[512];
+  while (fd_) {
+    ssize_t n = ::read(fd_.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) return;
+    if (n <= 0) {
+      close(); // end of file: a waiting client that hangs up is simply forgotten
+      return;
+    }
+    input_.append(buf, static_cast<size_t>(n));
+    size_t nl;
+    while (fd_ && (nl = input_.find('\n')) != std::string::npos) {
+      std::string line = input_.substr(0, nl);
+      input_.erase(0, nl + 1);
+      monitor_.handle_ctl(*this, line);
+    }
+    // Checked per read, so that a client streaming without newlines holds at most one
+    // line's worth of our memory.
+    if (fd_ && input_.size() > kMaxCtlLine) {
+      reply(R"({"ok":false,"error":"request line too long"})");
+      close();
+    }
   }
 }
 
@@ -119,7 +130,17 @@ void AttachClient::close() {
   monitor_.attach_client_closed(*this);
 }
 
+// As for ctl clients: no frame may end the monitor, only this connection.
 void AttachClient::on_event(int, uint32_t events) {
+  try {
+    serve_events(events);
+  } catch (const std::exception& e) {
+    note(fmt::format("attach client: {}: connection closed", e.what()));
+    close();
+  }
+}
+
+void AttachClient::serve_events(uint32_t events) {
   if (!fd_) return;
   if ((events & EPOLLOUT) && exec) exec->client_writable();
   if (!fd_) return;

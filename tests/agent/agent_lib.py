@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "lib"))
 
 import oci_image  # noqa: E402  (tests/lib, shared with the image suite)
-from containerd_config import private_config  # noqa: E402
+from containerd_config import daemon_env, private_config  # noqa: E402
 from registry import Registry  # noqa: E402,F401
 
 BERTHLET = os.environ.get("BERTHLET", str(REPO / "build" / "agent" / "berthlet"))
@@ -155,7 +155,7 @@ class Containerd:
 """)
         logf = open(self.log, "ab")
         self.proc = subprocess.Popen(["containerd", "--config", str(self.config)], stdin=subprocess.DEVNULL,
-                                     stdout=logf, stderr=logf, start_new_session=True)
+                                     stdout=logf, stderr=logf, start_new_session=True, env=daemon_env())
         logf.close()
         (self.root / "containerd.pid").write_text(str(self.proc.pid))
 

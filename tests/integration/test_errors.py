@@ -311,3 +311,39 @@ def test_log_text_format_to_file(env, bundle):
     assert res.rc != 0
     text = log.read_text()
     assert "level=error" in text and "bogus" in text, text
+
+
+# --------------------------------------------------------------------------------------
+# failures of the init after it reported "created"
+
+PR_CAPBSET_DROP = 24
+CAP_SYS_RESOURCE = 24
+
+
+def _lack_cap_sys_resource():
+    """preexec: the runtime runs without CAP_SYS_RESOURCE in its bounding set (as root on
+    some hosts does), so the container's init cannot be given it."""
+    if H.libc.prctl(PR_CAPBSET_DROP, CAP_SYS_RESOURCE, 0, 0, 0) != 0:
+        raise OSError("prctl(PR_CAPBSET_DROP, CAP_SYS_RESOURCE)")
+
+
+@pytest.mark.parametrize("wait", ["in-dmz", "in-runtime"])
+def test_capability_failure_fails_create(env, bundle, wait):
+    """A capability the runtime cannot grant fails `create` with the error, as in runc
+    and crun, and nothing is left: no state, cgroup, process or pid file. The init waits
+    for start in berth-dmz (it reported "created" before dropping privileges) or, with a
+    startContainer hook, in berth itself."""
+    def cfg(c):
+        for k in ("bounding", "effective", "permitted"):
+            c["process"]["capabilities"][k].append("CAP_SYS_RESOURCE")
+        if wait == "in-runtime":
+            c["hooks"] = {"startContainer": [{"path": "/bin/true"}]}
+    update_config(bundle, cfg)
+    set_args(bundle, "sleep", "1000")
+    cid = env.new_id()
+    res = env.create(bundle, cid, preexec_fn=_lack_cap_sys_resource)
+    H.assert_fail(res, "operation not permitted")
+    if H.is_berth():
+        assert "CAP_SYS_RESOURCE" in res.err, res
+    assert not env.path(f"{cid}.pid").exists(), "pid file written for a failed create"
+    env.assert_no_trace(cid, bundle)

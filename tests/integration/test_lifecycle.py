@@ -347,6 +347,36 @@ def test_kill_stopped_not_running(env, bundle):
     assert_fail(env.kill(res.cid, "9"), "container not running")
 
 
+def test_kill_all_stopped_succeeds(env, bundle):
+    """`kill --all` on a stopped container exits 0, as runc's does (without --all it is
+    "container not running", above)."""
+    set_args(bundle, "true")
+    res = assert_ok(env.create(bundle))
+    assert_ok(env.start(res.cid))
+    env.wait_status(res.cid, "stopped")
+    assert_ok(env.runtime("kill", "--all", res.cid, "9"))
+    assert_ok(env.runtime("kill", "--all", res.cid, "TERM"))
+    assert_ok(env.delete(res.cid))
+    env.assert_no_trace(res.cid, bundle)
+
+
+def test_kill_all_stopped_kills_leftovers(env, bundle):
+    """Without a pid namespace a process can outlive the init in the container's cgroup:
+    `kill --all` of the stopped container still reaches it."""
+    def cfg(c):
+        c["process"]["args"] = ["sh", "-c", "sleep 1000 >/dev/null 2>&1 & echo started"]
+        c["linux"]["namespaces"] = [n for n in c["linux"]["namespaces"] if n["type"] != "pid"]
+    update_config(bundle, cfg)
+    res = assert_ok(env.create(bundle))
+    assert_ok(env.start(res.cid))
+    env.wait_status(res.cid, "stopped")
+    H.wait_for(lambda: env._procs_in_our_cgroups(), what="the sleep left in the cgroup")
+    assert_ok(env.runtime("kill", "--all", res.cid, "KILL"))
+    H.wait_for(lambda: not env._procs_in_our_cgroups(), timeout=10, what="the leftover killed")
+    assert_ok(env.delete(res.cid))
+    env.assert_no_trace(res.cid, bundle)
+
+
 def test_start_stopped(env, bundle):
     set_args(bundle, "true")
     res = assert_ok(env.create(bundle))

@@ -1,6 +1,7 @@
 """Namespaces: pid, uts, network, ipc, user, cgroup, time, and joining by path."""
 import os
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -239,3 +240,53 @@ def test_join_wrong_ns_type_fails(env, bundle):
     res = env.create(bundle)
     assert res.rc != 0, res
     env.assert_no_trace(res.cid, bundle)
+
+
+@pytest.fixture
+def busy_cpu():
+    """One CPU kept busy by a spinning process pinned to it; yields that CPU's number.
+    Runtime calls pinned to the same CPU then lose it at arbitrary points, so messages
+    that two processes race to send arrive in either order."""
+    cpu = min(os.sched_getaffinity(0))
+    spinner = subprocess.Popen(["/bin/sh", "-c", "while :; do :; done"], stdin=subprocess.DEVNULL,
+                               preexec_fn=lambda: os.sched_setaffinity(0, {cpu}))
+    try:
+        yield cpu
+    finally:
+        spinner.kill()
+        spinner.wait()
+
+
+@pytest.mark.slow
+def test_create_joining_pid_namespace_under_cpu_contention(env, make_bundle, busy_cpu):
+    """A container that joins a pid namespace by path (every CRI container joins its
+    pod's) is born through an intermediate process that forks the init. The state must
+    pair the init's pid with the init's own start time, whichever of the two processes'
+    messages reaches `create` first: with the intermediate's start time, a container
+    whose two processes started in different clock ticks looks stopped, and `start`
+    fails with "cannot start a container that has stopped"."""
+    holder = make_bundle("holder")
+    set_args(holder, "sleep", "1000")
+    hpid = env.state(assert_ok(env.run_detached(holder)).cid)["pid"]
+    joiner = make_bundle("joiner")
+
+    def cfg(c):
+        with_ns(c, "pid", f"/proc/{hpid}/ns/pid")
+        c["process"]["args"] = ["sleep", "1000"]
+    update_config(joiner, cfg)
+
+    def pin():
+        os.sched_setaffinity(0, {busy_cpu})
+    bad = []
+    for i in range(100):
+        cid = env.new_id()
+        assert_ok(env.create(joiner, cid, preexec_fn=pin))
+        st = env.state(cid)
+        if st["status"] != "created":
+            bad.append((i, "create", st["status"], st["pid"]))
+        else:
+            r = env.start(cid, preexec_fn=pin)
+            if r.rc != 0:
+                bad.append((i, "start", r.err.strip()))
+        assert_ok(env.delete(cid, force=True))
+    assert not bad, f"{len(bad)} of 100 containers were not usable after create: {bad[:5]}"

@@ -18,7 +18,7 @@ from pathlib import Path
 import interop_lib as L
 
 sys.path.insert(0, str(L.REPO / "tests" / "lib"))
-from containerd_config import private_config  # noqa: E402
+from containerd_config import daemon_env, private_config  # noqa: E402
 
 
 class Containerd:
@@ -42,7 +42,7 @@ class Containerd:
         logf = open(self.log, "ab")
         # A session of its own: the daemon must not get the terminal's signals.
         self.proc = subprocess.Popen(["containerd", "--config", str(self.config)], stdin=subprocess.DEVNULL,
-                                     stdout=logf, stderr=logf, start_new_session=True)
+                                     stdout=logf, stderr=logf, start_new_session=True, env=daemon_env())
         logf.close()
         self.pid = self.proc.pid
         (self.root / "containerd.pid").write_text(str(self.pid))
@@ -112,9 +112,12 @@ class Podman:
     (runtime_supports_json), exactly as it does for the real runc.
     """
 
-    def __init__(self, root: Path, runtime_path: str, cg_parent: str):
+    def __init__(self, root: Path, runtime_path: str, cg_parent: str, runtime_flags=()):
+        """runtime_flags: global flags podman passes to the runtime (`--runtime-flag`),
+        e.g. berth's allow-unenforced-limits: podman sets a pids limit on every container."""
         self.root = root
         self.runtime_path = runtime_path
+        self.runtime_flags = list(runtime_flags)
         self.cg_parent = cg_parent
         self.graph = root / "graph"
         self.runroot = root / "runroot"
@@ -167,7 +170,8 @@ runroot = "{self.runroot}"
 
     def base(self) -> list[str]:
         return ["podman", "--root", str(self.graph), "--runroot", str(self.runroot), "--tmpdir", str(self.tmpdir),
-                "--cgroup-manager=cgroupfs", "--events-backend=file", "--runtime", "runc"]
+                "--cgroup-manager=cgroupfs", "--events-backend=file", "--runtime", "runc",
+                *(f"--runtime-flag={f}" for f in self.runtime_flags)]
 
     def cmd(self, *args) -> list[str]:
         return self.base() + [str(a) for a in args]

@@ -86,18 +86,6 @@ def world():
 class Runtime:
     name: str
     path: str
-    probe_root: str
-    _lacks: dict = field(default_factory=dict)
-
-    def lacks(self, sub: str) -> str | None:
-        if sub not in self._lacks:
-            self._lacks[sub] = L.runtime_lacks(self.path, sub, self.probe_root)
-        return self._lacks[sub]
-
-    def skip_unless(self, sub: str) -> None:
-        why = self.lacks(sub)
-        if why:
-            pytest.skip(f"{self.name}: {why}")
 
 
 _runtimes: dict[str, Runtime] = {}
@@ -110,9 +98,7 @@ def runtime(request, world) -> Runtime:
     if not (os.path.isfile(path) and os.access(path, os.X_OK)):
         pytest.skip(f"{name} binary not found at {path}")
     if name not in _runtimes:
-        probe = world.root / f"probe-root-{name}"
-        probe.mkdir(exist_ok=True)
-        _runtimes[name] = Runtime(name, path, str(probe))
+        _runtimes[name] = Runtime(name, path)
     return _runtimes[name]
 
 
@@ -254,7 +240,8 @@ def podman_worlds(world):
 @pytest.fixture
 def pm(request, runtime, world, podman_worlds):
     if runtime.name not in podman_worlds:
-        p = Podman(world.root / f"podman-{runtime.name}", runtime.path, f"{world.cg_parent}/podman-{runtime.name}")
+        p = Podman(world.root / f"podman-{runtime.name}", runtime.path, f"{world.cg_parent}/podman-{runtime.name}",
+                   runtime_flags=L.runtime_flags(runtime.name))
         podman_worlds[runtime.name] = p
         p.setup(world.rootfs_tar)
     p = podman_worlds[runtime.name]

@@ -228,22 +228,12 @@ def runtime_path(name: str) -> str:
     return BERTH if name == "berth" else RUNC
 
 
-def runtime_lacks(path: str, sub: str, probe_root: str) -> str | None:
-    """Why `path` cannot do subcommand `sub` (None if it can, as far as a probe tells).
-
-    Unknown to `--help`, or rejected as "not implemented" when called on a missing container.
-    """
-    h = run([path, sub, "--help"], timeout=30)
-    if h.rc != 0:
-        return f"`{Path(path).name} {sub} --help` fails (rc={h.rc}): {(h.err or h.out).strip()[:200]}"
-    args = [path, "--root", probe_root, sub]
-    if sub == "update":
-        args += ["--resources", "-"]
-    r = run(args + ["interop-probe-no-such-container"], timeout=30, input="{}" if sub == "update" else None)
-    msg = (r.err + r.out).strip()
-    if "not implemented" in msg or "not supported" in msg:
-        return f"`{Path(path).name} {sub}` is not implemented yet: {msg[:200]}"
-    return None
+def runtime_flags(name: str) -> list[str]:
+    """Global flags a client passes to the runtime. berth refuses a container whose limits
+    this host cannot enforce (a hybrid cgroup host: cgroup v2 without resource controllers;
+    runc enforces them through cgroup v1), and podman sets a pids limit on every container:
+    berth's opt-in keeps this suite about the clients. tests/vm proves the limits."""
+    return ["allow-unenforced-limits"] if name == "berth" else []
 
 
 # --------------------------------------------------------------------------------------

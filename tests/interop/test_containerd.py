@@ -139,8 +139,6 @@ def test_kill_all(ctd):
 
 
 def test_pause_resume(ctd, runtime):
-    runtime.skip_unless("pause")
-    runtime.skip_unless("resume")
     cid = ctd.name()
     r = ctd.run(cid, "sh", "-c", counter_script(), detach=True)
     assert r.rc == 0, r

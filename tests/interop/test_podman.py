@@ -105,8 +105,6 @@ def test_kill_signal_handled(pm, runtime):
 
 
 def test_pause_unpause(pm, runtime):
-    runtime.skip_unless("pause")
-    runtime.skip_unless("resume")
     name = pm.name()
     _, pid = start_detached(pm, name, "sh", "-c", counter_script())
     L.wait_for(lambda: read_counter(pid) > 2, what="counter to run")
@@ -180,7 +178,6 @@ def _host_memory_limit(world, pm, cid: str) -> str | None:
 
 
 def test_update(pm, runtime, world):
-    runtime.skip_unless("update")
     name = pm.name()
     cid, pid = start_detached(pm, name, "sleep", "1000", extra=("--memory", "64m"))
     u = pm.podman("update", "--memory", "128m", name)

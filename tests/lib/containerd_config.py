@@ -3,6 +3,20 @@ debug socket all under one private directory, so a test's containerd never meets
 host's. Callers append their own plugin sections."""
 from __future__ import annotations
 
+import os
+
+# berth refuses a container whose linux.resources this host cannot enforce (on a hybrid
+# cgroup host the v2 hierarchy has no resource controllers), and containerd sets
+# cpu.shares on every container. containerd's runc options carry no runtime flags, but
+# its shims pass their environment on to the runtime: the opt-in rides along there. On a
+# host that enforces limits (tests/vm) it changes nothing; runc and crun ignore it.
+UNENFORCED_LIMITS_OPT_IN = {"BERTH_ALLOW_UNENFORCED_LIMITS": "1"}
+
+
+def daemon_env(base=None) -> dict[str, str]:
+    """The environment for a test's containerd: the caller's plus berth's opt-in."""
+    return {**(os.environ if base is None else base), **UNENFORCED_LIMITS_OPT_IN}
+
 
 def private_config(root, sock, *, log_level="info", disabled_plugins=()):
     disabled = ""

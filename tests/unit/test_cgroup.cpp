@@ -457,19 +457,46 @@ TEST_F(LiveCgroup, CreateResolvesAndRemoves) {
   EXPECT_THAT(error_of([] { Cgroup::create("system.slice:berth:x", "x"); }), HasSubstr("needs --systemd-cgroup"));
 }
 
-TEST_F(LiveCgroup, ApplyResourcesNeverFailsForMissingControllers) {
+TEST_F(LiveCgroup, ApplyResourcesUnenforcedLimitsNeedTheOptIn) {
   Cgroup cg = Cgroup::create(rel_ + "/apply", "x");
-  // On a hybrid host nothing is offered: these are warnings. Where offered, they apply.
-  EXPECT_NO_THROW(apply_resources(cg.path(), json::parse(R"({"memory": {"limit": 67108864}, "pids": {"limit": 30},
-      "cpu": {"shares": 512}, "devices": [{"allow": false, "access": "rwm"}]})")));
+  json limits = json::parse(R"({"memory": {"limit": 67108864}, "pids": {"limit": 30},
+      "cpu": {"shares": 512}, "devices": [{"allow": false, "access": "rwm"}]})");
+  auto offered = split(read_file(cgroup2_root() + "/cgroup.controllers"), ' ');
+  bool memory_offered = std::find_if(offered.begin(), offered.end(), [](auto& c) { return trim(c) == "memory"; }) !=
+                        offered.end();
+  if (!memory_offered) {
+    // A hybrid host: no limit can be enforced through cgroup v2, and create must say so.
+    std::string err = error_of([&] { apply_resources(cg.path(), limits); });
+    EXPECT_THAT(err, HasSubstr("cannot enforce the"));
+    EXPECT_THAT(err, HasSubstr("memory (linux.resources.memory.limit)"));
+    EXPECT_THAT(err, HasSubstr("cgroup mode is " + cgroup_mode_description()));
+    EXPECT_THAT(err, HasSubstr("--allow-unenforced-limits"));
+    EXPECT_THAT(err, HasSubstr("BERTH_ALLOW_UNENFORCED_LIMITS=1"));
+  }
+  // Accepted: warnings, and what the host offers is applied.
+  LimitsPolicy allow;
+  allow.allow_unenforced = true;
+  EXPECT_NO_THROW(apply_resources(cg.path(), limits, allow));
   UniqueFd dir(::open(cg.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   EXPECT_EQ(attached_device_programs(dir.get()), 1u); // devices need no controller
-  EXPECT_THAT(error_of([&] { apply_resources(cg.path(), json::parse(R"({"memory": {"limit": -3}})")); }),
+  EXPECT_THAT(error_of([&] { apply_resources(cg.path(), json::parse(R"({"memory": {"limit": -3}})"), allow); }),
               HasSubstr("linux.resources.memory.limit"));
   if (!path_exists(cg.path() + "/pids.max")) {
     EXPECT_THAT(error_of([&] { update_resources(cg.path(), json::parse(R"({"pids": {"limit": 5}})")); }),
                 HasSubstr("resources.pids.limit: cannot be set: "));
   }
+}
+
+TEST(CgroupApply, NoCgroupMeansNoLimits) {
+  // Any host: without a cgroup (rootless without delegation, no cgroup v2) nothing is enforced.
+  json limits = json::parse(R"({"pids": {"limit": 30}})");
+  LimitsPolicy policy;
+  policy.no_cgroup_reason = "rootless, not delegated";
+  EXPECT_THAT(error_of([&] { apply_resources("", limits, policy); }),
+              HasSubstr("pids (linux.resources.pids.limit): the container has no cgroup (rootless, not delegated)"));
+  policy.allow_unenforced = true;
+  EXPECT_NO_THROW(apply_resources("", limits, policy));
+  EXPECT_NO_THROW(apply_resources("", json::parse(R"({"devices": []})"))); // no limits: nothing to refuse
 }
 
 TEST_F(LiveCgroup, FreezeKillPidsDestroy) {

@@ -66,6 +66,16 @@ TEST(CliGlobal, SpaceForm) {
   EXPECT_TRUE(c.flags.empty()) << "global flags must not leak into command flags";
 }
 
+TEST(CliGlobal, AllowUnenforcedLimits) {
+  EXPECT_FALSE(run_parse({"list"}).global.allow_unenforced_limits);
+  EXPECT_TRUE(run_parse({"--allow-unenforced-limits", "create", "c"}).global.allow_unenforced_limits);
+  EXPECT_TRUE(run_parse({"-allow-unenforced-limits=true", "run", "c"}).global.allow_unenforced_limits);
+  EXPECT_FALSE(run_parse({"--allow-unenforced-limits=false", "run", "c"}).global.allow_unenforced_limits);
+  // A global flag: after the command it is the command's (unknown) flag, as in runc.
+  EXPECT_EQ(parse_error({"create", "--allow-unenforced-limits", "c"}),
+            "flag provided but not defined: -allow-unenforced-limits");
+}
+
 TEST(CliGlobal, EqualsForm) {
   Command c = run_parse({"--root=/r", "--log=/l", "--log-format=json", "--debug=true", "--systemd-cgroup=false",
                          "--rootless=false", "--cgroup-manager=disabled", "--criu=x", "list"});
@@ -613,7 +623,8 @@ TEST(CliHelp, UsageListsCommandsAndGlobalFlags) {
   std::string text = usage("");
   for (const std::string& name : command_names()) EXPECT_NE(text.find("   " + name), std::string::npos) << name;
   for (const char* flag : {"--root value", "--log value", "--log-format value", "--debug", "--systemd-cgroup",
-                           "--rootless value", "--cgroup-manager value", "--criu value", "--help, -h",
+                           "--rootless value", "--cgroup-manager value", "--allow-unenforced-limits",
+                           "--criu value", "--help, -h",
                            "--version, -v"})
     EXPECT_NE(text.find(flag), std::string::npos) << flag;
   EXPECT_NE(text.find("delete, rm"), std::string::npos);
