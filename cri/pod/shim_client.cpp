@@ -166,7 +166,8 @@ ExecSyncResult shim_exec_sync(const ShimSettings& shim, const std::string& id, c
     case frame::kStdout:
     case frame::kStderr: {
       std::string& out = buf[0] == frame::kStdout ? res.out : res.err;
-      size_t room = out.size() < max_output ? max_output - out.size() : 0;
+      size_t used = res.out.size() + res.err.size();
+      size_t room = used < max_output ? max_output - used : 0;
       if (payload.size() > room) res.truncated = true;
       out.append(payload.substr(0, room));
       break;

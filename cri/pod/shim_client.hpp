@@ -69,7 +69,7 @@ struct ExecSyncResult {
   std::string out, err;
 };
 // Runs argv in the container through the shim's exec session and collects its output
-// (each stream capped at max_output). timeout 0: none; past it the shim SIGKILLs the
+// (stdout and stderr together capped at max_output; the rest is read and dropped). timeout 0: none; past it the shim SIGKILLs the
 // process and the result says timed_out.
 ExecSyncResult shim_exec_sync(const ShimSettings& shim, const std::string& id, const std::vector<std::string>& argv,
                               std::chrono::milliseconds timeout, size_t max_output);

@@ -47,7 +47,9 @@ struct Config {
   std::string shim_binary = "berth-shim";  // path or name (next to berthd, then PATH)
   std::string pause_binary = "berth-pause";
   unsigned start_timeout_s = 120;          // create + start of one container
-  uint64_t exec_sync_max_output = 16 << 20;  // bytes kept per stream of ExecSync
+  // ExecSync output kept (stdout and stderr together): the kubelet takes replies of at
+  // most 16 MiB, so the default leaves room for the rest of the message.
+  uint64_t exec_sync_max_output = (16 << 20) - (64 << 10);
   bool restrict_oom_score_adj = false;     // hosts without CAP_SYS_RESOURCE
   std::string seccomp_profile_root = "/var/lib/kubelet/seccomp";
   uint64_t shm_size = 64 << 20;            // each pod's /dev/shm

@@ -52,10 +52,12 @@ grpc::Status RuntimeServiceImpl::StartContainer(grpc::ServerContext*, const runt
       run.log_path = rec.log_path;
       run.stdin_pipe = rec.config.stdin();
       run.stdin_once = rec.config.stdin_once();
+      // Taken before: a quick exit may be recorded before run_shim returns.
+      int64_t started_ns = now_ns();
       ShimStarted started = run_shim(rt_.shim(), run);
       {
         std::lock_guard lk(c->mu);
-        c->rec.started_ns = now_ns();
+        c->rec.started_ns = c->rec.finished_ns ? std::min(started_ns, c->rec.finished_ns) : started_ns;
         c->rec.pid = started.pid;
         // The exit may already have been recorded by the exit watcher.
         if (c->rec.phase == ContainerPhase::created) c->rec.phase = ContainerPhase::running;

@@ -26,12 +26,7 @@ grpc::Status RuntimeServiceImpl::UpdateContainerResources(grpc::ServerContext*,
       fail_code(kWrongState, "container {} has exited: its resources cannot be updated", rec.id);
     if (!req->has_linux()) return grpc::Status::OK;
     json resources = oci_resources(req->linux(), rt_.spec_options(), "linux");
-    // The bundle's spec first: it is what a (re)start uses. Merged, so the device rules
-    // made at create stay.
-    std::string spec_path = path_join(rec.bundle, "config.json");
-    json spec = json::parse(read_file(spec_path));
-    for (auto& [key, value] : resources.items()) spec["linux"]["resources"][key] = value;
-    write_file_atomic(spec_path, spec.dump(), 0600, false);
+    // The running container first: when the runtime refuses, nothing changed.
     if (rec.phase == ContainerPhase::running) {
       std::string handler_name;
       if (auto s = rt_.find_sandbox(rec.sandbox_id)) {
@@ -40,6 +35,12 @@ grpc::Status RuntimeServiceImpl::UpdateContainerResources(grpc::ServerContext*,
       }
       rt_.handler(handler_name).update(rec.id, resources);
     }
+    // Then the bundle's spec, which a later start uses; merged, so the device rules made
+    // at create stay.
+    std::string spec_path = path_join(rec.bundle, "config.json");
+    json spec = json::parse(read_file(spec_path));
+    for (auto& [key, value] : resources.items()) spec["linux"]["resources"][key] = value;
+    write_file_atomic(spec_path, spec.dump(), 0600, false);
     {
       std::lock_guard lk(c->mu);
       *c->rec.config.mutable_linux()->mutable_resources() = req->linux();

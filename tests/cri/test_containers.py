@@ -122,9 +122,10 @@ def test_exec_sync_output_exit_code_timeout_and_cap(world, pod):
         world.exec(cid, ["sleep", "60"], timeout=1)
     assert code_of(e) == grpc.StatusCode.DEADLINE_EXCEEDED
     assert time.monotonic() - t < 10
-    assert world.exec(cid, ["sh", "-c", "pgrep sleep | wc -l"])[1].strip() == "1"  # only the container's own
+    procs = world.exec(cid, ["ps", "-o", "args"])[1]
+    assert "sleep 60" not in procs and "sleep 1000" in procs, procs  # the timed-out one was killed
     code, out, _ = world.exec(cid, ["sh", "-c", "head -c 20000000 /dev/zero"], timeout=30)
-    assert code == 0 and len(out) == 16 << 20  # capped at runtime.exec_sync_max_output
+    assert code == 0 and len(out) == (16 << 20) - (64 << 10)  # runtime.exec_sync_max_output, under the kubelet's 16 MiB
     with pytest.raises(grpc.RpcError) as e:
         world.exec(cid, [])
     assert code_of(e) == grpc.StatusCode.INVALID_ARGUMENT
@@ -158,22 +159,49 @@ def test_host_path_mounts(world, pod, tmp_path):
     assert world.status(cid).status.mounts[0].container_path == "/data"
 
 
-def test_update_resources_and_reopen_log(world, pod):
-    pod_id, cfg, logs = pod
-    cid = world.run(pod_id, cfg, command=["sh", "-c", "while true; do echo tick; sleep 0.2; done"], log_path="t.log")
-    req = world.pb2.UpdateContainerResourcesRequest(container_id=cid)
+def host_offers(controller):
+    cg = pod_lib.cgroup2_mount()
+    return cg is not None and controller in open(os.path.join(cg, "cgroup.controllers")).read().split()
+
+
+def test_update_resources(world, pod):
+    pod_id, cfg, _ = pod
+    req = world.pb2.UpdateContainerResourcesRequest()
     req.linux.cpu_shares = 512
     req.linux.memory_limit_in_bytes = 256 << 20
+    # A created container: the stored spec, used at start.
+    created = world.create(pod_id, cfg, command=["sleep", "1000"])
+    req.container_id = created
     world.rt.UpdateContainerResources(req)
-    st = world.status(cid).status
-    assert st.resources.linux.memory_limit_in_bytes == 256 << 20
-    spec = json.loads(world.status(cid, verbose=True).info["info"])["runtimeSpec"]
+    assert world.status(created).status.resources.linux.memory_limit_in_bytes == 256 << 20
+    spec = json.loads(world.status(created, verbose=True).info["info"])["runtimeSpec"]
     assert spec["linux"]["resources"]["memory"]["limit"] == 256 << 20
+    assert spec["linux"]["resources"]["devices"][0]["allow"] is False  # the device rules stay
+    # A running container: the runtime's `update`, which cannot lie about what the host enforces.
+    running = world.run(pod_id, cfg, command=["sleep", "1000"])
+    req.container_id = running
+    if host_offers("memory"):
+        world.rt.UpdateContainerResources(req)
+        assert world.status(running).status.resources.linux.memory_limit_in_bytes == 256 << 20
+    else:
+        with pytest.raises(grpc.RpcError) as e:
+            world.rt.UpdateContainerResources(req)
+        assert "memory controller" in e.value.details()
+        assert world.status(running).status.resources.linux.memory_limit_in_bytes != 256 << 20
+    world.exec(running, ["true"])
+
+
+def test_reopen_log(world, pod):
+    pod_id, cfg, logs = pod
+    cid = world.run(pod_id, cfg, command=["sh", "-c", "while true; do echo tick; sleep 0.2; done"], log_path="t.log")
     pod_lib.wait_for(lambda: (logs / "t.log").exists() and "tick" in (logs / "t.log").read_text(), 10)
     os.rename(logs / "t.log", logs / "t.log.1")
     world.rt.ReopenContainerLog(world.pb2.ReopenContainerLogRequest(container_id=cid))
     pod_lib.wait_for(lambda: (logs / "t.log").exists() and "tick" in (logs / "t.log").read_text(), 10,
                      what="records in the reopened log")
+    size = (logs / "t.log.1").stat().st_size
+    time.sleep(0.6)
+    assert (logs / "t.log.1").stat().st_size == size  # the old file no longer grows
 
 
 def test_stats(world, pod):

@@ -43,11 +43,11 @@ def test_run_stop_remove_and_status(world):
 
 def test_no_pause_process_unless_pid_namespace_is_shared(world):
     pb2 = world.pb2
-    before = len(pod_lib.pause_processes(world.state))
+    before = len(pod_lib.pause_processes(world.state_dir))
     world.run_pod(pid=pb2.CONTAINER)
-    assert len(pod_lib.pause_processes(world.state)) == before
+    assert len(pod_lib.pause_processes(world.state_dir)) == before
     pod_id, cfg = world.run_pod(pid=pb2.POD)
-    assert len(pod_lib.pause_processes(world.state)) == before + 1
+    assert len(pod_lib.pause_processes(world.state_dir)) == before + 1
     info = json.loads(world.pod_status(pod_id, verbose=True).info["info"])
     assert info["pid"] > 0
     cid = world.run(pod_id, cfg, command=["sleep", "1000"], pid=pb2.POD)

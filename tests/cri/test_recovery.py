@@ -121,7 +121,7 @@ def test_shim_killed_behind_berthds_back(world):
     pb2 = world.pb2
     pod_id, cfg = world.run_pod()
     cid = world.run(pod_id, cfg, command=["sleep", "1000"])
-    shim_pid = int(open(os.path.join(world.state, "shims", cid, "shim.pid")).read())
+    shim_pid = int(open(os.path.join(world.state_dir, "shims", cid, "shim.pid")).read())
     os.kill(shim_pid, signal.SIGKILL)
     world.stop(cid, 2)  # notices the monitor is gone instead of waiting forever
     st = world.status(cid).status
