@@ -5,6 +5,7 @@ import json
 import os
 import signal
 import stat
+import time
 
 import grpc
 import pytest
@@ -22,25 +23,62 @@ def test_version(make_berthd):
     assert v.runtime_version.count(".") == 2
 
 
-@pytest.mark.parametrize("call", ["RunPodSandbox", "ListContainers", "Status", "ExecSync"])
-def test_unbuilt_runtime_calls_are_unimplemented_with_a_clear_message(make_berthd, pb2, call):
+@pytest.mark.parametrize("call", ["Exec", "Attach", "PortForward"])
+def test_streaming_calls_are_unimplemented_with_a_clear_message(make_berthd, pb2, call):
     b = make_berthd().start()
     with b.client() as c:
-        request = {"RunPodSandbox": pb2.RunPodSandboxRequest, "ListContainers": pb2.ListContainersRequest,
-                   "Status": pb2.StatusRequest, "ExecSync": pb2.ExecSyncRequest}[call]()
+        request = {"Exec": pb2.ExecRequest, "Attach": pb2.AttachRequest, "PortForward": pb2.PortForwardRequest}[call]()
         with pytest.raises(grpc.RpcError) as e:
             getattr(c.runtime, call)(request, timeout=10)
     assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert f"RuntimeService.{call} is not implemented yet" in e.value.details()
+    assert f"{call}: berthd has no streaming server yet" in e.value.details()
 
 
-def test_streaming_call_is_unimplemented(make_berthd, pb2):
+def test_checkpoint_is_unimplemented_naming_criu(make_berthd, pb2):
     b = make_berthd().start()
     with b.client() as c:
         with pytest.raises(grpc.RpcError) as e:
-            list(c.runtime.GetContainerEvents(pb2.GetEventsRequest(), timeout=10))
+            c.runtime.CheckpointContainer(pb2.CheckpointContainerRequest(container_id="x"), timeout=10)
     assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert "GetContainerEvents" in e.value.details()
+    assert "CRIU" in e.value.details()
+
+
+def test_runtime_config_and_status(make_berthd, pb2):
+    b = make_berthd("[runtime]\ncgroup_driver = \"systemd\"\n").start()
+    with b.client() as c:
+        assert c.runtime.RuntimeConfig(pb2.RuntimeConfigRequest(), timeout=10).linux.cgroup_driver == pb2.SYSTEMD
+        st = c.runtime.Status(pb2.StatusRequest(verbose=True), timeout=10)
+        conds = {x.type: x.status for x in st.status.conditions}
+        assert conds["RuntimeReady"] is True and "NetworkReady" in conds
+        assert json.loads(st.info["config"])["cgroupDriver"] == "systemd"
+        assert "berth" in {h.name for h in st.runtime_handlers}
+        c.runtime.UpdateRuntimeConfig(pb2.UpdateRuntimeConfigRequest(
+            runtime_config=pb2.RuntimeConfig(network_config=pb2.NetworkConfig(pod_cidr="10.244.1.0/24"))), timeout=10)
+        st = c.runtime.Status(pb2.StatusRequest(verbose=True), timeout=10)
+        assert json.loads(st.info["config"])["podCIDR"] == "10.244.1.0/24"
+
+
+def test_event_stream_ends_when_berthd_stops(make_berthd, pb2):
+    b = make_berthd().start()
+    c = b.client()
+    stream = c.runtime.GetContainerEvents(pb2.GetEventsRequest(), timeout=60)
+    import threading
+    ended = threading.Event()
+
+    def read():
+        try:
+            for _ in stream:
+                pass
+        except grpc.RpcError:
+            pass
+        ended.set()
+    threading.Thread(target=read, daemon=True).start()
+    time.sleep(0.5)
+    t = time.monotonic()
+    assert b.stop() == 0
+    assert time.monotonic() - t < 5, "an open event stream held up shutdown"
+    assert ended.wait(5)
+    c.close()
 
 
 def test_socket_mode_and_log_format(make_berthd):
@@ -184,3 +222,16 @@ def test_socket_path_too_long_is_a_clear_error(workdir):
                     "--address", long_sock])
     assert r.returncode != 0
     assert "unix sockets allow at most 107" in r.stderr
+
+
+def test_runtime_settings_are_checked(workdir):
+    _, err = _config_error(workdir, '[runtime]\ncgroup_driver = "cgroupv3"\n')
+    assert "runtime.cgroup_driver" in err and "cgroupv3" in err
+    _, err = _config_error(workdir, '[runtime]\ndefault_handler = "crun"\n')
+    assert "runtime.default_handler" in err and "crun" in err
+    _, err = _config_error(workdir, '[runtime.handlers.runc]\nbinary = "runc"\nroot = "relative"\n')
+    assert 'runtime.handlers."runc".root' in err
+    _, err = _config_error(workdir, '[runtime.handlers.x]\nbinary = "/no/such/runtime"\n')
+    assert "/no/such/runtime" in err
+    _, err = _config_error(workdir, '[cni]\nconf_dirs = "/etc/cni"\n')
+    assert "cni.conf_dirs: unknown key" in err
