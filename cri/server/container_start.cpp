@@ -44,6 +44,9 @@ grpc::Status RuntimeServiceImpl::StartContainer(grpc::ServerContext*, const runt
     try {
       std::string rootfs = path_join(rec.bundle, "rootfs");
       if (!is_mount_point(rootfs)) mount_rootfs(rt_.images().snapshots().mounts(rec.id), rootfs);  // after a reboot
+      // The container's directory under the pod's log directory ("<name>/<attempt>.log"),
+      // as containerd makes it; the pod's directory itself is the kubelet's.
+      if (!rec.log_path.empty()) mkdir_p(rec.log_path.substr(0, rec.log_path.rfind('/')), 0755);
       ShimRun run;
       run.id = rec.id;
       run.bundle = rec.bundle;

@@ -49,9 +49,11 @@ def test_manifest_dropped_in_runs_the_pod(berthlet, cri, runtime_name):
     # the container's log: env from fieldRef
     log = L.wait_for(lambda: "hello" in open(status.log_path).read() and open(status.log_path).read(), what="log")
     assert "hello from web-node1/default on node1" in log
-    # the pod's cgroup parent by QoS class
+    # the pod's cgroup parent by QoS class: on the v1 hierarchies (runc under containerd, on
+    # this cgroup-hybrid host) or on the v2 one (berth)
     assert any(os.path.isdir(f"{m}/berthlet-test-{os.environ.get('AGENT_TAG', '0')}/kubepods/pod{uid}")
-               for m in ("/sys/fs/cgroup/memory", "/sys/fs/cgroup/cpu,cpuacct", "/sys/fs/cgroup/pids"))
+               for m in ("/sys/fs/cgroup/memory", "/sys/fs/cgroup/cpu,cpuacct", "/sys/fs/cgroup/pids",
+                         "/sys/fs/cgroup/unified", "/sys/fs/cgroup"))
     # the whole pod as the kubelet's read-only endpoint shows it
     one = json.loads(berthlet.get("/pods/default/web-node1"))
     assert one["kind"] == "Pod" and one["spec"]["nodeName"] == "node1" and one["metadata"]["uid"] == uid
