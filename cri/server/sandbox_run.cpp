@@ -84,7 +84,10 @@ grpc::Status RuntimeServiceImpl::RunPodSandbox(grpc::ServerContext*, const runti
     rec.config = config;
     rec.runtime_handler = req->runtime_handler();
     rec.dir = rt_.sandbox_dir(rec.id);
+    // The kubelet always names one; other clients (crictl, critest) get berthd's own.
     rec.cgroup_parent = config.linux().cgroup_parent();
+    if (rec.cgroup_parent.empty())
+      rec.cgroup_parent = rt_.config().cgroup_driver == CgroupDriver::systemd ? "berth.slice" : "/berth";
     auto s = std::make_shared<Sandbox>(std::move(rec));
     rt_.add(s);  // reserves the name and writes the record (phase creating)
     SandboxUndo undo(rt_, s);

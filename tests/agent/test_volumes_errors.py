@@ -1,5 +1,6 @@
 """Volumes (hostPath, emptyDir incl. Memory and subPath), bad manifests, image pull errors, hooks."""
 import os
+import time
 
 import agent_lib as L
 from agent_lib import condition, container, cstatus, pod_manifest, running
@@ -91,7 +92,9 @@ def test_bad_manifests_are_reported_while_a_good_one_runs(berthlet, cri):
 
 
 def test_image_pull_failure_shows_err_image_pull_then_back_off(berthlet, registry):
-    c = container("app", L.SLEEPER, image="docker.io/library/arrives-later:1", imagePullPolicy="Always")
+    # A name of its own: the registry outlives this test (the suite runs once per CRI endpoint).
+    name = f"arrives-later-{os.getpid()}-{time.monotonic_ns() % 100000}"
+    c = container("app", L.SLEEPER, image=f"docker.io/library/{name}:1", imagePullPolicy="Always")
     berthlet.write("pull.yaml", pod_manifest("pull", [c]))
 
     def reason(p):
@@ -101,9 +104,9 @@ def test_image_pull_failure_shows_err_image_pull_then_back_off(berthlet, registr
     pod = berthlet.wait_pod("pull", lambda p: reason(p) in ("ErrImagePull", "ImagePullBackOff"), what="a pull error")
     berthlet.wait_pod("pull", lambda p: reason(p) == "ImagePullBackOff", timeout=20, what="ImagePullBackOff")
     assert pod["status"]["phase"] == "Pending"
-    assert 'Failed to pull image "docker.io/library/arrives-later:1"' in berthlet.log()
+    assert f'Failed to pull image "docker.io/library/{name}:1"' in berthlet.log()
     # once the image exists, the next attempt after the back-off (10 s) pulls it and the pod runs
-    L.oci_image.push(L.oci_image.build_image("busybox"), registry.addr, "library/arrives-later:1")
+    L.oci_image.push(L.oci_image.build_image("busybox"), registry.addr, f"library/{name}:1")
     berthlet.wait_pod("pull", lambda p: running(p, "app"), timeout=40, what="the pod after the image arrived")
 
 
