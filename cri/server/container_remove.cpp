@@ -13,12 +13,25 @@
 
 namespace berth::cri {
 
-void Runtime::release_container_resources(const ContainerRecord& rec) {
-  std::string handler_name;
-  if (auto s = find_sandbox(rec.sandbox_id)) {
-    std::lock_guard lk(s->mu);
-    handler_name = s->rec.runtime_handler;
+void Runtime::release_runtime_state(const ContainerRecord& rec) {
+  // The shim deletes the runtime's container once it exited (--delete) and after a failed
+  // start; a container never started has none. Only a container whose shim was lost
+  // (reason Unknown), or a half-made one, may have state left in the runtime.
+  bool runtime_clean = rec.phase == ContainerPhase::created ||
+                       (rec.phase == ContainerPhase::exited && rec.reason != "Unknown");
+  if (!shim_alive(shim_, rec.id)) image::remove_tree(path_join(shim_.state_root, rec.id));  // a killed shim's leftovers
+  if (!runtime_clean) {
+    std::string handler_name;
+    if (auto s = find_sandbox(rec.sandbox_id)) {
+      std::lock_guard lk(s->mu);
+      handler_name = s->rec.runtime_handler;
+    }
+    handler(handler_name).remove(rec.id);
   }
+  ::unlink(path_join(shim_.exit_dir, rec.id).c_str());
+}
+
+void Runtime::release_container_files(const ContainerRecord& rec) {
   // Every step is tried; the first failure is reported once all have run.
   std::exception_ptr first;
   auto attempt = [&](auto&& fn) {
@@ -28,11 +41,6 @@ void Runtime::release_container_resources(const ContainerRecord& rec) {
       if (!first) first = std::current_exception();
     }
   };
-  attempt([&] {
-    if (!shim_alive(shim_, rec.id)) image::remove_tree(path_join(shim_.state_root, rec.id));  // a killed shim's leftovers
-  });
-  attempt([&] { handler(handler_name).remove(rec.id); });
-  ::unlink(path_join(shim_.exit_dir, rec.id).c_str());
   attempt([&] {
     if (!rec.bundle.empty()) unmount_rootfs(path_join(rec.bundle, "rootfs"));
   });
@@ -45,6 +53,17 @@ void Runtime::release_container_resources(const ContainerRecord& rec) {
   if (first) std::rethrow_exception(first);
 }
 
+void Runtime::release_container_resources(const ContainerRecord& rec) {
+  std::exception_ptr first;
+  try {
+    release_runtime_state(rec);
+  } catch (...) {
+    first = std::current_exception();
+  }
+  release_container_files(rec);
+  if (first) std::rethrow_exception(first);
+}
+
 void Runtime::remove_container(const ContainerPtr& c) {
   stop_container(*c, 0);
   ContainerRecord rec;
@@ -52,9 +71,11 @@ void Runtime::remove_container(const ContainerPtr& c) {
     std::lock_guard lk(c->mu);
     rec = c->rec;
   }
-  release_container_resources(rec);
+  release_runtime_state(rec);
   forget_cpu_sample(rec.id);
   drop(c);
+  // Its files go after the answer: nothing can reach them any more.
+  janitor_.post(fmt::format("files of removed container {}", rec.id), [this, rec] { release_container_files(rec); });
   dlog::info("container removed", {{"id", rec.id}});
   emit(runtime::v1::CONTAINER_DELETED_EVENT, rec.id, rec.sandbox_id);
 }

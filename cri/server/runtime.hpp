@@ -32,6 +32,7 @@
 #include "cri/pod/shim_client.hpp"
 #include "cri/server/config.hpp"
 #include "cri/server/events.hpp"
+#include "cri/server/janitor.hpp"
 
 namespace berth::cri {
 
@@ -112,7 +113,11 @@ public:
 
   // Undo helpers also used by recovery.
   void release_sandbox_resources(Sandbox& s, bool best_effort);  // pause, network, pins, shm
-  void release_container_resources(const ContainerRecord& rec);  // runtime, shim, rootfs, snapshot, bundle
+  void release_container_resources(const ContainerRecord& rec);  // both below
+  void release_runtime_state(const ContainerRecord& rec);    // runtime's state, shim files, exit file
+  void release_container_files(const ContainerRecord& rec);  // rootfs mount, snapshot, bundle
+  // Waits for queued file cleanup (tests and shutdown).
+  void drain_cleanup() { janitor_.drain(); }
 
   // Events for GetContainerEvents.
   void emit(runtime::v1::ContainerEventType type, const std::string& container_id, const std::string& sandbox_id);
@@ -170,6 +175,7 @@ private:
   SpecOptions spec_opts_;
   std::map<std::string, OciRuntime> handlers_;
   std::unique_ptr<ExitWatcher> exits_;
+  Janitor janitor_;
 
   std::atomic<bool> stopping_{false};
   mutable std::mutex misc_mu_;

@@ -4,6 +4,9 @@
 // something recovery can find and undo.
 #include <unistd.h>
 
+#include <chrono>
+#include <thread>
+
 #include <fmt/format.h>
 
 #include "common/error.hpp"
@@ -51,6 +54,29 @@ private:
   SandboxPtr s_;
 };
 
+// The pod's PID namespace needs a process to exist: berth-pause, as the pod's PID 1,
+// through a shim like any container.
+void start_pause_process(Runtime& rt, Sandbox& s, const OciRuntime& runtime) {
+  std::string bundle = path_join(s.rec.dir, "pause");
+  mkdir_p(bundle, 0711);
+  SandboxRecord snapshot;
+  {
+    std::lock_guard lk(s.mu);
+    snapshot = s.rec;
+  }
+  SandboxContext ctx = rt.context_of(snapshot);
+  json spec = build_pause_spec(s.id(), ctx, rt.pause_rootfs(), rt.spec_options());
+  write_file(path_join(bundle, "config.json"), spec.dump(), true, 0600);
+  ShimRun run;
+  run.id = s.id();
+  run.bundle = bundle;
+  run.runtime = runtime.handler().binary;
+  run.runtime_args = runtime.handler().global_args();
+  ShimStarted started = with_context("start the pod's pause process", [&] { return run_shim(rt.shim(), run); });
+  std::lock_guard lk(s.mu);
+  s.rec.pause_pid = started.pid;
+}
+
 } // namespace
 
 SandboxContext Runtime::context_of(const SandboxRecord& rec) const {
@@ -93,6 +119,14 @@ grpc::Status RuntimeServiceImpl::RunPodSandbox(grpc::ServerContext*, const runti
     SandboxUndo undo(rt_, s);
     const std::string& id = s->id();
 
+    // Step timings go into the log line: where a pod's start-up time goes.
+    auto t0 = std::chrono::steady_clock::now(), t = t0;
+    std::vector<std::pair<std::string, std::string>> timings;
+    auto lap = [&](const char* step) {
+      auto now = std::chrono::steady_clock::now();
+      timings.emplace_back(step, fmt::format("{:.1f}", std::chrono::duration<double, std::milli>(now - t).count()));
+      t = now;
+    };
     mkdir_p(s->rec.dir, 0711);
     SandboxFilesRequest files;
     files.dir = s->rec.dir;
@@ -105,6 +139,7 @@ grpc::Status RuntimeServiceImpl::RunPodSandbox(grpc::ServerContext*, const runti
     files.dns_searches.assign(dns.searches().begin(), dns.searches().end());
     files.dns_options.assign(dns.options().begin(), dns.options().end());
     prepare_sandbox_files(files);
+    lap("files_ms");
 
     PinRequest pin;
     pin.dir = path_join(s->rec.dir, "ns");
@@ -114,6 +149,7 @@ grpc::Status RuntimeServiceImpl::RunPodSandbox(grpc::ServerContext*, const runti
     pin.hostname = files.hostname;
     for (const auto& [k, v] : config.linux().sysctls()) pin.sysctls.emplace_back(k, v);
     PinnedNamespaces pins = with_context("pin the pod's namespaces", [&] { return pin_namespaces(pin); });
+    lap("pin_ms");
     {
       std::lock_guard lk(s->mu);
       s->rec.netns = pins.net;
@@ -121,46 +157,44 @@ grpc::Status RuntimeServiceImpl::RunPodSandbox(grpc::ServerContext*, const runti
       s->rec.utsns = pins.uts;
     }
 
-    if (!ns.host_network) {
-      std::string network = rt_.network().default_network();
-      {
-        std::lock_guard lk(s->mu);
-        s->rec.cni_network = network;  // recorded before ADD: a crash mid-ADD is undone with DEL
-      }
-      rt_.persist(*s);
-      auto attachment = rt_.network().setup(network, id, pins.net, pod_identity(config), port_mappings(config));
+    // Both intents are recorded before either step runs: a crash in the middle is undone
+    // with a DEL and a kill.
+    std::string network = ns.host_network ? "" : rt_.network().default_network();
+    {
       std::lock_guard lk(s->mu);
-      if (!attachment.ips.empty()) s->rec.ip = attachment.ips[0];
-      s->rec.additional_ips.assign(attachment.ips.begin() + std::min<size_t>(1, attachment.ips.size()),
-                                   attachment.ips.end());
+      s->rec.cni_network = network;
+      if (ns.shared_pid) s->rec.pause_id = id;
     }
-
-    if (ns.shared_pid) {
-      // The pod's PID namespace needs a process to exist: berth-pause, as the pod's PID 1.
-      std::string bundle = path_join(s->rec.dir, "pause");
-      mkdir_p(bundle, 0711);
-      {
+    rt_.persist(*s);
+    // The pause process needs the pins, not the network: CNI ADD and its start run side
+    // by side (each is a few processes and milliseconds of waiting).
+    std::exception_ptr pause_error;
+    std::thread pause_thread;
+    if (ns.shared_pid)
+      pause_thread = std::thread([&] {
+        try {
+          start_pause_process(rt_, *s, runtime);
+        } catch (...) {
+          pause_error = std::current_exception();
+        }
+      });
+    std::exception_ptr cni_error;
+    try {
+      if (!network.empty()) {
+        auto attachment = rt_.network().setup(network, id, pins.net, pod_identity(config), port_mappings(config));
         std::lock_guard lk(s->mu);
-        s->rec.pause_id = id;
+        if (!attachment.ips.empty()) s->rec.ip = attachment.ips[0];
+        s->rec.additional_ips.assign(attachment.ips.begin() + std::min<size_t>(1, attachment.ips.size()),
+                                     attachment.ips.end());
       }
-      rt_.persist(*s);
-      SandboxRecord snapshot;
-      {
-        std::lock_guard lk(s->mu);
-        snapshot = s->rec;
-      }
-      SandboxContext ctx = rt_.context_of(snapshot);
-      json spec = build_pause_spec(id, ctx, rt_.pause_rootfs(), rt_.spec_options());
-      write_file(path_join(bundle, "config.json"), spec.dump(), true, 0600);
-      ShimRun run;
-      run.id = id;
-      run.bundle = bundle;
-      run.runtime = runtime.handler().binary;
-      run.runtime_args = runtime.handler().global_args();
-      ShimStarted started = with_context("start the pod's pause process", [&] { return run_shim(rt_.shim(), run); });
-      std::lock_guard lk(s->mu);
-      s->rec.pause_pid = started.pid;
+    } catch (...) {
+      cni_error = std::current_exception();
     }
+    lap("cni_ms");
+    if (pause_thread.joinable()) pause_thread.join();
+    lap("pause_wait_ms");
+    if (cni_error) std::rethrow_exception(cni_error);
+    if (pause_error) std::rethrow_exception(pause_error);
 
     {
       std::lock_guard lk(s->mu);
@@ -169,6 +203,12 @@ grpc::Status RuntimeServiceImpl::RunPodSandbox(grpc::ServerContext*, const runti
     rt_.persist(*s);
     undo.dismiss();
     resp->set_pod_sandbox_id(id);
+    lap("record_ms");
+    if (dlog::enabled(dlog::Level::debug)) {
+      std::string steps;
+      for (auto& [k, v] : timings) steps += fmt::format("{}{}={}", steps.empty() ? "" : " ", k, v);
+      dlog::debug("pod sandbox timings", {{"id", id}, {"steps", steps}});
+    }
     dlog::info("pod sandbox ready", {{"id", id}, {"name", s->rec.name}, {"ip", s->rec.ip}});
     rt_.emit(runtime::v1::CONTAINER_CREATED_EVENT, id, id);
     rt_.emit(runtime::v1::CONTAINER_STARTED_EVENT, id, id);

@@ -4,6 +4,8 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <thread>
+
 #include <fmt/format.h>
 
 #include "common/error.hpp"
@@ -49,18 +51,42 @@ void Runtime::release_sandbox_resources(Sandbox& s, bool best_effort) {
       return false;
     }
   };
-  attempt("stop the pause process", [&] { stop_pause(s); });
   SandboxRecord rec;
   {
     std::lock_guard lk(s.mu);
     rec = s.rec;
   }
-  if (!rec.cni_network.empty()) {
-    // A DEL that fails leaves the pin in place, so that StopPodSandbox can be retried;
-    // when the pod is going away regardless, the attachment is given up.
-    attempt("CNI DEL", [&] {
-      network_.teardown(rec.id, rec.netns, rec.cni_network, pod_identity(rec.config), port_mappings(rec.config));
+  // The pause process and the CNI attachment are independent: taken down side by side.
+  std::exception_ptr pause_error;
+  std::thread pause_thread;
+  if (!rec.pause_id.empty())
+    pause_thread = std::thread([&] {
+      try {
+        stop_pause(s);
+      } catch (...) {
+        pause_error = std::current_exception();
+      }
     });
+  std::exception_ptr cni_error;
+  if (!rec.cni_network.empty()) {
+    try {
+      network_.teardown(rec.id, rec.netns, rec.cni_network, pod_identity(rec.config), port_mappings(rec.config));
+      std::lock_guard lk(s.mu);
+      s.rec.cni_network.clear();
+    } catch (...) {
+      cni_error = std::current_exception();
+    }
+  }
+  if (pause_thread.joinable()) pause_thread.join();
+  attempt("stop the pause process", [&] {
+    if (pause_error) std::rethrow_exception(pause_error);
+  });
+  // A DEL that fails leaves the pin in place, so that StopPodSandbox can be retried;
+  // when the pod is going away regardless, the attachment is given up.
+  attempt("CNI DEL", [&] {
+    if (cni_error) std::rethrow_exception(cni_error);
+  });
+  {
     std::lock_guard lk(s.mu);
     s.rec.cni_network.clear();
   }

@@ -177,14 +177,7 @@ def pod_registry(session_root):
     from registry import Registry
     reg = Registry(workdir=os.path.join(session_root, "pod-registry"))
     reg.start()
-    applets = subprocess.run([oci_image.BUSYBOX, "--list"], capture_output=True, text=True, check=True).stdout.split()
-
-    def every_applet(t):
-        for a in applets:
-            if a not in oci_image.APPLETS and a != "busybox":
-                t.symlink(f"bin/{a}", "busybox")
-    base = oci_image.Layer(oci_image.busybox_tar(every_applet), "gzip")
-    oci_image.push(oci_image.Image([base]), reg.addr, "library/busybox:latest")
+    oci_image.push(oci_image.build_image("busybox-all"), reg.addr, "library/busybox:latest")
     yield reg
     reg.stop()
 

@@ -253,7 +253,17 @@ mirrors = ["{registry_url}"]
             self.remove_pod(p.id)
 
     # ---- leak checks -------------------------------------------------------------
-    def assert_no_leaks(self):
+    def assert_no_leaks(self, settle=5.0):
+        """berthd removes a container's files just after answering: give it a moment."""
+        deadline = time.monotonic() + settle
+        while True:
+            problems = self.leaks()
+            if not problems or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert not problems, "leaks: " + "; ".join(problems)
+
+    def leaks(self):
         problems = []
         if self.pods():
             problems.append(f"pod sandboxes left: {[p.id[:12] for p in self.pods()]}")
@@ -279,7 +289,7 @@ mirrors = ["{registry_url}"]
                 n = c.execute("SELECT count(*) FROM snapshots WHERE kind != 0").fetchone()[0]
             if n:
                 problems.append(f"{n} active snapshots left")
-        assert not problems, "leaks: " + "; ".join(problems)
+        return problems
 
 
 def leaks_under(*dirs):

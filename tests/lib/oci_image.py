@@ -3,6 +3,7 @@
 
 Kinds (build_image(kind, ...) / --kind):
   busybox      one layer: /bin/busybox, applet links, /etc/passwd, /etc/group, /tmp
+  busybox-all  the same with a link for every applet the host's busybox-static has
   multilayer   busybox + a layer with /etc/berth-release + a layer with /usr/share/berth/*
   whiteout     layer 1: /data/{a,b,c}, /opq/{x,y}, /gone/f; layer 2: /data/.wh.a,
                /.wh.gone, /opq/.wh..wh..opq + /opq/z
@@ -253,6 +254,14 @@ def busybox_tar(extra=None):
     return t.bytes()
 
 
+def _every_applet(t):
+    """Links for every applet of the host's busybox-static (pods run top, nc, ps, ...)."""
+    listed = subprocess.run([BUSYBOX, "--list"], capture_output=True, text=True, check=True).stdout.split()
+    for a in listed:
+        if a not in APPLETS and a != "busybox":
+            t.symlink(f"bin/{a}", "busybox")
+
+
 def _layer(builder, compression):
     t = Tar()
     builder(t)
@@ -265,6 +274,8 @@ def build_image(kind, compression="gzip", fmt="oci"):
     base = Layer(busybox_tar(), compression)
     if kind == "busybox":
         return Image([base], fmt=fmt)
+    if kind == "busybox-all":
+        return Image([Layer(busybox_tar(_every_applet), compression)], fmt=fmt)
     if kind == "multilayer":
         def l2(t):
             t.file("etc/berth-release", "berth test image\n")
