@@ -15,6 +15,12 @@ echo "== unit tests"
 ./build/shim/shim-unit-tests --gtest_brief=1 --gtest_output="xml:$results/shim-unit.xml" || status=1
 ./build/cni/cni-unit-tests --gtest_brief=1 --gtest_output="xml:$results/cni-unit.xml" || status=1
 ./build/agent/agent-unit-tests --gtest_brief=1 --gtest_output="xml:$results/agent-unit.xml" || status=1
+# cri/pod: OCI specs, seccomp profiles, pinned namespaces, pod files, records (root: real
+# namespaces and mounts, in a private mount namespace)
+unshare -m --propagation private ./build/cri/pod/tests/cri-pod-unit-tests --gtest_brief=1 \
+  --gtest_output="xml:$results/cri-pod-unit.xml" || status=1
+/usr/bin/python3 -m pytest -q -p no:cacheprovider cri/pause/test_pause.py \
+  --junitxml="$results/pause.xml" || status=1
 
 echo "== integration tests (runtime)"
 tests/run-integration.sh --junitxml="$results/integration.xml" -q -rfE || status=1
@@ -25,10 +31,10 @@ tests/cni/run.sh --junitxml="$results/cni.xml" -q -rfE || status=1
 echo "== image library tests (unit, and pulls from a local docker-registry)"
 tests/image/run.sh --junitxml="$results/image.xml" || status=1
 
-echo "== berthd tests (CRI daemon and image service over gRPC, local docker-registry)"
+echo "== berthd tests (CRI daemon: images, pods and containers over gRPC, local docker-registry)"
 tests/cri/run.sh --junitxml="$results/cri.xml" -q -rfE || status=1
 
-echo "== berthlet tests (static pods through containerd's CRI)"
+echo "== berthlet tests (static pods through berthd's and containerd's CRI)"
 tests/agent/run.sh --junitxml="$results/agent.xml" -q -rfE || status=1
 
 echo "== cgroup v2 tests (pure cgroup v2 kernel in a qemu micro-VM)"
