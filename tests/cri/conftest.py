@@ -27,6 +27,10 @@ from cri_client import CriClient, load_stubs  # noqa: E402
 BERTHD = os.environ.get("BERTHD", os.path.join(REPO, "build", "cri", "berthd"))
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "cgroupv2: needs cgroup v2 with controllers (run in the VM: tests/vm/run-cgroup-tests.sh)")
+
+
 def pytest_report_header(config):
     return [f"berthd under test: {BERTHD}"]
 

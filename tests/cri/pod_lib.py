@@ -172,6 +172,8 @@ mirrors = ["{registry_url}"]
             sc.namespace_options.pid = kw.pop("pid")
         if "tty" in kw:
             c.tty = kw.pop("tty")
+        for k, v in kw.pop("resources", {}).items():
+            setattr(c.linux.resources, k, v)
         assert not kw, f"unknown container options {kw}"
         return c
 

@@ -1,5 +1,5 @@
 #!/bin/bash
-# The integration suite's cgroup v2 tests (pytest -m cgroupv2), run inside a vmrun
+# The cgroup v2 tests (pytest -m cgroupv2: tests/integration, tests/cri/test_cgroupv2.py), run in a vmrun
 # micro-VM whose cgroups are pure v2 with every controller enabled (the host's are hybrid).
 #
 #   tests/vm/run-cgroup-tests.sh [pytest args...]
@@ -95,7 +95,7 @@ while (($#)); do
   esac
 done
 paths=()
-((have_path)) || paths=("$repo/tests/integration")
+((have_path)) || paths=("$repo/tests/integration" "$repo/tests/cri/test_cgroupv2.py")
 
 envs=(--env "RUNTIME=$runtime" --env PYTHONDONTWRITEBYTECODE=1
   --env "BERTH_ITEST_TIMEOUT=${BERTH_ITEST_TIMEOUT:-120}")
