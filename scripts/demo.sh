@@ -2,8 +2,9 @@
 # The main job, from a fresh Debian 12 machine (root, no internet): install, build, then
 #  1. a busybox container straight through the OCI runtime (`berth run`), and
 #  2. a real pod from a static manifest: an image built here from busybox-static and
-#     pushed to a local registry, berthlet running the manifest through containerd's CRI
-#     with berth as the OCI runtime and berth-bridge as the CNI plugin (scripts/demo_pod.py).
+#     pushed to a local registry, berthlet running the manifest through berthd (CRI), which
+#     runs each container under berth-shim with berth as the OCI runtime and attaches the
+#     pod with berth-bridge (scripts/demo_pod.py; --endpoint containerd for the interop path).
 # Everything runs in a private mount namespace and is removed afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
