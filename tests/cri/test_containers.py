@@ -326,3 +326,39 @@ def test_calls_racing_on_one_pod(world):
         t.join(60)
     assert not errors, errors
     assert world.pods() == [] and world.containers() == []
+
+
+@pytest.mark.parametrize("call,req,field", [
+    ("ContainerStatus", lambda pb2, i: pb2.ContainerStatusRequest(container_id=i), "container"),
+    ("StartContainer", lambda pb2, i: pb2.StartContainerRequest(container_id=i), "container"),
+    ("StopContainer", lambda pb2, i: pb2.StopContainerRequest(container_id=i), "container"),
+    ("ExecSync", lambda pb2, i: pb2.ExecSyncRequest(container_id=i, cmd=["true"]), "container"),
+    ("ContainerStats", lambda pb2, i: pb2.ContainerStatsRequest(container_id=i), "container"),
+    ("ReopenContainerLog", lambda pb2, i: pb2.ReopenContainerLogRequest(container_id=i), "container"),
+    ("UpdateContainerResources", lambda pb2, i: pb2.UpdateContainerResourcesRequest(container_id=i), "container"),
+    ("PodSandboxStatus", lambda pb2, i: pb2.PodSandboxStatusRequest(pod_sandbox_id=i), "pod sandbox"),
+    ("StopPodSandbox", lambda pb2, i: pb2.StopPodSandboxRequest(pod_sandbox_id=i), "pod sandbox"),
+    ("PodSandboxStats", lambda pb2, i: pb2.PodSandboxStatsRequest(pod_sandbox_id=i), "pod sandbox"),
+])
+def test_every_call_names_a_missing_or_unknown_id(world, call, req, field):
+    for bad, code in (("", grpc.StatusCode.INVALID_ARGUMENT), ("a" * 64, grpc.StatusCode.NOT_FOUND),
+                      ("x" * 100000, grpc.StatusCode.NOT_FOUND)):
+        with pytest.raises(grpc.RpcError) as e:
+            getattr(world.rt, call)(req(world.pb2, bad))
+        assert e.value.code() == code, (bad[:8], e.value.details())
+        assert field in e.value.details() or "_id" in e.value.details()
+        assert len(e.value.details()) < 20000  # an echoed id is bounded
+    assert world.rt.Version(world.pb2.VersionRequest()).runtime_name == "berth"  # still serving
+
+
+def test_bad_resource_values_are_refused(world, pod):
+    pod_id, cfg, _ = pod
+    cid = world.create(pod_id, cfg, command=["sleep", "100"])
+    req = world.pb2.UpdateContainerResourcesRequest(container_id=cid)
+    req.linux.cpu_shares = -5
+    with pytest.raises(grpc.RpcError) as e:
+        world.rt.UpdateContainerResources(req)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "cpu_shares" in e.value.details()
+    with pytest.raises(grpc.RpcError) as e:
+        world.create(pod_id, cfg, command=["true"], resources={"memory_limit_in_bytes": -2})
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "memory_limit_in_bytes" in e.value.details()
