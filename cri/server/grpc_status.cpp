@@ -27,16 +27,30 @@ grpc::StatusCode code_for(int err) {
   }
 }
 
+// The errno of a classification error (a bad field, a name taken, a wrong state) only
+// picks the gRPC code: its strerror text ("invalid argument") would add nothing.
+bool errno_is_only_a_code(const Error& e) {
+  switch (e.code()) {
+  case EINVAL:
+  case EEXIST:
+  case kWrongState:
+  case ENOTSUP:
+  case ETIMEDOUT: return true;
+  case ENOENT: return e.message().find("not found") != std::string::npos;
+  default: return false;
+  }
+}
+
 } // namespace
 
 grpc::Status status_from(const std::exception& e, std::string_view call) {
-  std::string msg = fmt::format("{}: {}", call, e.what());
+  auto* be = dynamic_cast<const Error*>(&e);
+  std::string msg = fmt::format("{}: {}", call, be && errno_is_only_a_code(*be) ? be->message() : e.what());
   if (msg.size() > kMaxMessage) {
     msg.resize(kMaxMessage);
     msg += "... (truncated)";
   }
-  auto code = grpc::StatusCode::UNKNOWN;
-  if (auto* be = dynamic_cast<const Error*>(&e)) code = code_for(be->code());
+  auto code = be ? code_for(be->code()) : grpc::StatusCode::UNKNOWN;
   // Bad requests are the client's business: a warning, not an error of ours.
   if (code == grpc::StatusCode::INVALID_ARGUMENT || code == grpc::StatusCode::NOT_FOUND ||
       code == grpc::StatusCode::ALREADY_EXISTS || code == grpc::StatusCode::FAILED_PRECONDITION)
