@@ -12,9 +12,10 @@
 # directory shared, so the report lands on the host.
 #
 # Exit status: pytest's (0 all passed, 1 failures, ...); 0 with "SKIPPED" when the
-# harness cannot run on this host (vmrun --probe exits 77: no QEMU or no kernel) and 0
-# with "none selected" when no test matches (pytest's 5); 1 when the VM fails or times
-# out; 2 on a usage or setup error.
+# harness cannot run on this host (vmrun --probe exits 77: no QEMU or no kernel), with a
+# one-case JUnit report marked skipped so the suite still counts; 0 with "none selected"
+# when a selection given matches no test, but 1 when the whole suite collects nothing
+# (pytest's 5); 1 when the VM fails or times out; 2 on a usage or setup error.
 #
 # Environment: RUNTIME, VM_MEM (MB, 2048), VM_CPUS (2), VM_TIMEOUT (s, 3600),
 # BERTH_ITEST_TIMEOUT (per runtime call in the guest, default 120: TCG is ~10x slower);
@@ -22,13 +23,37 @@
 set -uo pipefail
 here=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
 repo=$(cd "$here/../.." && pwd)
-vmrun=$here/vmrun
+vmrun=${VMRUN:-$here/vmrun}  # VMRUN: a stand-in, for the runner's own tests
 runtime=${RUNTIME:-$repo/build/runtime/berth}
 
 say() { echo "vm: $*"; }
 
+# The JUnit report path (if any) and whether the caller narrowed the selection: a suite
+# that did not run must still show in the summary, as skipped (counted) or failed.
+junit=""
+selected=0
+prev=""
+for a in "$@"; do
+  case $a in
+    --junitxml=* | --junit-xml=*) junit=${a#*=} ;;
+    --junitxml | --junit-xml) ;;
+    *) [[ $prev == --junitxml || $prev == --junit-xml ]] && junit=$a || selected=1 ;;
+  esac
+  prev=$a
+done
+[[ -n $junit && $junit != /* ]] && junit=$PWD/$junit
+# report_outcome skipped|failure MESSAGE: a one-case JUnit report when pytest wrote none.
+report_outcome() {
+  [[ -n $junit && ! -s $junit ]] || return 0
+  local kind=$1 msg=${2//\"/&quot;}
+  mkdir -p "$(dirname "$junit")"
+  printf '<?xml version="1.0" encoding="utf-8"?>\n<testsuites><testsuite name="vm-cgroupv2" tests="1" failures="%d" errors="0" skipped="%d">\n<testcase classname="tests.vm" name="cgroup_v2_suite"><%s message="%s"/></testcase>\n</testsuite></testsuites>\n' \
+    "$([[ $kind == failure ]] && echo 1 || echo 0)" "$([[ $kind == skipped ]] && echo 1 || echo 0)" "$kind" "$msg" >"$junit"
+}
+
 if [[ $(id -u) != 0 ]]; then
   say "cgroup v2 tests SKIPPED (must run as root)"
+  report_outcome skipped "must run as root"
   exit 0
 fi
 
@@ -39,10 +64,12 @@ prc=$?
 if ((prc == 77)); then
   reason=$(sed -n 's/^vmrun: //p' "$probe_err" | head -n1)
   say "cgroup v2 tests SKIPPED (${reason:-the VM harness cannot run here})"
+  report_outcome skipped "${reason:-the VM harness cannot run here}"
   exit 0
 elif ((prc != 0)); then
   say "the VM harness is installed but the probe guest failed (vmrun --probe exit $prc):"
   sed 's/^/  /' "$probe_err"
+  report_outcome failure "the probe guest failed (vmrun --probe exit $prc)"
   exit 1
 fi
 # a successful probe is silent, unless a boot had to be retried
@@ -113,19 +140,30 @@ rc=$?
 case $rc in
   0) ;;
   5)
-    say "cgroup v2 tests: none selected (no test matches; nothing ran)"
-    rc=0
+    if ((selected)); then
+      say "cgroup v2 tests: none selected (no test matches the selection given; nothing ran)"
+      report_outcome skipped "no test matches the selection given"
+      rc=0
+    else
+      # The whole suite collected nothing: a broken suite, never a pass.
+      say "cgroup v2 tests: FAILED: pytest collected no cgroup v2 test"
+      report_outcome failure "pytest collected no cgroup v2 test"
+      rc=1
+    fi
     ;;
   77)
     say "cgroup v2 tests SKIPPED (the VM harness cannot run here)"
+    report_outcome skipped "the VM harness cannot run here"
     rc=0
     ;;
   124)
     say "cgroup v2 tests TIMED OUT after ${VM_TIMEOUT:-3600} s"
+    report_outcome failure "timed out after ${VM_TIMEOUT:-3600} s"
     rc=1
     ;;
   125)
     say "cgroup v2 tests: the VM failed"
+    report_outcome failure "the VM failed"
     rc=1
     ;;
 esac
