@@ -33,6 +33,10 @@ bool starts_with(std::string_view s, std::string_view prefix);
 // Parses a whole string as an integer; nullopt on any junk or overflow.
 std::optional<int64_t> parse_int(std::string_view s, int base = 10);
 std::optional<uint64_t> parse_uint(std::string_view s, int base = 10);
+// A value as an error message may show it: in double quotes, quotes and backslashes
+// escaped, bytes outside printable ASCII as \xNN, at most `max` bytes then "...". For
+// untrusted input, which must never make a message unbounded or unprintable.
+std::string quoted(std::string_view s, size_t max = 96);
 // Joins a and b with exactly one '/'.
 std::string path_join(std::string_view a, std::string_view b);
 

@@ -30,26 +30,6 @@ constexpr size_t kMaxSysctlValue = 4095;  // one page, NUL excluded: what /proc/
 constexpr size_t kMaxSysctls = 1024;
 constexpr size_t kMaxHostname = 64;      // HOST_NAME_MAX
 
-// A value as it may appear in an error message: printable, escaped, bounded.
-std::string quoted(std::string_view s) {
-  std::string out = "\"";
-  size_t n = 0;
-  for (unsigned char c : s) {
-    if (++n > 96) {
-      out += "...";
-      break;
-    }
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += static_cast<char>(c);
-    } else if (c < 0x20 || c >= 0x7f) {
-      out += fmt::format("\\x{:02x}", c);
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return out + "\"";
-}
 
 // The kubelet's conversion (k8s.io/component-helpers/node/util/sysctl): a name whose first
 // separator is '/' uses '/' between components and '.' inside them; swap them so every

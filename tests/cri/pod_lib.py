@@ -68,6 +68,18 @@ def write_cni(conf_dir, bin_dir, bridge, subnet, data_dir, plugins_extra=()):
         json.dump({"cniVersion": "1.0.0", "name": "berth-test", "plugins": plugins}, f)
 
 
+def set_filter(f, kw):
+    """A List call's filter: labels={...}, state=..., or fields by name (id, pod_sandbox_id)."""
+    for k, v in kw.items():
+        if k == "labels":
+            for lk, lv in v.items():
+                f.label_selector[lk] = lv
+        elif k == "state":
+            f.state.state = v
+        else:
+            setattr(f, k, v)
+
+
 class World:
     """berthd configured for pods; its client and the CRI helpers the tests use."""
 
@@ -194,14 +206,7 @@ mirrors = ["{registry_url}"]
 
     def pods(self, **filter_kw):
         req = self.pb2.ListPodSandboxRequest()
-        for k, v in filter_kw.items():
-            if k == "labels":
-                for lk, lv in v.items():
-                    req.filter.label_selector[lk] = lv
-            elif k == "state":
-                req.filter.state.state = v
-            else:
-                setattr(req.filter, k, v)
+        set_filter(req.filter, filter_kw)
         return list(self.rt.ListPodSandbox(req).items)
 
     def create(self, pod_id, pod_cfg, cfg=None, **kw):
@@ -231,14 +236,7 @@ mirrors = ["{registry_url}"]
 
     def containers(self, **filter_kw):
         req = self.pb2.ListContainersRequest()
-        for k, v in filter_kw.items():
-            if k == "labels":
-                for lk, lv in v.items():
-                    req.filter.label_selector[lk] = lv
-            elif k == "state":
-                req.filter.state.state = v
-            else:
-                setattr(req.filter, k, v)
+        set_filter(req.filter, filter_kw)
         return list(self.rt.ListContainers(req).containers)
 
     def exec(self, cid, cmd, timeout=10):
