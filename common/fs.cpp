@@ -148,7 +148,7 @@ std::string path_join(std::string_view a, std::string_view b) {
   return out;
 }
 
-std::string quoted(std::string_view s, size_t max) {
+std::string quoted_value(std::string_view s, size_t max) {
   std::string out = "\"";
   size_t n = 0;
   for (unsigned char c : s) {

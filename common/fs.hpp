@@ -36,7 +36,7 @@ std::optional<uint64_t> parse_uint(std::string_view s, int base = 10);
 // A value as an error message may show it: in double quotes, quotes and backslashes
 // escaped, bytes outside printable ASCII as \xNN, at most `max` bytes then "...". For
 // untrusted input, which must never make a message unbounded or unprintable.
-std::string quoted(std::string_view s, size_t max = 96);
+std::string quoted_value(std::string_view s, size_t max = 96);
 // Joins a and b with exactly one '/'.
 std::string path_join(std::string_view a, std::string_view b);
 

@@ -72,13 +72,13 @@ bool wanted(const PinRequest& req, std::string_view type) {
 }
 
 void validate_sysctl_value(const std::string& name, const std::string& value) {
-  if (value.empty()) fail_code(EINVAL, "sysctl {}: empty value", quoted(name));
+  if (value.empty()) fail_code(EINVAL, "sysctl {}: empty value", quoted_value(name));
   if (value.size() > kMaxSysctlValue)
-    fail_code(EINVAL, "sysctl {}: value longer than {} bytes", quoted(name), kMaxSysctlValue);
+    fail_code(EINVAL, "sysctl {}: value longer than {} bytes", quoted_value(name), kMaxSysctlValue);
   for (unsigned char c : value)
     if ((c < 0x20 && c != '\t') || c == 0x7f)
-      fail_code(EINVAL, "sysctl {}: value {} has a control character (newline, NUL, ...)", quoted(name),
-                quoted(value));
+      fail_code(EINVAL, "sysctl {}: value {} has a control character (newline, NUL, ...)", quoted_value(name),
+                quoted_value(value));
 }
 
 struct PlannedSysctl {
@@ -95,10 +95,10 @@ void write_sysctl(const PlannedSysctl& s) {
     int e = errno;
     if (e == ENOENT)
       fail_code(EINVAL, "sysctl {}: {} does not exist in the pod's namespace (unknown, or not namespaced)",
-                quoted(s.name), path);
+                quoted_value(s.name), path);
     if (e == EACCES || e == EPERM || e == EROFS)
-      fail_code(EINVAL, "sysctl {}: {} is read-only in the pod's namespace (not namespaced)", quoted(s.name), path);
-    fail_code(e, "sysctl {}: open {}", quoted(s.name), path);
+      fail_code(EINVAL, "sysctl {}: {} is read-only in the pod's namespace (not namespaced)", quoted_value(s.name), path);
+    fail_code(e, "sysctl {}: open {}", quoted_value(s.name), path);
   }
   ssize_t n;
   do n = ::write(fd.get(), s.value.data(), s.value.size());
@@ -106,14 +106,14 @@ void write_sysctl(const PlannedSysctl& s) {
   if (n < 0) {
     int e = errno;
     if (e == EINVAL || e == ERANGE)
-      fail_code(EINVAL, "sysctl {}: the kernel refused the value {}", quoted(s.name), quoted(s.value));
+      fail_code(EINVAL, "sysctl {}: the kernel refused the value {}", quoted_value(s.name), quoted_value(s.value));
     if (e == EPERM || e == EACCES)
-      fail_code(EINVAL, "sysctl {}: {} cannot be written in the pod's namespace (not namespaced)", quoted(s.name),
+      fail_code(EINVAL, "sysctl {}: {} cannot be written in the pod's namespace (not namespaced)", quoted_value(s.name),
                 path);
-    fail_code(e, "sysctl {}: write {}", quoted(s.name), path);
+    fail_code(e, "sysctl {}: write {}", quoted_value(s.name), path);
   }
   if (static_cast<size_t>(n) != s.value.size())
-    fail_code(EINVAL, "sysctl {}: the kernel took {} of {} bytes of the value", quoted(s.name), n, s.value.size());
+    fail_code(EINVAL, "sysctl {}: the kernel took {} of {} bytes of the value", quoted_value(s.name), n, s.value.size());
 }
 
 void loopback_up() {
@@ -142,29 +142,29 @@ void unpin_one(const std::string& path) {
 
 void validate_pod_hostname(const std::string& hostname) {
   if (hostname.size() > kMaxHostname)
-    fail_code(EINVAL, "hostname {}: longer than {} bytes", quoted(hostname), kMaxHostname);
+    fail_code(EINVAL, "hostname {}: longer than {} bytes", quoted_value(hostname), kMaxHostname);
   for (char c : hostname)
     if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
           c == '_'))
-      fail_code(EINVAL, "hostname {}: only letters, digits, '-', '.' and '_' are allowed", quoted(hostname));
+      fail_code(EINVAL, "hostname {}: only letters, digits, '-', '.' and '_' are allowed", quoted_value(hostname));
 }
 
 std::pair<std::string, std::string> sysctl_path_and_namespace(const std::string& name) {
   if (name.empty()) fail_code(EINVAL, "sysctl \"\": empty name");
-  if (name.size() > kMaxSysctlName) fail_code(EINVAL, "sysctl {}: name longer than {} bytes", quoted(name), kMaxSysctlName);
+  if (name.size() > kMaxSysctlName) fail_code(EINVAL, "sysctl {}: name longer than {} bytes", quoted_value(name), kMaxSysctlName);
   std::string dotted = to_dotted(name);
 
   // Components first, so that no odd name reaches the namespace rules or /proc/sys.
   std::string path;
   for (auto& part : split(dotted, '.', false)) {
-    if (part.empty()) fail_code(EINVAL, "sysctl {}: empty name component", quoted(name));
+    if (part.empty()) fail_code(EINVAL, "sysctl {}: empty name component", quoted_value(name));
     std::string comp = part;
     for (char& c : comp) {
       if (c == '/') c = '.';  // a '.' inside a component ("eno2.100")
-      else if (!component_char_ok(c)) fail_code(EINVAL, "sysctl {}: invalid character in name", quoted(name));
+      else if (!component_char_ok(c)) fail_code(EINVAL, "sysctl {}: invalid character in name", quoted_value(name));
     }
     if (comp.front() == '.' || comp.back() == '.' || comp.find("..") != std::string::npos)
-      fail_code(EINVAL, "sysctl {}: invalid name component \"{}\"", quoted(name), comp);
+      fail_code(EINVAL, "sysctl {}: invalid name component \"{}\"", quoted_value(name), comp);
     if (!path.empty()) path += '/';
     path += comp;
   }
@@ -181,11 +181,11 @@ std::pair<std::string, std::string> sysctl_path_and_namespace(const std::string&
   else if (dotted == "kernel.domainname")
     ns = "uts";
   else if (dotted == "kernel.hostname")
-    fail_code(EINVAL, "sysctl {}: set the pod's hostname instead", quoted(name));
+    fail_code(EINVAL, "sysctl {}: set the pod's hostname instead", quoted_value(name));
   else
-    fail_code(EINVAL, "sysctl {}: not a namespaced sysctl", quoted(name));
+    fail_code(EINVAL, "sysctl {}: not a namespaced sysctl", quoted_value(name));
   for (auto node_only : kNodeOnlyNetSysctls)
-    if (dotted == node_only) fail_code(EINVAL, "sysctl {}: not namespaced (the node's value applies)", quoted(name));
+    if (dotted == node_only) fail_code(EINVAL, "sysctl {}: not namespaced (the node's value applies)", quoted_value(name));
   return {path, ns};
 }
 
@@ -199,14 +199,14 @@ bool is_pinned_namespace(const std::string& path) {
 
 PinnedNamespaces pin_namespaces(const PinRequest& req) {
   // Everything that can be checked is checked before anything exists.
-  if (req.dir.empty() || req.dir[0] != '/') fail_code(EINVAL, "namespace pin directory {}: not absolute", quoted(req.dir));
+  if (req.dir.empty() || req.dir[0] != '/') fail_code(EINVAL, "namespace pin directory {}: not absolute", quoted_value(req.dir));
   if (req.uts) validate_pod_hostname(req.hostname);
   if (req.sysctls.size() > kMaxSysctls) fail_code(EINVAL, "sysctls: {} entries, at most {}", req.sysctls.size(), kMaxSysctls);
   std::vector<PlannedSysctl> sysctls;
   for (auto& [name, value] : req.sysctls) {
     auto [path, ns] = sysctl_path_and_namespace(name);
     if (!wanted(req, ns))
-      fail_code(EINVAL, "sysctl {}: the pod uses the node's {} namespace", quoted(name),
+      fail_code(EINVAL, "sysctl {}: the pod uses the node's {} namespace", quoted_value(name),
                 ns == "net" ? "network" : ns == "ipc" ? "IPC" : "UTS");
     validate_sysctl_value(name, value);
     sysctls.push_back({name, path, value});
@@ -267,7 +267,7 @@ PinnedNamespaces pin_namespaces(const PinRequest& req) {
       try {
         if (::unshare(flags) < 0) fail_errno("unshare namespaces");
         if (req.uts && !req.hostname.empty() && ::sethostname(req.hostname.data(), req.hostname.size()) < 0)
-          fail_errno("set hostname {}", quoted(req.hostname));
+          fail_errno("set hostname {}", quoted_value(req.hostname));
         if (req.net) loopback_up();
         for (auto& s : sysctls) write_sysctl(s);
         for (auto& [type, path] : pins) {
@@ -295,7 +295,7 @@ PinnedNamespaces pin_namespaces(const PinRequest& req) {
 }
 
 void unpin_namespaces(const std::string& dir) {
-  if (dir.empty() || dir[0] != '/') fail_code(EINVAL, "namespace pin directory {}: not absolute", quoted(dir));
+  if (dir.empty() || dir[0] != '/') fail_code(EINVAL, "namespace pin directory {}: not absolute", quoted_value(dir));
   for (auto& t : kTypes) {
     std::string path = path_join(dir, t.name);
     unpin_one(path);

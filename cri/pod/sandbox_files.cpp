@@ -43,7 +43,7 @@ bool name_char(char c) {
 
 void validate_server(size_t i, const std::string& server) {
   auto bad = [&](std::string_view why) {
-    fail_code(EINVAL, "dns_config.servers[{}]: {} {}", i, quoted(server), why);
+    fail_code(EINVAL, "dns_config.servers[{}]: {} {}", i, quoted_value(server), why);
   };
   if (server.empty() || server.size() > 64) bad("is not an IP address");
   for (unsigned char c : server)
@@ -64,21 +64,21 @@ void validate_server(size_t i, const std::string& server) {
 
 void validate_search(size_t i, const std::string& search) {
   if (search.empty() || search.size() > kMaxSearchEntry)
-    fail_code(EINVAL, "dns_config.searches[{}]: {} is not a domain name (1 to {} bytes)", i, quoted(search),
+    fail_code(EINVAL, "dns_config.searches[{}]: {} is not a domain name (1 to {} bytes)", i, quoted_value(search),
               kMaxSearchEntry);
   for (char c : search)
     if (!name_char(c))
       fail_code(EINVAL, "dns_config.searches[{}]: {} is not a domain name (letters, digits, '-', '.', '_')", i,
-                quoted(search));
+                quoted_value(search));
 }
 
 void validate_option(size_t i, const std::string& option) {
   if (option.empty() || option.size() > kMaxOptionChars)
-    fail_code(EINVAL, "dns_config.options[{}]: {} must be 1 to {} bytes", i, quoted(option), kMaxOptionChars);
+    fail_code(EINVAL, "dns_config.options[{}]: {} must be 1 to {} bytes", i, quoted_value(option), kMaxOptionChars);
   for (char c : option)
     if (!(name_char(c) || c == ':'))
       fail_code(EINVAL, "dns_config.options[{}]: {} is not a resolv.conf option (letters, digits, '-', '.', '_', ':')",
-                i, quoted(option));
+                i, quoted_value(option));
 }
 
 std::string join(const std::vector<std::string>& v, std::string_view sep) {

@@ -27,7 +27,7 @@ void check_identity(const std::string& v, const char* field, bool required = tru
   if (v.size() > kMaxName) fail_code(EINVAL, "{}: longer than {} bytes", field, kMaxName);
   for (unsigned char c : v)
     if (c <= ' ' || c >= 0x7f || c == '/' || c == ';' || c == '=' || c == ',' || c == '\\')
-      fail_code(EINVAL, "{}: {} has a character that is not allowed", field, quoted(v));
+      fail_code(EINVAL, "{}: {} has a character that is not allowed", field, quoted_value(v));
 }
 
 void check_path(const std::string& p, const char* field, bool absolute) {
