@@ -19,6 +19,7 @@
 #include <chrono>
 #include <climits>
 #include <functional>
+#include <optional>
 #include <cstring>
 
 #include <fmt/ranges.h>
@@ -239,19 +240,47 @@ void send_pidfd(int sock, int pidfd, const char* kind) {
 
 enum class Mode { create, run_detached, run_foreground };
 
+// One `create` or `run`, stage by stage (as crun's container_run_internal and youki's
+// builder): each stage below reads what the ones before it left here. The members are
+// declared so that, when a stage fails, the child dies before its cgroup and its state
+// directory are removed.
 struct Launch {
+  Launch(const RuntimeContext& c, const CreateOptions& o, Mode m) : ctx(c), opts(o), mode(m) {}
+  const RuntimeContext& ctx;
+  const CreateOptions& opts;
+  Mode mode;
+
+  std::string bundle;
   Spec spec;
+  std::string pid_file;
+  UniqueFd console, pidfd_sock;
+  std::vector<std::pair<int, int>> joins; // (flag, fd) of namespaces the init joins
+  std::vector<UniqueFd> join_fds;
+  unsigned long new_flags = 0;
+
+  std::optional<StateDir> dir;
+  std::string notify_host;
+  UniqueFd notify_sock;
+  Cgroup cgroup;
+  UniqueFd fifo, dir_path_fd, dmz;
+
+  UniqueFd sync, child_end;
+  sigset_t saved_mask{};
+  InitContext ic;
+  UniqueFd first_pidfd;
+  ChildGuard guard;
   ContainerState state;
-  UniqueFd sync;
+  bool awaiting_init_pid = false;
   UniqueFd pty_master;
 };
 
-int launch(const RuntimeContext& ctx, const CreateOptions& opts, Mode mode, bool keep) {
-  Launch l;
-  std::string bundle = resolve_bundle(opts.bundle);
-  l.spec = load_spec(bundle);
+// Stage 1: the bundle, the options that must agree with it, the sockets to reply on.
+void check_request(Launch& l) {
+  const CreateOptions& opts = l.opts;
+  l.bundle = resolve_bundle(opts.bundle);
+  l.spec = load_spec(l.bundle);
   const Spec& spec = l.spec;
-  bool detached = mode != Mode::run_foreground;
+  bool detached = l.mode != Mode::run_foreground;
   if (spec.process.terminal && detached && opts.console_socket.empty())
     fail("cannot allocate tty if berth will detach without setting console socket");
   if (!spec.process.terminal && !opts.console_socket.empty())
@@ -261,159 +290,171 @@ int launch(const RuntimeContext& ctx, const CreateOptions& opts, Mode mode, bool
   if (!spec.has_namespace(CLONE_NEWNS))
     log::warn("linux.namespaces has no mount namespace: the container's mounts are made in berth's own "
               "mount namespace");
-  std::string pid_file = opts.pid_file.empty() ? "" : absolute_path(opts.pid_file);
+  l.pid_file = opts.pid_file.empty() ? "" : absolute_path(opts.pid_file);
   if (auto* pid_ns = spec.find_namespace(CLONE_NEWPID); pid_ns && !pid_ns->path.empty())
     protect_runtime_binary(); // the init is born where the pid namespace's processes see it
-
-  UniqueFd console, pidfd_sock;
   if (!opts.console_socket.empty())
-    console = with_context("connect to console socket", [&] { return connect_unix(opts.console_socket); });
+    l.console = with_context("connect to console socket", [&] { return connect_unix(opts.console_socket); });
   if (!opts.pidfd_socket.empty())
-    pidfd_sock = with_context("connect to pidfd socket", [&] { return connect_unix(opts.pidfd_socket); });
+    l.pidfd_sock = with_context("connect to pidfd socket", [&] { return connect_unix(opts.pidfd_socket); });
+}
 
-  std::vector<std::pair<int, int>> joins;
-  std::vector<UniqueFd> join_fds;
-  unsigned long new_flags = 0;
-  for (auto& ns : spec.namespaces) {
+// Stage 2: the namespaces to create, and those to join, opened now so that a bad path
+// fails before anything exists on the host.
+void open_namespaces(Launch& l) {
+  for (auto& ns : l.spec.namespaces) {
     if (ns.path.empty()) {
-      new_flags |= static_cast<unsigned long>(ns.flag);
+      l.new_flags |= static_cast<unsigned long>(ns.flag);
       continue;
     }
     UniqueFd fd(::open(ns.path.c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd) fail_errno("open {} namespace path {}", ns.type, ns.path);
-    joins.emplace_back(ns.flag, fd.get());
-    join_fds.push_back(std::move(fd));
+    l.joins.emplace_back(ns.flag, fd.get());
+    l.join_fds.push_back(std::move(fd));
   }
+}
 
-  StateDir dir = StateDir::create(ctx.root, opts.id);
+// Stage 3: what the container owns on the host: its state directory, notify socket,
+// cgroup with its limits, exec fifo and the sealed copy of berth it execs through.
+void prepare_host(Launch& l) {
+  StateDir& dir = l.dir.emplace(StateDir::create(l.ctx.root, l.opts.id));
   // `exec` builds its process from the configuration the container was created with.
-  write_file(dir.path() + "/config.json", spec.source_text, true, 0600);
-  std::string notify_host = notify::host_socket();
-  UniqueFd notify_sock;
-  if (!notify_host.empty()) {
+  write_file(dir.path() + "/config.json", l.spec.source_text, true, 0600);
+  l.notify_host = notify::host_socket();
+  if (!l.notify_host.empty()) {
     notify::setup_container(l.spec, dir.fd(), dir.path());
     // create leaves listening to `start`; run starts the process itself.
-    if (mode != Mode::create) notify_sock = notify::bind_container_socket(dir.fd());
+    if (l.mode != Mode::create) l.notify_sock = notify::bind_container_socket(dir.fd());
   }
   LimitsPolicy limits;
-  Cgroup cgroup = container_cgroup(ctx, spec, opts.id, limits);
-  apply_resources(cgroup.path(), spec.resources, limits);
-
-  UniqueFd fifo;
-  if (mode == Mode::create) {
+  l.cgroup = container_cgroup(l.ctx, l.spec, l.opts.id, limits);
+  apply_resources(l.cgroup.path(), l.spec.resources, limits);
+  if (l.mode == Mode::create) {
     if (::mkfifoat(dir.fd(), "exec.fifo", 0600) < 0) fail_errno("create exec fifo");
-    fifo.reset(::openat(dir.fd(), "exec.fifo", O_RDONLY | O_NONBLOCK | O_CLOEXEC));
-    if (!fifo) fail_errno("open exec fifo");
+    l.fifo.reset(::openat(dir.fd(), "exec.fifo", O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+    if (!l.fifo) fail_errno("open exec fifo");
   }
-  UniqueFd dir_path_fd(::open(dir.path().c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
-  UniqueFd dmz;
-  if (!spec.has_namespace(CLONE_NEWUSER)) dmz = create_dmz_fd();
+  l.dir_path_fd.reset(::open(dir.path().c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!l.spec.has_namespace(CLONE_NEWUSER)) l.dmz = create_dmz_fd();
+}
 
+// Stage 4: clone the init (into its cgroup where clone3 can) and drop what only the
+// child needed.
+void spawn_init(Launch& l) {
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) fail_errno("socketpair");
   l.sync.reset(sv[0]);
-  UniqueFd child_end(sv[1]);
+  l.child_end.reset(sv[1]);
 
   ::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
-  sigset_t all, old;
+  sigset_t all;
   sigfillset(&all);
-  if (mode == Mode::run_foreground) ::sigprocmask(SIG_BLOCK, &all, &old);
+  if (l.mode == Mode::run_foreground) ::sigprocmask(SIG_BLOCK, &all, &l.saved_mask);
 
-  InitContext ic;
-  ic.spec = &spec;
-  ic.id = opts.id;
-  ic.sync_fd = child_end.get();
-  ic.console_fd = console.get();
-  ic.relay_terminal = spec.process.terminal && !console;
-  ic.fifo_fd = fifo.get();
-  ic.state_dir_fd = mode == Mode::create ? dir_path_fd.get() : -1;
-  ic.dmz_fd = dmz.get();
-  ic.preserve_fds = opts.preserve_fds;
-  ic.cgroup_path = cgroup.path();
-  ic.no_pivot = opts.no_pivot;
-  ic.no_new_keyring = opts.no_new_keyring;
-  ic.joins = joins;
-  ic.new_flags = new_flags;
-  ic.flags_in_clone = !namespaces_need_intermediate(spec);
+  InitContext& ic = l.ic;
+  ic.spec = &l.spec;
+  ic.id = l.opts.id;
+  ic.sync_fd = l.child_end.get();
+  ic.console_fd = l.console.get();
+  ic.relay_terminal = l.spec.process.terminal && !l.console;
+  ic.fifo_fd = l.fifo.get();
+  ic.state_dir_fd = l.mode == Mode::create ? l.dir_path_fd.get() : -1;
+  ic.dmz_fd = l.dmz.get();
+  ic.preserve_fds = l.opts.preserve_fds;
+  ic.cgroup_path = l.cgroup.path();
+  ic.no_pivot = l.opts.no_pivot;
+  ic.no_new_keyring = l.opts.no_new_keyring;
+  ic.joins = l.joins;
+  ic.new_flags = l.new_flags;
+  ic.flags_in_clone = !namespaces_need_intermediate(l.spec);
 
   int pidfd = -1;
   bool in_cgroup = false;
-  pid_t pid = clone_container(ic.flags_in_clone ? new_flags : 0, cgroup.enabled() ? cgroup.dir_fd() : -1, &pidfd,
-                              &in_cgroup);
+  pid_t pid = clone_container(ic.flags_in_clone ? l.new_flags : 0, l.cgroup.enabled() ? l.cgroup.dir_fd() : -1,
+                              &pidfd, &in_cgroup);
   if (pid == 0) {
     ::close(l.sync.release());
-    ::close(dir.fd());
+    ::close(l.dir->fd());
     ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
     container_init(ic);
   }
-  UniqueFd first_pidfd(pidfd);
-  ChildGuard guard;
-  guard.set(pid);
-  child_end.reset();
-  fifo.reset();
-  dmz.reset();
-  console.reset();
-  join_fds.clear();
-  if (!in_cgroup) cgroup.add_process(pid);
-  cgroup.release_placeholder();
+  l.first_pidfd.reset(pidfd);
+  l.guard.set(pid);
+  l.child_end.reset();
+  l.fifo.reset();
+  l.dmz.reset();
+  l.console.reset();
+  l.join_fds.clear();
+  if (!in_cgroup) l.cgroup.add_process(pid);
+  l.cgroup.release_placeholder();
 
   ContainerState& st = l.state;
-  st.id = opts.id;
+  st.id = l.opts.id;
   st.pid = pid;
-  st.pid_start_time = start_time_of(pid);
-  bool awaiting_init_pid = init_is_forked(ic);
-  st.bundle = bundle;
-  st.rootfs = spec.root_path;
+  st.pid_start_time = start_time_of(pid); // replaced with the init's once a go-between forks it
+  l.awaiting_init_pid = init_is_forked(ic);
+  st.bundle = l.bundle;
+  st.rootfs = l.spec.root_path;
   st.created = log::rfc3339_now();
-  st.cgroup_path = cgroup.path();
-  st.systemd_cgroup = !cgroup.systemd_unit().empty();
-  st.annotations = spec.annotations;
-  st.oci_version = spec.oci_version;
-  if (spec.raw.contains("hooks")) st.config = {{"hooks", spec.raw["hooks"]}};
+  st.cgroup_path = l.cgroup.path();
+  st.systemd_cgroup = !l.cgroup.systemd_unit().empty();
+  st.annotations = l.spec.annotations;
+  st.oci_version = l.spec.oci_version;
+  if (l.spec.raw.contains("hooks")) st.config = {{"hooks", l.spec.raw["hooks"]}};
+}
 
+// Idmapped mounts are made here, on the host side: inside its user namespace the init
+// may not idmap host file systems. It attaches the detached trees itself.
+void send_idmapped_trees(Launch& l) {
+  write_id_maps(l.state.pid, l.spec);
+  std::vector<std::pair<size_t, UniqueFd>> trees;
+  UniqueFd userns;
+  for (size_t i = 0; i < l.spec.mounts.size(); i++) {
+    const auto& m = l.spec.mounts[i];
+    if (!m.idmap || !m.is_bind()) continue;
+    if (!userns) userns.reset(::open(fmt::format("/proc/{}/ns/user", l.state.pid).c_str(), O_RDONLY | O_CLOEXEC));
+    if (!userns) fail_errno("open the container's user namespace");
+    trees.emplace_back(i, with_context(fmt::format("mounts[{}]", i), [&] { return make_idmapped_tree(m, userns.get()); }));
+  }
+  sync::send(l.sync.get(), sync::Msg::idmap_done, std::to_string(trees.size()));
+  for (auto& [index, tree] : trees) send_fd(l.sync.get(), tree.get(), std::to_string(index));
+}
+
+// The go-between that joined the pid namespace forked the real init and exits.
+void adopt_init_pid(Launch& l, const std::string& payload) {
+  auto init = parse_int(payload);
+  if (!init) fail("sync: bad init pid \"{}\"", payload);
+  int ws = 0;
+  while (::waitpid(l.state.pid, &ws, 0) < 0 && errno == EINTR) {
+  }
+  l.guard.release();
+  l.state.pid = static_cast<pid_t>(*init);
+  l.state.pid_start_time = start_time_of(l.state.pid);
+  l.guard.set(l.state.pid);
+  l.awaiting_init_pid = false;
+}
+
+// Stage 5: serve the init's requests until it waits for `start` (or its exec).
+void await_created(Launch& l) {
   for (bool created = false; !created;) {
     sync::Message m = sync::recv(l.sync.get(), "the container was created");
     switch (m.type) {
     case sync::Msg::error:
       throw Error(m.err, m.payload);
-    case sync::Msg::need_idmap: {
-      write_id_maps(pid, spec);
-      // Idmapped mounts are made here, on the host side: inside its user namespace the
-      // init may not idmap host file systems. It attaches the detached trees itself.
-      std::vector<std::pair<size_t, UniqueFd>> trees;
-      UniqueFd userns;
-      for (size_t i = 0; i < spec.mounts.size(); i++) {
-        if (!spec.mounts[i].idmap || !spec.mounts[i].is_bind()) continue;
-        if (!userns) userns.reset(::open(fmt::format("/proc/{}/ns/user", pid).c_str(), O_RDONLY | O_CLOEXEC));
-        if (!userns) fail_errno("open the container's user namespace");
-        trees.emplace_back(i, with_context(fmt::format("mounts[{}]", i),
-                                           [&] { return make_idmapped_tree(spec.mounts[i], userns.get()); }));
-      }
-      sync::send(l.sync.get(), sync::Msg::idmap_done, std::to_string(trees.size()));
-      for (auto& [index, tree] : trees) send_fd(l.sync.get(), tree.get(), std::to_string(index));
+    case sync::Msg::need_idmap:
+      send_idmapped_trees(l);
       break;
-    }
-    case sync::Msg::init_pid: {
-      auto init = parse_int(m.payload);
-      if (!init) fail("sync: bad init pid \"{}\"", m.payload);
-      int ws = 0;
-      while (::waitpid(pid, &ws, 0) < 0 && errno == EINTR) {
-      }
-      guard.release();
-      st.pid = static_cast<pid_t>(*init);
-      st.pid_start_time = start_time_of(st.pid);
-      guard.set(st.pid);
-      awaiting_init_pid = false;
+    case sync::Msg::init_pid:
+      adopt_init_pid(l, m.payload);
       break;
-    }
     case sync::Msg::mounts_done: {
       // The init only speaks once its pid was reported (fork_init): anything else would
       // pair the wrong process with the state.
-      if (awaiting_init_pid) fail("sync: the container init reported before its pid was known");
+      if (l.awaiting_init_pid) fail("sync: the container init reported before its pid was known");
       // crun, and runtime-tools' hooks_stdin test, give these hooks the status "created".
-      std::string s = state_json(st, Status::created);
-      run_hooks(spec.hooks.prestart, "prestart", s);
-      run_hooks(spec.hooks.create_runtime, "createRuntime", s);
+      std::string s = state_json(l.state, Status::created);
+      run_hooks(l.spec.hooks.prestart, "prestart", s);
+      run_hooks(l.spec.hooks.create_runtime, "createRuntime", s);
       sync::send(l.sync.get(), sync::Msg::hooks_done, s);
       break;
     }
@@ -427,21 +468,16 @@ int launch(const RuntimeContext& ctx, const CreateOptions& opts, Mode mode, bool
       fail("sync: unexpected message {}", static_cast<uint32_t>(m.type));
     }
   }
+  if (init_waits_in_dmz(l.ic)) await_exec(l.sync.get(), l.state.pid);
+  send_pidfd(l.pidfd_sock.get(), l.guard.pidfd(), "standard");
+  l.pidfd_sock.reset();
+  l.dir->save(l.state);
+  write_pid_file(l.pid_file, l.state.pid);
+}
 
-  if (init_waits_in_dmz(ic)) await_exec(l.sync.get(), st.pid);
-  send_pidfd(pidfd_sock.get(), guard.pidfd(), "standard");
-  pidfd_sock.reset();
-  dir.save(st);
-  write_pid_file(pid_file, st.pid);
-
-  if (mode == Mode::create) {
-    guard.release();
-    cgroup.commit();
-    dir.commit();
-    return 0;
-  }
-
-  // run: start the process now and wait until it has been exec'd (the sync socket closes).
+// Stage 6 of `run`: start the process now and wait until it has been exec'd (the sync
+// socket closes), then run the poststart hooks.
+void start_init(Launch& l) {
   sync::send(l.sync.get(), sync::Msg::start);
   sync::Message m;
   if (sync::try_recv(l.sync.get(), m)) {
@@ -449,27 +485,24 @@ int launch(const RuntimeContext& ctx, const CreateOptions& opts, Mode mode, bool
     fail("sync: unexpected message {} after start", static_cast<uint32_t>(m.type));
   }
   l.sync.reset();
-  run_poststart(spec.hooks.poststart, st);
-  cgroup.commit();
-  dir.commit();
-  if (mode == Mode::run_detached) {
-    guard.release();
-    dir.unlock();
-    if (notify_sock) notify::relay_ready(notify_sock.get(), notify_host, guard.pidfd(), st.pid);
-    return 0;
-  }
+  run_poststart(l.spec.hooks.poststart, l.state);
+}
 
+// Stage 7 of a foreground `run`: relay the terminal, wait for the container's end and
+// delete it unless --keep.
+int supervise_foreground(Launch& l, bool keep) {
+  StateDir& dir = *l.dir;
   // Others may query, signal or delete the container while we wait for it.
   dir.unlock();
   // In the foreground berth is the main process systemd should watch, as runc is.
-  if (notify_sock) notify::relay_ready(notify_sock.get(), notify_host, guard.pidfd(), ::getpid());
-  notify_sock.reset();
+  if (l.notify_sock) notify::relay_ready(l.notify_sock.get(), l.notify_host, l.guard.pidfd(), ::getpid());
+  l.notify_sock.reset();
   pid_t relay = -1;
   if (l.pty_master) {
     relay = ::fork();
     if (relay < 0) fail_errno("fork terminal relay");
     if (relay == 0) {
-      ::sigprocmask(SIG_SETMASK, &old, nullptr);
+      ::sigprocmask(SIG_SETMASK, &l.saved_mask, nullptr);
       try {
         relay_pty(l.pty_master.get());
       } catch (const Error& e) {
@@ -479,16 +512,41 @@ int launch(const RuntimeContext& ctx, const CreateOptions& opts, Mode mode, bool
     }
     l.pty_master.reset();
   }
-  int status = supervise(st.pid, guard.pidfd(), relay);
-  guard.release();
-  ::sigprocmask(SIG_SETMASK, &old, nullptr);
+  int status = supervise(l.state.pid, l.guard.pidfd(), relay);
+  l.guard.release();
+  ::sigprocmask(SIG_SETMASK, &l.saved_mask, nullptr);
   if (!keep) {
     dir.lock();
     // A concurrent `delete --force` may have removed it already.
     struct stat sb;
-    if (::fstatat(dir.fd(), "state.json", &sb, 0) == 0) destroy(dir, st);
+    if (::fstatat(dir.fd(), "state.json", &sb, 0) == 0) destroy(dir, l.state);
   }
   return status;
+}
+
+int launch(const RuntimeContext& ctx, const CreateOptions& opts, Mode mode, bool keep) {
+  Launch l(ctx, opts, mode);
+  check_request(l);
+  open_namespaces(l);
+  prepare_host(l);
+  spawn_init(l);
+  await_created(l);
+  if (mode == Mode::create) {
+    l.guard.release();
+    l.cgroup.commit();
+    l.dir->commit();
+    return 0;
+  }
+  start_init(l);
+  l.cgroup.commit();
+  l.dir->commit();
+  if (mode == Mode::run_detached) {
+    l.guard.release();
+    l.dir->unlock();
+    if (l.notify_sock) notify::relay_ready(l.notify_sock.get(), l.notify_host, l.guard.pidfd(), l.state.pid);
+    return 0;
+  }
+  return supervise_foreground(l, keep);
 }
 
 } // namespace
