@@ -191,6 +191,11 @@ CommandResult run_command(const std::string& path, const std::vector<std::string
   return res;
 }
 
+std::vector<std::string> path_dirs() {
+  const char* path = ::getenv("PATH");
+  return split(path ? path : "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", ':');
+}
+
 std::string find_executable(const std::string& name, const std::vector<std::string>& dirs) {
   auto executable = [](const std::string& p) {
     struct stat st;

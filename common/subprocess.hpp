@@ -38,6 +38,9 @@ struct CommandResult {
 CommandResult run_command(const std::string& path, const std::vector<std::string>& args,
                           const RunOptions& opts = {});
 
+// The directories of $PATH, as execvp(3) searches them (its default list when unset).
+std::vector<std::string> path_dirs();
+
 // The first executable `name` in dirs (or `name` itself when it holds a '/').
 // Fails naming every directory searched.
 std::string find_executable(const std::string& name, const std::vector<std::string>& dirs);

@@ -10,10 +10,11 @@
 #include "common/log.hpp"
 #include "cri/server/config.hpp"
 #include "cri/server/daemon.hpp"
-#include "cri/server/daemon_log.hpp"
+#include "common/daemon_log.hpp"
 
 int main(int argc, char** argv) {
   using namespace berth::cri;
+  namespace dlog = berth::dlog;
   // A handful of malloc arenas instead of 8 per core: the pull threads' buffers are
   // returned to two heaps that the next pull reuses, which keeps the RSS after pulls low.
   mallopt(M_ARENA_MAX, 2);

@@ -44,13 +44,14 @@ tests/vm/run-cgroup-tests.sh --junitxml="$results/vm-cgroupv2.xml" -q -rfE || st
 echo "== interop tests (containerd, podman and conmon driving berth; runc as control)"
 tests/interop/run.sh --junitxml="$results/interop.xml" -q -rfE || status=1
 
-# One summary line over every suite.
-python3 - "$results" <<'PY'
-import sys, glob, xml.etree.ElementTree as ET
+# Time per suite (CI must stay well under its limit), then one summary line.
+python3 - "$results" "$SECONDS" <<'PY'
+import sys, glob, os, xml.etree.ElementTree as ET
 passed = failed = skipped = 0
-for f in glob.glob(sys.argv[1] + "/*.xml"):
+for f in sorted(glob.glob(sys.argv[1] + "/*.xml")):
     root = ET.parse(f).getroot()
     suites = [root] if root.tag == "testsuite" else root.iter("testsuite")
+    seconds = 0.0
     for s in suites:
         t, fl, er, sk = (int(s.get(k, 0)) for k in ("tests", "failures", "errors", "skipped"))
         if root.tag == "testsuites" and s is root:
@@ -58,6 +59,8 @@ for f in glob.glob(sys.argv[1] + "/*.xml"):
         passed += t - fl - er - sk
         failed += fl + er
         skipped += sk
-print(f"total: {passed} passed, {failed} failed, {skipped} skipped")
+        seconds += float(s.get("time", 0) or 0)
+    print(f"  {os.path.basename(f)[:-4]:14s} {seconds:7.0f} s")
+print(f"total: {passed} passed, {failed} failed, {skipped} skipped in {int(sys.argv[2]) // 60} min")
 PY
 exit $status

@@ -1,32 +1,17 @@
 #include "agent/lib/log.hpp"
 
-#include <unistd.h>
-
-#include <atomic>
-#include <cstdlib>
-#include <mutex>
-
-#include "common/log.hpp"
+#include "common/daemon_log.hpp"
 
 namespace berth::agent {
-namespace {
-std::atomic<bool> debug_on{false};
-std::mutex write_mu;
-} // namespace
 
-void set_log_debug(bool on) { debug_on = on; }
-bool log_debug_enabled() { return debug_on; }
+// berthlet writes berthd's line format (common/daemon_log): one parser for both daemons.
+void set_log_debug(bool on) { dlog::configure(on ? dlog::Level::debug : dlog::Level::info, dlog::Format::text); }
+bool log_debug_enabled() { return dlog::enabled(dlog::Level::debug); }
 
 void log_line(LogLevel level, std::string_view msg) {
-  static const bool journal = std::getenv("JOURNAL_STREAM") != nullptr;
-  static const char* names[] = {"debug", "info", "warning", "error"};
-  static const char* prio[] = {"<7>", "<6>", "<4>", "<3>"};
-  int i = static_cast<int>(level);
-  std::string line = journal ? fmt::format("{}{}\n", prio[i], msg)
-                             : fmt::format("{} {} {}\n", berth::log::rfc3339_now(), names[i], msg);
-  std::lock_guard lock(write_mu);
-  ssize_t n = ::write(STDERR_FILENO, line.data(), line.size());
-  (void)n;
+  static constexpr dlog::Level levels[] = {dlog::Level::debug, dlog::Level::info, dlog::Level::warn,
+                                           dlog::Level::error};
+  dlog::write(levels[static_cast<int>(level)], msg);
 }
 
 } // namespace berth::agent

@@ -1,6 +1,6 @@
-// berthlet's log: one line per event on stderr (journald adds the time when it runs
-// under systemd; otherwise a timestamp is added). Thread-safe: pod workers log too.
-// common/log.hpp serves the short-lived CLI tools (it holds lines back until exit).
+// berthlet's log, in the daemons' one line format (common/daemon_log.hpp): logfmt on
+// stderr, one write per line, so pod workers never interleave. common/log.hpp serves
+// the short-lived CLI tools (it holds lines back until exit).
 #pragma once
 
 #include <string_view>

@@ -1,6 +1,6 @@
 #include "cni/bridge/ipmasq.hpp"
 
-#include <openssl/sha.h>
+#include <openssl/evp.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -159,13 +159,11 @@ void nft_delete(const std::string& nft, const std::vector<std::pair<std::string,
 } // namespace
 
 std::string sha512_hex(std::string_view data) {
-  unsigned char md[SHA512_DIGEST_LENGTH];
-  SHA512_CTX ctx;
-  SHA512_Init(&ctx);
-  SHA512_Update(&ctx, data.data(), data.size());
-  SHA512_Final(md, &ctx);
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (EVP_Digest(data.data(), data.size(), md, &len, EVP_sha512(), nullptr) != 1) fail("sha512: digest failed");
   std::string out;
-  for (unsigned char c : md) out += fmt::format("{:02x}", c);
+  for (unsigned i = 0; i < len; i++) out += fmt::format("{:02x}", md[i]);
   return out;
 }
 

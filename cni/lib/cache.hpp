@@ -9,6 +9,8 @@
 #include <utility>
 #include <vector>
 
+#include "common/base64.hpp" // base64 of the cached config
+
 #include "cni/lib/version.hpp"
 
 namespace berth::cni {
@@ -43,9 +45,6 @@ public:
 private:
   std::string dir_;
 };
-
-std::string base64_encode(std::string_view in);
-std::optional<std::string> base64_decode(std::string_view in);
 
 // Cache file content <-> attachment.
 std::string encode_cache_entry(const CachedAttachment& a);

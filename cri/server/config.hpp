@@ -10,7 +10,7 @@
 
 #include "cri/image/image_store.hpp"
 #include "cri/pod/oci_spec.hpp"
-#include "cri/server/daemon_log.hpp"
+#include "common/daemon_log.hpp"
 
 namespace berth::cri {
 

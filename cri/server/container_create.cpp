@@ -8,7 +8,7 @@
 #include "cri/image/fs_util.hpp"
 #include "cri/pod/rootfs.hpp"
 #include "cri/pod/user_lookup.hpp"
-#include "cri/server/daemon_log.hpp"
+#include "common/daemon_log.hpp"
 #include "cri/server/grpc_status.hpp"
 #include "cri/server/pod_config.hpp"
 #include "cri/server/runtime_service.hpp"

@@ -7,7 +7,7 @@
 #include "common/fs.hpp"
 #include "cri/image/fs_util.hpp"
 #include "cri/pod/rootfs.hpp"
-#include "cri/server/daemon_log.hpp"
+#include "common/daemon_log.hpp"
 #include "cri/server/grpc_status.hpp"
 #include "cri/server/runtime_service.hpp"
 

@@ -5,7 +5,7 @@
 
 #include "common/error.hpp"
 #include "common/fs.hpp"
-#include "cri/server/daemon_log.hpp"
+#include "common/daemon_log.hpp"
 #include "cri/server/grpc_status.hpp"
 #include "cri/server/runtime_service.hpp"
 

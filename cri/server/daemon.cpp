@@ -19,7 +19,7 @@
 #include "common/fd.hpp"
 #include "common/fs.hpp"
 #include "common/sd_notify.hpp"
-#include "cri/server/daemon_log.hpp"
+#include "common/daemon_log.hpp"
 #include "cri/server/image_service.hpp"
 #include "cri/server/runtime_service.hpp"
 

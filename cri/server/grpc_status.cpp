@@ -5,7 +5,7 @@
 #include <fmt/format.h>
 
 #include "common/error.hpp"
-#include "cri/server/daemon_log.hpp"
+#include "common/daemon_log.hpp"
 
 namespace berth::cri {
 namespace {

@@ -12,7 +12,7 @@
 
 #include "common/error.hpp"
 #include "common/fs.hpp"
-#include "cri/server/daemon_log.hpp"
+#include "common/daemon_log.hpp"
 #include "cri/server/grpc_status.hpp"
 
 namespace berth::cri {

@@ -1,6 +1,6 @@
 #include "cri/server/janitor.hpp"
 
-#include "cri/server/daemon_log.hpp"
+#include "common/daemon_log.hpp"
 
 namespace berth::cri {
 

@@ -10,7 +10,7 @@
 #include "common/error.hpp"
 #include "common/fs.hpp"
 #include "common/subprocess.hpp"
-#include "cri/server/daemon_log.hpp"
+#include "common/daemon_log.hpp"
 #include "cri/server/grpc_status.hpp"
 
 namespace berth::cri {
@@ -37,8 +37,7 @@ std::string locate_helper(const std::string& name, const char* what) {
   if (name.find('/') != std::string::npos) return with_context(what, [&] { return find_executable(name, {}); });
   std::string dir = self_dir();
   std::vector<std::string> dirs = {dir, dir + "/../libexec/berth", dir + "/../lib/berth"};
-  for (auto& d : split(getenv("PATH") ? getenv("PATH") : "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", ':'))
-    dirs.push_back(d);
+  for (auto& d : path_dirs()) dirs.push_back(d);
   return with_context(what, [&] { return find_executable(name, dirs); });
 }
 

@@ -14,7 +14,7 @@
 #include "cri/image/fs_util.hpp"
 #include "cri/pod/namespaces.hpp"
 #include "cri/pod/sandbox_files.hpp"
-#include "cri/server/daemon_log.hpp"
+#include "common/daemon_log.hpp"
 #include "cri/server/grpc_status.hpp"
 #include "cri/server/pod_config.hpp"
 #include "cri/server/runtime_service.hpp"

@@ -12,6 +12,7 @@
 #include "common/error.hpp"
 #include "common/fs.hpp"
 #include "common/log.hpp"
+#include "common/subprocess.hpp"
 #include "runtime/lib/cgroup.hpp"
 #include "runtime/lib/cgroup_resources.hpp"
 
@@ -152,8 +153,7 @@ std::string find_helper() {
     for (const char* rel : {"/berth-systemd", "/systemd/berth-systemd"})
       if (::access((dir + rel).c_str(), X_OK) == 0) return dir + rel;
   }
-  const char* path = ::getenv("PATH");
-  for (auto& dir : split(path ? path : "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", ':'))
+  for (auto& dir : path_dirs())
     if (::access((dir + "/berth-systemd").c_str(), X_OK) == 0) return dir + "/berth-systemd";
   return "";
 }
@@ -171,6 +171,8 @@ struct Helper {
   UniqueFd in, out, err;
 };
 
+// Not common/subprocess's run_command: the helper keeps running (holding the scope
+// job) after its first line, which the caller reads while it lives.
 Helper spawn(const std::string& helper, const std::vector<std::string>& args) {
   int in[2], out[2], err[2];
   if (::pipe2(in, O_CLOEXEC) < 0 || ::pipe2(out, O_CLOEXEC) < 0 || ::pipe2(err, O_CLOEXEC) < 0)

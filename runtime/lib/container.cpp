@@ -27,6 +27,7 @@
 #include "common/error.hpp"
 #include "common/fs.hpp"
 #include "common/log.hpp"
+#include "common/subprocess.hpp"
 #include "runtime/lib/cgroup.hpp"
 #include "runtime/lib/dmz.hpp"
 #include "runtime/lib/finalize.hpp"
@@ -64,21 +65,14 @@ void run_id_helper(const char* helper, pid_t pid, const std::vector<IdMapping>& 
     args.push_back(std::to_string(m.host_id));
     args.push_back(std::to_string(m.size));
   }
-  pid_t child = ::fork();
-  if (child < 0) fail_errno("fork {}", helper);
-  if (child == 0) {
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    ::execvp(helper, argv.data());
-    ::_exit(127);
-  }
-  int ws = 0;
-  while (::waitpid(child, &ws, 0) < 0 && errno == EINTR) {
-  }
-  if (WIFEXITED(ws) && WEXITSTATUS(ws) == 127)
+  std::string path;
+  try {
+    path = find_executable(helper, path_dirs());
+  } catch (const Error&) {
     fail("{} not found: mapping more than the caller's own id needs the uidmap package", helper);
-  if (!WIFEXITED(ws) || WEXITSTATUS(ws) != 0) fail("{} {} failed (exit status {})", helper, pid, WEXITSTATUS(ws));
+  }
+  CommandResult r = run_command(path, args);
+  if (!r.ok()) fail("{} {} failed ({}): {}", helper, pid, r.describe(), trim(r.err));
 }
 
 void write_id_maps(pid_t pid, const Spec& spec) {

@@ -1,6 +1,8 @@
 // OCI hooks. run_hooks() is used by the runtime's parent process and by the
 // container's init (before and after pivot_root), so it relies only on
-// fork/exec/pipe/poll: no /proc, no helper binaries, no threads.
+// fork/exec/pipe/poll: no /proc, no helper binaries, no threads. That is why it is not
+// common/subprocess's run_command, which also waits for the output's EOF (a hook's
+// daemon may hold it open forever) and kills a process group on timeout.
 #include "runtime/lib/hooks.hpp"
 
 #include <fcntl.h>

@@ -14,6 +14,7 @@
 #include "common/fd.hpp"
 #include "common/fs.hpp"
 #include "common/json.hpp"
+#include "common/subprocess.hpp"
 
 extern char** environ;
 
@@ -177,8 +178,7 @@ std::string resolve_executable(const std::string& name) {
     if (!usable(name)) fail_code(ENOENT, "runtime {}: not an executable file", name);
     return name;
   }
-  const char* path = ::getenv("PATH");
-  for (auto& dir : split(path ? path : "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", ':')) {
+  for (auto& dir : path_dirs()) {
     auto p = path_join(dir, name);
     if (usable(p)) return p;
   }

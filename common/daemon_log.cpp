@@ -1,14 +1,15 @@
-#include "cri/server/daemon_log.hpp"
+#include "common/daemon_log.hpp"
 
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
 
 #include <nlohmann/json.hpp>
 
 #include "common/log.hpp"
 
-namespace berth::cri::dlog {
+namespace berth::dlog {
 namespace {
 
 std::atomic<Level> g_threshold{Level::info};
@@ -69,6 +70,12 @@ void write(Level level, std::string_view msg, Fields fields) {
     }
   }
   line += '\n';
+  // Under systemd the sd-daemon(3) prefix gives journald the line's priority.
+  static const bool journal = std::getenv("JOURNAL_STREAM") != nullptr;
+  if (journal) {
+    static const char* prio[] = {"<7>", "<6>", "<4>", "<3>"};
+    line.insert(0, prio[static_cast<int>(level)]);
+  }
   ssize_t n = ::write(STDERR_FILENO, line.data(), line.size());
   (void)n;
 }
@@ -87,4 +94,4 @@ std::optional<Format> parse_format(std::string_view s) {
   return std::nullopt;
 }
 
-} // namespace berth::cri::dlog
+} // namespace berth::dlog

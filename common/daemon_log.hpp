@@ -1,5 +1,6 @@
-// berthd's log: one structured line per event on stderr (journald keeps it under
-// systemd), with a level threshold. Text form is logfmt, as containerd writes it:
+// The daemons' log (berthd, berthlet): one structured line per event on stderr
+// (journald keeps it under systemd, with the level as the line's priority), with a
+// level threshold. Text form is logfmt, as containerd writes it:
 //   time="2026-11-26T18:00:00.123456789Z" level=info msg="image pulled" image=docker.io/library/busybox:latest
 // JSON form is one object per line: {"time":...,"level":...,"msg":...,"image":...}.
 // Lines are written with one write(2) each, so threads never interleave within a line.
@@ -11,7 +12,7 @@
 #include <string_view>
 #include <utility>
 
-namespace berth::cri::dlog {
+namespace berth::dlog {
 
 enum class Level { debug, info, warn, error };
 enum class Format { text, json };
@@ -31,4 +32,4 @@ inline void error(std::string_view msg, Fields f = {}) { write(Level::error, msg
 std::optional<Level> parse_level(std::string_view s);   // debug, info, warn|warning, error
 std::optional<Format> parse_format(std::string_view s); // text, json
 
-} // namespace berth::cri::dlog
+} // namespace berth::dlog
