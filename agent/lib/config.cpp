@@ -100,11 +100,11 @@ void finalize_config(Config& c) {
   std::transform(c.node_name.begin(), c.node_name.end(), c.node_name.begin(),
                  [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
   if (!valid_dns1123_subdomain(c.node_name))
-    fail("nodeName {:?}: must be a DNS-1123 subdomain (lower-case letters, digits, '-' and '.')", c.node_name);
+    fail("nodeName {}: must be a DNS-1123 subdomain (lower-case letters, digits, '-' and '.')", quoted_value(c.node_name));
   for (auto [what, dir] : {std::pair{"rootDir", &c.root_dir}, std::pair{"podLogsDir", &c.pod_logs_dir}}) {
-    if (dir->empty() || (*dir)[0] != '/') fail("{} {:?}: must be an absolute path", what, *dir);
+    if (dir->empty() || (*dir)[0] != '/') fail("{} {}: must be an absolute path", what, quoted_value(*dir));
     for (auto& part : split(*dir, '/'))
-      if (part == "..") fail("{} {:?}: must not contain '..'", what, *dir);
+      if (part == "..") fail("{} {}: must not contain '..'", what, quoted_value(*dir));
   }
   if (c.static_pod_paths.empty()) fail("staticPodPath: at least one directory is required");
   for (auto& p : c.static_pod_paths)

@@ -12,7 +12,7 @@
 
 #include "common/error.hpp"
 #include "common/fs.hpp"
-#include "cri/image/fs_util.hpp"
+#include "common/openat2.hpp"
 
 namespace berth::agent {
 namespace {
@@ -123,7 +123,7 @@ uint64_t mount_id(int fd) {
 }
 
 UniqueFd open_beneath(int dir_fd, const std::string& rel, int flags) {
-  return image::open_in_root(dir_fd, rel, flags, RESOLVE_NO_SYMLINKS);
+  return open_in_root(dir_fd, rel, flags, RESOLVE_NO_SYMLINKS);
 }
 
 UniqueFd open_or_make_beneath(int dir_fd, const std::string& rel, mode_t mode, bool final_any) {
@@ -135,19 +135,19 @@ UniqueFd open_or_make_beneath(int dir_fd, const std::string& rel, mode_t mode, b
   std::string so_far;
   for (size_t i = 0; i < parts.size(); i++) {
     const auto& part = parts[i];
-    if (part == "..") fail("{:?}: '..' is not allowed", rel); // callers validate; never trust it here
+    if (part == "..") fail("{}: '..' is not allowed", quoted_value(rel)); // callers validate; never trust it here
     so_far = so_far.empty() ? part : so_far + "/" + part;
     bool last = i + 1 == parts.size();
     int flags = O_PATH | (last && final_any ? 0 : O_DIRECTORY);
     UniqueFd next = open_beneath(cur.get(), part, flags);
     if (!next && errno == ENOENT) {
-      if (::mkdirat(cur.get(), part.c_str(), mode) != 0 && errno != EEXIST) fail_errno("create {:?}", so_far);
+      if (::mkdirat(cur.get(), part.c_str(), mode) != 0 && errno != EEXIST) fail_errno("create {}", quoted_value(so_far));
       next = open_beneath(cur.get(), part, O_PATH | O_DIRECTORY);
     }
     if (!next) {
-      if (errno == ELOOP) fail_code(ELOOP, "{:?} is a symlink (symlinks are not followed here)", so_far);
-      if (errno == ENOTDIR) fail_code(ENOTDIR, "{:?} is not a directory", so_far);
-      fail_errno("open {:?}", so_far);
+      if (errno == ELOOP) fail_code(ELOOP, "{} is a symlink (symlinks are not followed here)", quoted_value(so_far));
+      if (errno == ENOTDIR) fail_code(ENOTDIR, "{} is not a directory", quoted_value(so_far));
+      fail_errno("open {}", quoted_value(so_far));
     }
     cur = std::move(next);
   }
@@ -156,7 +156,7 @@ UniqueFd open_or_make_beneath(int dir_fd, const std::string& rel, mode_t mode, b
 
 void remove_tree_beneath(int dir_fd, const std::string& name) {
   if (name.empty() || name == "." || name == ".." || name.find('/') != std::string::npos)
-    fail("remove {:?}: not a single directory entry", name);
+    fail("remove {}: not a single directory entry", quoted_value(name));
   if (::unlinkat(dir_fd, name.c_str(), 0) == 0 || errno == ENOENT) return;
   if (errno != EISDIR && errno != EPERM) fail_errno("remove {}", name);
   if (::unlinkat(dir_fd, name.c_str(), AT_REMOVEDIR) == 0 || errno == ENOENT) return;
@@ -207,13 +207,13 @@ void unmount_beneath(int dir_fd, const std::string& rel) {
       UniqueFd fd = open_beneath(dir_fd, m, O_PATH);
       if (!fd) {
         if (errno == ENOENT) continue; // gone meanwhile
-        fail_errno("unmount {:?}: open", m);
+        fail_errno("unmount {}: open", quoted_value(m));
       }
       auto link = fmt::format("/proc/self/fd/{}", fd.get());
-      if (::umount2(link.c_str(), MNT_DETACH) != 0 && errno != EINVAL) fail_errno("unmount {:?}", m);
+      if (::umount2(link.c_str(), MNT_DETACH) != 0 && errno != EINVAL) fail_errno("unmount {}", quoted_value(m));
     }
   }
-  fail("unmount {:?}: mounts keep coming back", rel);
+  fail("unmount {}: mounts keep coming back", quoted_value(rel));
 }
 
 } // namespace berth::agent

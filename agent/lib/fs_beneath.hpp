@@ -2,7 +2,7 @@
 // volumes) or that are named by manifest fields: everything is relative to a directory
 // fd, symlinks are never followed, mounts are never crossed, and nothing recurses over a
 // depth that a container chose. Resolution inside a tree goes through
-// berth::image::open_in_root (openat2 RESOLVE_IN_ROOT, cri/image/fs_util.hpp).
+// berth::open_in_root (openat2 RESOLVE_IN_ROOT, common/openat2.hpp).
 #pragma once
 
 #include <cstdint>

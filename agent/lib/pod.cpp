@@ -376,8 +376,8 @@ Pod parse_pod(const nlohmann::json& doc) {
   pod.uid = meta.opt_string("uid").value_or("");
   // The UID names the pod's directory (<rootDir>/pods/<uid>), its log directory and its cgroup.
   if (!pod.uid.empty() && !valid_pod_uid(pod.uid))
-    meta["uid"].bad(fmt::format("{:?} is not a valid UID (1-{} letters, digits, '-' and '_', starting and ending "
-                                "with a letter or digit)", pod.uid, kMaxUidLength));
+    meta["uid"].bad(fmt::format("{} is not a valid UID (1-{} letters, digits, '-' and '_', starting and ending "
+                                "with a letter or digit)", quoted_value(pod.uid), kMaxUidLength));
   meta["labels"].each_member([&](const std::string& k, const JsonView& v) { pod.labels[k] = v.as_string(); });
   meta["annotations"].each_member([&](const std::string& k, const JsonView& v) { pod.annotations[k] = v.as_string(); });
 
@@ -449,7 +449,7 @@ Pod parse_pod(const nlohmann::json& doc) {
     sc["supplementalGroups"].each([&](const JsonView& g) { p.supplemental_groups.push_back(g.as_int()); });
     sc["sysctls"].each([&](const JsonView& x) {
       auto name = required_string(x["name"]);
-      if (!valid_sysctl_name(name)) x["name"].bad(fmt::format("{:?} is not a valid sysctl name", name));
+      if (!valid_sysctl_name(name)) x["name"].bad(fmt::format("{} is not a valid sysctl name", quoted_value(name)));
       p.sysctls.push_back({name, x.opt_string("value").value_or("")});
     });
     p.seccomp_type = seccomp_type(sc["seccompProfile"], p.seccomp_localhost_profile);

@@ -16,7 +16,7 @@ namespace {
 
 std::string pod_dir(const Config& cfg, const std::string& uid) {
   // Every UID that reaches a path was checked by parse_pod (or is berthlet's own md5).
-  if (!valid_pod_uid(uid)) fail("pod UID {:?} is not valid", uid);
+  if (!valid_pod_uid(uid)) fail("pod UID {} is not valid", quoted_value(uid));
   return path_join(path_join(cfg.root_dir, "pods"), uid);
 }
 
@@ -122,7 +122,7 @@ namespace {
 // <rootDir>/pods/<uid>, made when missing, as an O_PATH fd that was reached without
 // following a symlink below <rootDir>/pods.
 UniqueFd open_pod_dir(const Config& cfg, const std::string& uid) {
-  if (!valid_pod_uid(uid)) fail("pod UID {:?} is not valid", uid);
+  if (!valid_pod_uid(uid)) fail("pod UID {} is not valid", quoted_value(uid));
   auto pods = path_join(cfg.root_dir, "pods");
   mkdir_p(pods, 0750);
   UniqueFd dir(::open(pods.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
@@ -141,7 +141,7 @@ std::string subpath_rel(const VolumeMount& vm, const Container& c, size_t index)
 // its volume for a symlink after the check has nothing to race against (CVE-2017-1002101).
 std::string bind_subpath(const Config& cfg, const Pod& pod, const Container& c, size_t index, const VolumeMount& vm,
                          const std::string& base) {
-  return with_context(fmt::format("container {:?}: subPath {:?} of volume {:?}", c.name, vm.sub_path, vm.name), [&] {
+  return with_context(fmt::format("container {:?}: subPath {} of volume {:?}", c.name, quoted_value(vm.sub_path), vm.name), [&] {
     UniqueFd vol(::open(base.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
     if (!vol) fail_errno("open the volume at {}", base);
     UniqueFd src = open_or_make_beneath(vol.get(), vm.sub_path, 0755, true);
@@ -210,7 +210,7 @@ void release_container_mounts(const Config& cfg, const Pod& pod, const Container
 void teardown_volumes(const Config& cfg, const std::string& uid) {
   // Only a valid UID names a directory: one read back from the runtime's labels (an
   // orphan) is as untrusted as a manifest's.
-  if (!valid_pod_uid(uid)) fail("pod UID {:?} is not valid: its directory is not removed", uid);
+  if (!valid_pod_uid(uid)) fail("pod UID {} is not valid: its directory is not removed", quoted_value(uid));
   auto pods_path = path_join(cfg.root_dir, "pods");
   UniqueFd pods(::open(pods_path.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!pods) {
