@@ -2,6 +2,7 @@
 // Configuration: --config FILE (KubeletConfiguration-like YAML), flags override it.
 #include <getopt.h>
 #include <malloc.h>
+#include <sys/resource.h>
 
 #include <csignal>
 #include <cstddef>
@@ -76,6 +77,13 @@ int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
   // One malloc arena per pod worker thread would cost far more than the contention saves.
   mallopt(M_ARENA_MAX, 2);
+  // The soft limit on open files up to the hard one, as Go programs (the kubelet) do at
+  // start: systemd's default soft limit is 1024. berthlet uses poll/epoll, never select.
+  struct rlimit nofile;
+  if (::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+    nofile.rlim_cur = nofile.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &nofile);
+  }
   try {
     // The config file is read first wherever --config appears; flags then override it.
     std::string config_path;

@@ -55,6 +55,11 @@ Agent::Agent(Config config)
     : config_(std::move(config)), cri_(config_.runtime_endpoint, config_.runtime_request_timeout),
       watcher_(config_.static_pod_paths) {
   ctx_ = std::make_unique<WorkerContext>(config_, cri_, store_, detect_host_ip());
+  health_.endpoint = config_.runtime_endpoint;
+  // As the kubelet's PLEG check (3 min there, for a 1 s relist of many containers): the
+  // relist has not succeeded for this long although every call has a deadline.
+  store_.set_relist_threshold(std::max(std::chrono::milliseconds(60000), 3 * config_.relist_period));
+  store_.set_runtime_health(health_);
 }
 
 Agent::~Agent() {
@@ -129,27 +134,93 @@ void Agent::scan_manifests() {
   }
 }
 
+void Agent::runtime_down(const std::string& error) {
+  auto now = RuntimeHealth::Clock::now();
+  // Logged at the first failure (also when the runtime was never reachable: a wrong
+  // endpoint must not fail silently), when the reason changes, and once a minute after.
+  bool changed = runtime_up_ || !down_logged_ || error != health_.relist_error;
+  if (changed || now - last_down_log_ >= std::chrono::minutes(1)) {
+    log_error("runtime {} {}: {}", config_.runtime_endpoint,
+              !ever_up_ ? "unavailable (no pod can run until it answers)" : changed ? "unavailable" : "still unavailable",
+              error);
+    last_down_log_ = now;
+    down_logged_ = true;
+  }
+  runtime_up_ = false;
+  health_.relist_ok = false;
+  health_.relist_error = error;
+  health_.status_ok = false;
+  health_.status_error = "";
+  store_.set_runtime_health(health_);
+}
+
+// The runtime's Status (RuntimeReady, NetworkReady), every 5 s as the kubelet asks it.
+void Agent::check_runtime_status(bool force) {
+  auto now = RuntimeHealth::Clock::now();
+  if (!force && now - last_status_call_ < std::chrono::seconds(5)) return;
+  last_status_call_ = now;
+  std::string problems;
+  try {
+    auto st = cri_.status();
+    health_.status_ok = true;
+    health_.status_error.clear();
+    health_.conditions.clear();
+    for (auto& c : st.conditions()) {
+      health_.conditions.push_back({c.type(), c.reason(), c.message(), c.status()});
+      if (!c.status() && (c.type() == "RuntimeReady" || c.type() == "NetworkReady"))
+        problems += fmt::format("{}{}=false ({}: {})", problems.empty() ? "" : ", ", c.type(), c.reason(), c.message());
+    }
+    for (auto* want : {"RuntimeReady", "NetworkReady"}) {
+      bool seen = false;
+      for (auto& c : health_.conditions) seen |= c.type == want;
+      if (!seen) problems += fmt::format("{}no {} condition", problems.empty() ? "" : ", ", want);
+    }
+  } catch (const std::exception& e) {
+    health_.status_ok = false;
+    health_.status_error = e.what();
+    health_.conditions.clear();
+    problems = fmt::format("Status: {}", e.what());
+  }
+  if (problems != status_problems_) {
+    if (!problems.empty()) log_error("runtime {} not ready: {}", config_.runtime_endpoint, problems);
+    else if (!status_problems_.empty()) log_info("runtime {} ready", config_.runtime_endpoint);
+    status_problems_ = problems;
+  }
+}
+
 void Agent::relist() {
   std::vector<cri::PodSandbox> sandboxes;
   std::vector<cri::Container> containers;
+  // The event loop waits for these: a hung runtime may hold it up this long, not for the
+  // full request timeout (manifests are handled by the same thread).
+  auto deadline = std::min(cri_.request_timeout(), std::chrono::milliseconds(30000));
   try {
-    sandboxes = cri_.list_pod_sandboxes();
-    containers = cri_.list_containers();
+    sandboxes = cri_.list_pod_sandboxes("", deadline);
+    containers = cri_.list_containers("", deadline);
   } catch (const std::exception& e) {
-    if (runtime_up_) log_error("runtime {} unavailable: {}", config_.runtime_endpoint, e.what());
-    runtime_up_ = false;
+    runtime_down(e.what());
     return;
   }
   if (!runtime_up_) {
     try {
       ctx_->set_runtime_name(cri_.version().runtime_name());
-    } catch (const std::exception&) {
+    } catch (const std::exception& e) {
+      runtime_down(e.what());
       return;
     }
     log_info("runtime {} ({}) connected", config_.runtime_endpoint, ctx_->runtime_name());
     runtime_up_ = true;
+    ever_up_ = true;
+    down_logged_ = false;
     for (auto& [uid, w] : workers_) w->notify();
+    check_runtime_status(true);
+  } else {
+    check_runtime_status(false);
   }
+  health_.relist_ok = true;
+  health_.relist_error.clear();
+  health_.last_relist_ok = RuntimeHealth::Clock::now();
+  store_.set_runtime_health(health_);
   std::map<std::string, std::string> now;
   for (auto& s : sandboxes) {
     auto uid = s.labels().find(kPodUidLabel);
@@ -224,8 +295,13 @@ void Agent::run(const std::function<void()>& on_ready) {
   scan_manifests();
   relist();
   if (on_ready) on_ready();
-  log_info("berthlet ready: node {}, manifests in {}, runtime {}", config_.node_name,
-           fmt::join(config_.static_pod_paths, ", "), config_.runtime_endpoint);
+  if (runtime_up_)
+    log_info("berthlet ready: node {}, manifests in {}, runtime {}", config_.node_name,
+             fmt::join(config_.static_pod_paths, ", "), config_.runtime_endpoint);
+  else
+    log_error("berthlet started: node {}, manifests in {}, but runtime {} is not reachable (pods wait for it; "
+              "/healthz fails until it answers)",
+              config_.node_name, fmt::join(config_.static_pod_paths, ", "), config_.runtime_endpoint);
   while (true) {
     struct epoll_event evs[8];
     int n = ::epoll_wait(ep.get(), evs, 8, -1);

@@ -33,6 +33,8 @@ private:
   void apply_manifest(const std::string& path);
   void drop_manifest(const std::string& path);
   void relist();
+  void runtime_down(const std::string& error);
+  void check_runtime_status(bool force);
   void collect_orphans();
   void reap_workers();
   void start_worker(Manifest m);
@@ -53,6 +55,11 @@ private:
   std::map<std::string, Manifest> pending_;                 // uid -> waits for its old worker
   std::map<std::string, std::string> fingerprints_;         // uid -> runtime state summary
   bool runtime_up_ = false;
+  bool ever_up_ = false;
+  bool down_logged_ = false;
+  RuntimeHealth health_;
+  RuntimeHealth::Clock::time_point last_down_log_{}, last_status_call_{};
+  std::string status_problems_; // what the last Status call found wrong ("" when ready)
   bool orphans_collected_ = false;
   bool scanned_ = false;
   uint64_t relists_ = 0;

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 
 #include "agent/lib/manifest.hpp"
 #include "common/error.hpp"
@@ -83,7 +84,9 @@ Config config_from_yaml(const std::string& text, const std::string& origin) {
 }
 
 Config load_config(const std::string& path) {
-  return config_from_yaml(with_context("read config", [&] { return read_file(path); }), path);
+  return config_from_yaml(with_context(fmt::format("read config {}", path),
+                                      [&] { return read_bounded_file(path, kMaxManifestBytes); }),
+                          path);
 }
 
 void finalize_config(Config& c) {
@@ -91,6 +94,17 @@ void finalize_config(Config& c) {
     char host[256] = {};
     if (::gethostname(host, sizeof host - 1) != 0) fail_errno("gethostname");
     c.node_name = host;
+  }
+  // The node name ends every pod's name, which names its log directory: a DNS-1123
+  // subdomain as the API server requires (host names are lower-cased as the kubelet does).
+  std::transform(c.node_name.begin(), c.node_name.end(), c.node_name.begin(),
+                 [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+  if (!valid_dns1123_subdomain(c.node_name))
+    fail("nodeName {}: must be a DNS-1123 subdomain (lower-case letters, digits, '-' and '.')", quoted_value(c.node_name));
+  for (auto [what, dir] : {std::pair{"rootDir", &c.root_dir}, std::pair{"podLogsDir", &c.pod_logs_dir}}) {
+    if (dir->empty() || (*dir)[0] != '/') fail("{} {}: must be an absolute path", what, quoted_value(*dir));
+    for (auto& part : split(*dir, '/'))
+      if (part == "..") fail("{} {}: must not contain '..'", what, quoted_value(*dir));
   }
   if (c.static_pod_paths.empty()) fail("staticPodPath: at least one directory is required");
   for (auto& p : c.static_pod_paths)

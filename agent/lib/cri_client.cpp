@@ -2,6 +2,8 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
+
 #include "common/error.hpp"
 
 namespace berth::agent {
@@ -57,6 +59,13 @@ cri::VersionResponse CriClient::version() {
   return resp;
 }
 
+cri::RuntimeStatus CriClient::status() {
+  cri::StatusRequest req;
+  cri::StatusResponse resp;
+  CRI_CALL(runtime_, Status, req, resp, std::min(timeout_, std::chrono::milliseconds(5000)));
+  return resp.status();
+}
+
 std::string CriClient::run_pod_sandbox(const cri::PodSandboxConfig& config) {
   cri::RunPodSandboxRequest req;
   *req.mutable_config() = config;
@@ -87,11 +96,11 @@ cri::PodSandboxStatus CriClient::pod_sandbox_status(const std::string& id) {
   return resp.status();
 }
 
-std::vector<cri::PodSandbox> CriClient::list_pod_sandboxes(const std::string& pod_uid) {
+std::vector<cri::PodSandbox> CriClient::list_pod_sandboxes(const std::string& pod_uid, std::chrono::milliseconds timeout) {
   cri::ListPodSandboxRequest req;
   if (!pod_uid.empty()) (*req.mutable_filter()->mutable_label_selector())["io.kubernetes.pod.uid"] = pod_uid;
   cri::ListPodSandboxResponse resp;
-  CRI_CALL(runtime_, ListPodSandbox, req, resp, timeout_);
+  CRI_CALL(runtime_, ListPodSandbox, req, resp, timeout.count() ? timeout : timeout_);
   return {resp.items().begin(), resp.items().end()};
 }
 
@@ -129,11 +138,11 @@ void CriClient::remove_container(const std::string& id) {
   CRI_CALL(runtime_, RemoveContainer, req, resp, timeout_);
 }
 
-std::vector<cri::Container> CriClient::list_containers(const std::string& pod_uid) {
+std::vector<cri::Container> CriClient::list_containers(const std::string& pod_uid, std::chrono::milliseconds timeout) {
   cri::ListContainersRequest req;
   if (!pod_uid.empty()) (*req.mutable_filter()->mutable_label_selector())["io.kubernetes.pod.uid"] = pod_uid;
   cri::ListContainersResponse resp;
-  CRI_CALL(runtime_, ListContainers, req, resp, timeout_);
+  CRI_CALL(runtime_, ListContainers, req, resp, timeout.count() ? timeout : timeout_);
   return {resp.containers().begin(), resp.containers().end()};
 }
 

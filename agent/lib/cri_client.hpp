@@ -26,17 +26,21 @@ public:
   CriClient(const std::string& endpoint, std::chrono::milliseconds timeout);
 
   cri::VersionResponse version();
+  // The runtime's conditions (RuntimeReady, NetworkReady), with a short deadline.
+  cri::RuntimeStatus status();
   std::string run_pod_sandbox(const cri::PodSandboxConfig& config);
   void stop_pod_sandbox(const std::string& id);
   void remove_pod_sandbox(const std::string& id);
   cri::PodSandboxStatus pod_sandbox_status(const std::string& id);
-  std::vector<cri::PodSandbox> list_pod_sandboxes(const std::string& pod_uid = "");
+  // timeout 0: the runtime request timeout.
+  std::vector<cri::PodSandbox> list_pod_sandboxes(const std::string& pod_uid = "",
+                                                  std::chrono::milliseconds timeout = {});
   std::string create_container(const std::string& sandbox_id, const cri::ContainerConfig& config,
                                const cri::PodSandboxConfig& sandbox_config);
   void start_container(const std::string& id);
   void stop_container(const std::string& id, int64_t timeout_seconds);
   void remove_container(const std::string& id);
-  std::vector<cri::Container> list_containers(const std::string& pod_uid = "");
+  std::vector<cri::Container> list_containers(const std::string& pod_uid = "", std::chrono::milliseconds timeout = {});
   cri::ContainerStatus container_status(const std::string& id);
   ExecResult exec_sync(const std::string& id, const std::vector<std::string>& cmd, std::chrono::seconds timeout);
   std::optional<cri::Image> image_status(const std::string& image);
@@ -44,6 +48,7 @@ public:
 
   // True when the error of the last failed call was "not found" (gone already).
   static bool is_not_found(const std::exception& e);
+  std::chrono::milliseconds request_timeout() const { return timeout_; }
 
 private:
   void prepare(grpc::ClientContext& ctx, std::chrono::milliseconds timeout);

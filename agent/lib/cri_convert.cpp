@@ -21,13 +21,15 @@ const char* const kMaskedPaths[] = {"/proc/asound", "/proc/acpi", "/proc/kcore",
                                     "/proc/sched_debug", "/proc/scsi", "/sys/firmware"};
 const char* const kReadonlyPaths[] = {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"};
 
-void set_seccomp(cri::SecurityProfile* p, const std::string& type, const std::string& localhost) {
+void set_seccomp(const Config& cfg, cri::SecurityProfile* p, const std::string& type, const std::string& localhost) {
   // The kubelet's default is Unconfined when nothing is set (SeccompDefault off).
   if (type == "RuntimeDefault") {
     p->set_profile_type(cri::SecurityProfile::RuntimeDefault);
   } else if (type == "Localhost") {
     p->set_profile_type(cri::SecurityProfile::Localhost);
-    p->set_localhost_ref(localhost);
+    // As the kubelet: the runtime gets an absolute path under <rootDir>/seccomp (the manifest's
+    // relative, '..'-free path was checked by parse_pod).
+    p->set_localhost_ref(path_join(path_join(cfg.root_dir, "seccomp"), localhost));
   } else {
     p->set_profile_type(cri::SecurityProfile::Unconfined);
   }
@@ -174,7 +176,7 @@ cri::PodSandboxConfig sandbox_config(const Config& cfg, const Pod& pod, uint32_t
   for (auto* list : {&s.init_containers, &s.containers})
     for (auto& c : *list) privileged |= c.security_context.privileged;
   sec->set_privileged(privileged);
-  set_seccomp(sec->mutable_seccomp(), psc.seccomp_type, psc.seccomp_localhost_profile);
+  set_seccomp(cfg, sec->mutable_seccomp(), psc.seccomp_type, psc.seccomp_localhost_profile);
   return sc;
 }
 
@@ -207,7 +209,7 @@ std::string expand_vars(const std::string& in, const std::vector<std::pair<std::
   return out;
 }
 
-cri::ContainerConfig container_config(const Config&, const Pod& pod, const Container& c, uint32_t attempt,
+cri::ContainerConfig container_config(const Config& cfg, const Pod& pod, const Container& c, uint32_t attempt,
                                       const PodRuntimeInfo& info, const std::vector<cri::Mount>& mounts) {
   cri::ContainerConfig cc;
   cc.mutable_metadata()->set_name(c.name);
@@ -288,8 +290,8 @@ cri::ContainerConfig container_config(const Config&, const Pod& pod, const Conta
     for (auto* p : kMaskedPaths) sec->add_masked_paths(p);
     for (auto* p : kReadonlyPaths) sec->add_readonly_paths(p);
   }
-  if (!s.seccomp_type.empty()) set_seccomp(sec->mutable_seccomp(), s.seccomp_type, s.seccomp_localhost_profile);
-  else set_seccomp(sec->mutable_seccomp(), psc.seccomp_type, psc.seccomp_localhost_profile);
+  if (!s.seccomp_type.empty()) set_seccomp(cfg, sec->mutable_seccomp(), s.seccomp_type, s.seccomp_localhost_profile);
+  else set_seccomp(cfg, sec->mutable_seccomp(), psc.seccomp_type, psc.seccomp_localhost_profile);
   return cc;
 }
 

@@ -1,7 +1,9 @@
 #include "agent/lib/manifest.hpp"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
@@ -10,6 +12,7 @@
 
 #include "agent/lib/hash.hpp"
 #include "common/error.hpp"
+#include "common/fd.hpp"
 #include "common/fs.hpp"
 
 namespace berth::agent {
@@ -43,6 +46,49 @@ nlohmann::json scalar_to_json(const YAML::Node& n) {
   return s;
 }
 
+// What one document may expand to. YAML aliases share nodes, so a few hundred bytes of
+// anchors and aliases can stand for billions of nodes ("billion laughs"); every alias is
+// counted as often as it is used, and the document is measured before anything is built.
+struct Budget {
+  size_t nodes = 0, bytes = 0;
+};
+
+void measure(const YAML::Node& root) {
+  struct Item {
+    YAML::Node node;
+    size_t depth;
+  };
+  Budget used;
+  std::vector<Item> stack{{root, 1}};
+  auto count = [&](const YAML::Node& n, size_t depth) {
+    if (++used.nodes > kMaxYamlNodes)
+      fail("line {}: the document expands to more than {} nodes (YAML aliases?)", n.Mark().line + 1, kMaxYamlNodes);
+    if (depth > kMaxYamlDepth)
+      fail("line {}: nested deeper than {} levels", n.Mark().line + 1, kMaxYamlDepth);
+    if (n.IsScalar()) {
+      used.bytes += n.Scalar().size();
+      if (used.bytes > kMaxYamlScalarBytes)
+        fail("line {}: the document expands to more than {} bytes of strings (YAML aliases?)", n.Mark().line + 1,
+             kMaxYamlScalarBytes);
+    }
+  };
+  while (!stack.empty()) {
+    Item it = std::move(stack.back());
+    stack.pop_back();
+    count(it.node, it.depth);
+    if (it.node.IsSequence()) {
+      for (const auto& child : it.node) stack.push_back({child, it.depth + 1});
+    } else if (it.node.IsMap()) {
+      for (const auto& kv : it.node) {
+        if (!kv.first.IsScalar()) fail("line {}: mapping keys must be scalars", kv.first.Mark().line + 1);
+        count(kv.first, it.depth + 1);
+        stack.push_back({kv.second, it.depth + 1});
+      }
+    }
+  }
+}
+
+// Recursion is bounded: measure() has checked the depth.
 nlohmann::json node_to_json(const YAML::Node& n) {
   switch (n.Type()) {
   case YAML::NodeType::Null:
@@ -85,7 +131,35 @@ nlohmann::json yaml_to_json(const std::string& text) {
     if (!d.IsNull()) real.push_back(d);
   if (real.empty()) fail("empty manifest");
   if (real.size() > 1) fail("{} documents in one file: a manifest holds one Pod", real.size());
+  measure(real[0]);
   return node_to_json(real[0]);
+}
+
+std::string read_bounded_file(const std::string& path, size_t max) {
+  // O_NONBLOCK: a FIFO swapped in after the directory scan must not block the event loop.
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
+  if (!fd) fail_errno("open");
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) fail_errno("stat");
+  if (!S_ISREG(st.st_mode)) fail("not a regular file");
+  auto too_big = [&](uint64_t size) {
+    fail("{} bytes: files larger than {} bytes ({} MiB) are refused", size, max, max >> 20);
+  };
+  if (static_cast<uint64_t>(st.st_size) > max) too_big(static_cast<uint64_t>(st.st_size));
+  std::string out(max + 1, '\0');
+  size_t got = 0;
+  while (got < out.size()) {
+    ssize_t n = ::read(fd.get(), out.data() + got, out.size() - got);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      fail_errno("read");
+    }
+    if (n == 0) break;
+    got += static_cast<size_t>(n);
+  }
+  if (got > max) too_big(got); // grew after the stat
+  out.resize(got);
+  return out;
 }
 
 Manifest manifest_from_text(const std::string& path, const std::string& text, const std::string& node_name) {
@@ -108,7 +182,7 @@ Manifest manifest_from_text(const std::string& path, const std::string& text, co
 }
 
 Manifest load_manifest(const std::string& path, const std::string& node_name) {
-  std::string text = with_context(path, [&] { return read_file(path); });
+  std::string text = with_context(path, [&] { return read_bounded_file(path, kMaxManifestBytes); });
   return manifest_from_text(path, text, node_name);
 }
 

@@ -2,7 +2,6 @@
 
 #include <set>
 
-
 #include "agent/lib/quantity.hpp"
 #include "agent/lib/hash.hpp"
 #include "common/error.hpp"
@@ -26,6 +25,8 @@ void reject_unsupported(const JsonView& obj, const std::set<std::string, std::le
   });
 }
 
+bool ascii_alnum(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'); }
+
 bool dns1123_label(std::string_view s) {
   if (s.empty() || s.size() > 63) return false;
   for (char c : s)
@@ -41,6 +42,39 @@ bool dns1123_subdomain(std::string_view s) {
     if (!dns1123_label(s.substr(start, dot == std::string_view::npos ? dot : dot - start))) return false;
     if (dot == std::string_view::npos) return true;
     start = dot + 1;
+  }
+}
+
+// A relative path that stays below where it is joined (Kubernetes' validateLocalDescendingPath):
+// not absolute, no ".." component, no NUL (which would cut the path short in a syscall).
+void check_descending_path(const JsonView& v, const std::string& p) {
+  if (p.find('\0') != std::string::npos) v.bad("must not contain NUL");
+  if (p.starts_with("/")) v.bad("must be a relative path");
+  for (auto& part : split(p, '/'))
+    if (part == "..") v.bad("must not contain '..'");
+}
+
+// An absolute host path without ".." components (Kubernetes' validatePathNoBacksteps).
+void check_host_path(const JsonView& v, const std::string& p) {
+  if (p.find('\0') != std::string::npos) v.bad("must not contain NUL");
+  if (!p.starts_with("/")) v.bad("must be an absolute path");
+  for (auto& part : split(p, '/'))
+    if (part == "..") v.bad("must not contain '..'");
+}
+
+// Kubernetes' sysctl name: dot- or slash-separated segments of [a-z0-9_-], at most 253.
+bool valid_sysctl_name(std::string_view s) {
+  if (s.empty() || s.size() > 253) return false;
+  size_t start = 0;
+  while (true) {
+    size_t end = s.find_first_of("./", start);
+    auto seg = s.substr(start, end == std::string_view::npos ? end : end - start);
+    if (seg.empty()) return false;
+    for (char c : seg)
+      if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_')) return false;
+    if (!ascii_alnum(seg.front()) || !ascii_alnum(seg.back())) return false;
+    if (end == std::string_view::npos) return true;
+    start = end + 1;
   }
 }
 
@@ -136,7 +170,11 @@ std::string seccomp_type(const JsonView& sp, std::string& localhost) {
   auto type = required_string(sp["type"]);
   if (type != "RuntimeDefault" && type != "Unconfined" && type != "Localhost")
     sp["type"].bad(fmt::format("unsupported seccomp profile type {:?}", type));
-  if (type == "Localhost") localhost = required_string(sp["localhostProfile"]);
+  if (type == "Localhost") {
+    // Relative to <rootDir>/seccomp, as the kubelet resolves it under its seccomp root.
+    localhost = required_string(sp["localhostProfile"]);
+    check_descending_path(sp["localhostProfile"], localhost);
+  }
   return type;
 }
 
@@ -226,10 +264,9 @@ Container parse_container(const JsonView& v, bool init) {
     vm.name = required_string(m["name"]);
     vm.mount_path = required_string(m["mountPath"]);
     if (vm.mount_path[0] != '/') m["mountPath"].bad("must be an absolute path");
+    if (vm.mount_path.find('\0') != std::string::npos) m["mountPath"].bad("must not contain NUL");
     vm.sub_path = m.opt_string("subPath").value_or("");
-    if (vm.sub_path.starts_with("/") || vm.sub_path == ".." || vm.sub_path.starts_with("../") ||
-        vm.sub_path.find("/../") != std::string::npos || vm.sub_path.ends_with("/.."))
-      m["subPath"].bad("must be a relative path without '..'");
+    check_descending_path(m["subPath"], vm.sub_path);
     vm.read_only = m.opt_bool("readOnly").value_or(false);
     if (auto mp = m["mountPropagation"]; mp.present() && mp.as_string() != "None")
       mp.bad("only None is supported");
@@ -283,7 +320,7 @@ Volume parse_volume(const JsonView& v) {
     if (key == "hostPath") {
       vol.kind = Volume::Kind::host_path;
       vol.host_path = required_string(src["path"]);
-      if (vol.host_path[0] != '/') src["path"].bad("must be an absolute path");
+      check_host_path(src["path"], vol.host_path);
       vol.host_path_type = src.opt_string("type").value_or("");
       static const std::set<std::string, std::less<>> types = {
           "", "DirectoryOrCreate", "Directory", "FileOrCreate", "File", "Socket", "CharDevice", "BlockDevice"};
@@ -311,6 +348,15 @@ Volume parse_volume(const JsonView& v) {
 
 } // namespace
 
+bool valid_dns1123_subdomain(std::string_view s) { return dns1123_subdomain(s); }
+
+bool valid_pod_uid(std::string_view s) {
+  if (s.empty() || s.size() > kMaxUidLength) return false;
+  for (char c : s)
+    if (!(ascii_alnum(c) || c == '-' || c == '_')) return false;
+  return ascii_alnum(s.front()) && ascii_alnum(s.back());
+}
+
 Pod parse_pod(const nlohmann::json& doc) {
   JsonView root(doc, "");
   root.expect_object();
@@ -328,6 +374,10 @@ Pod parse_pod(const nlohmann::json& doc) {
   if (pod.namespace_.empty()) pod.namespace_ = "default";
   if (!dns1123_label(pod.namespace_)) meta["namespace"].bad(fmt::format("{:?} is not a DNS-1123 label", pod.namespace_));
   pod.uid = meta.opt_string("uid").value_or("");
+  // The UID names the pod's directory (<rootDir>/pods/<uid>), its log directory and its cgroup.
+  if (!pod.uid.empty() && !valid_pod_uid(pod.uid))
+    meta["uid"].bad(fmt::format("{} is not a valid UID (1-{} letters, digits, '-' and '_', starting and ending "
+                                "with a letter or digit)", quoted_value(pod.uid), kMaxUidLength));
   meta["labels"].each_member([&](const std::string& k, const JsonView& v) { pod.labels[k] = v.as_string(); });
   meta["annotations"].each_member([&](const std::string& k, const JsonView& v) { pod.annotations[k] = v.as_string(); });
 
@@ -398,7 +448,9 @@ Pod parse_pod(const nlohmann::json& doc) {
     p.run_as_non_root = sc.opt_bool("runAsNonRoot");
     sc["supplementalGroups"].each([&](const JsonView& g) { p.supplemental_groups.push_back(g.as_int()); });
     sc["sysctls"].each([&](const JsonView& x) {
-      p.sysctls.push_back({required_string(x["name"]), x.opt_string("value").value_or("")});
+      auto name = required_string(x["name"]);
+      if (!valid_sysctl_name(name)) x["name"].bad(fmt::format("{} is not a valid sysctl name", quoted_value(name)));
+      p.sysctls.push_back({name, x.opt_string("value").value_or("")});
     });
     p.seccomp_type = seccomp_type(sc["seccompProfile"], p.seccomp_localhost_profile);
     if (sc["seLinuxOptions"].present()) sc["seLinuxOptions"].bad("not supported by berthlet");

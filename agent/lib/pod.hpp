@@ -9,6 +9,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -158,6 +159,14 @@ struct Pod {
   std::map<std::string, std::string> labels, annotations;
   PodSpec spec;
 };
+
+// A pod UID that may name a directory: 1-128 ASCII letters, digits, '-' and '_', starting
+// and ending with a letter or digit (UUIDs and berthlet's md5 UIDs are). Used for manifest
+// UIDs and for UIDs read back from the runtime's labels before anything is removed by them.
+constexpr size_t kMaxUidLength = 128;
+bool valid_pod_uid(std::string_view uid);
+// DNS-1123 subdomain: dot-separated labels of [a-z0-9-], at most 253 characters.
+bool valid_dns1123_subdomain(std::string_view s);
 
 // Parses a Pod document (already converted to JSON). Throws berth::Error naming the field.
 Pod parse_pod(const nlohmann::json& doc);

@@ -2,9 +2,10 @@
 // and the teardown of a whole pod.
 #include "agent/lib/pod_worker.hpp"
 
-#include <filesystem>
+#include <fcntl.h>
 
 #include "agent/lib/cri_convert.hpp"
+#include "agent/lib/fs_beneath.hpp"
 #include "agent/lib/log.hpp"
 #include "agent/lib/volumes.hpp"
 #include "common/error.hpp"
@@ -59,8 +60,18 @@ void PodWorker::start_container(const Container& c, uint32_t attempt) {
       }
     }
     auto mounts = container_mounts(ctx_.config, pod, c, write_etc_hosts(ctx_.config, pod, view_.pod_ip));
-    auto config = container_config(ctx_.config, pod, c, attempt, {view_.pod_ip, ctx_.host_ip, ctx_.config.node_name}, mounts);
-    id = ctx_.cri.create_container(sandbox_id_, config, sandbox_config_);
+    try {
+      auto config = container_config(ctx_.config, pod, c, attempt, {view_.pod_ip, ctx_.host_ip, ctx_.config.node_name}, mounts);
+      id = ctx_.cri.create_container(sandbox_id_, config, sandbox_config_);
+    } catch (const std::exception&) {
+      // No container uses this instance's subPath binds.
+      try {
+        release_container_mounts(ctx_.config, pod, c);
+      } catch (const std::exception& e) {
+        log_warn("pod {}: container {}: {}", full_name_, c.name, e.what());
+      }
+      throw;
+    }
   } catch (const std::exception& e) {
     bool config_error = dynamic_cast<const Error*>(&e) && std::string(e.what()).find("CRI ") == std::string::npos;
     view_.waiting[c.name] = {config_error ? "CreateContainerConfigError" : "CreateContainerError", e.what()};
@@ -171,11 +182,23 @@ void PodWorker::kill_pod() {
     }
     delay = std::min(delay * 2, std::chrono::milliseconds(5000));
   }
-  teardown_volumes(ctx_.config, uid_);
+  // The pod's own directories. A UID from an orphan's labels is checked like a manifest's
+  // (teardown_volumes refuses one that could leave <rootDir>/pods).
+  try {
+    teardown_volumes(ctx_.config, uid_);
+  } catch (const std::exception& e) {
+    log_error("pod {}: volumes: {}", full_name_, e.what());
+  }
   remove_pod_cgroups(ctx_.config, uid_);
   if (manifest_) {
-    std::error_code ec;
-    std::filesystem::remove_all(pod_log_dir(ctx_.config, manifest_->pod), ec);
+    try {
+      auto dir = pod_log_dir(ctx_.config, manifest_->pod);
+      auto slash = dir.rfind('/');
+      UniqueFd logs(::open(dir.substr(0, slash).c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+      if (logs) remove_tree_beneath(logs.get(), dir.substr(slash + 1));
+    } catch (const std::exception& e) {
+      log_error("pod {}: log directory: {}", full_name_, e.what());
+    }
   }
   ctx_.store.remove_pod(uid_);
   log_info("pod {}: stopped and removed", full_name_);

@@ -90,6 +90,64 @@ nlohmann::json to_json(const PodStatus& s) {
   return j;
 }
 
+Healthz evaluate_health(const RuntimeHealth& h, RuntimeHealth::Clock::time_point now,
+                        std::chrono::milliseconds relist_threshold, bool verbose) {
+  std::vector<std::pair<std::string, std::string>> checks; // name, "" or why it failed
+  checks.emplace_back("ping", "");
+  // runtime: reachable (the last relist worked) and RuntimeReady.
+  std::string runtime;
+  if (!h.relist_ok)
+    runtime = fmt::format("runtime {} unavailable: {}", h.endpoint,
+                          h.relist_error.empty() ? "not contacted yet" : h.relist_error);
+  else if (!h.status_ok)
+    runtime = fmt::format("runtime {} Status: {}", h.endpoint, h.status_error.empty() ? "not answered yet" : h.status_error);
+  auto condition = [&](const char* type) -> std::string {
+    for (auto& c : h.conditions)
+      if (c.type == type) {
+        if (c.status) return "";
+        return fmt::format("{} is false: {}{}{}", type, c.reason, c.message.empty() ? "" : ": ", c.message);
+      }
+    return fmt::format("the runtime reports no {} condition", type);
+  };
+  if (runtime.empty()) runtime = condition("RuntimeReady");
+  checks.emplace_back("runtime", runtime);
+  checks.emplace_back("network", h.relist_ok && h.status_ok ? condition("NetworkReady") : "runtime status unknown");
+  // syncloop: the relist keeps succeeding (as the kubelet's PLEG check).
+  std::string relist;
+  if (!h.last_relist_ok) relist = "no successful relist of the runtime yet";
+  else if (auto age = now - *h.last_relist_ok; age > relist_threshold)
+    relist = fmt::format("last successful relist {}s ago (threshold {}s)",
+                         std::chrono::duration_cast<std::chrono::seconds>(age).count(),
+                         std::chrono::duration_cast<std::chrono::seconds>(relist_threshold).count());
+  checks.emplace_back("syncloop", relist);
+  Healthz out;
+  out.ok = true;
+  for (auto& [name, why] : checks) out.ok &= why.empty();
+  if (out.ok && !verbose) {
+    out.body = "ok";
+    return out;
+  }
+  for (auto& [name, why] : checks)
+    out.body += why.empty() ? fmt::format("[+]{} ok\n", name) : fmt::format("[-]{} failed: {}\n", name, why);
+  out.body += out.ok ? "healthz check passed\n" : "healthz check failed\n";
+  return out;
+}
+
+void StatusStore::set_runtime_health(RuntimeHealth h) {
+  std::lock_guard lock(mu_);
+  health_ = std::move(h);
+}
+
+RuntimeHealth StatusStore::runtime_health() const {
+  std::lock_guard lock(mu_);
+  return health_;
+}
+
+Healthz StatusStore::healthz(bool verbose) const {
+  std::lock_guard lock(mu_);
+  return evaluate_health(health_, RuntimeHealth::Clock::now(), relist_threshold_, verbose);
+}
+
 void StatusStore::set_pod(const std::string& uid, nlohmann::json pod) {
   std::lock_guard lock(mu_);
   pods_[uid] = std::move(pod);

@@ -2,6 +2,7 @@
 // endpoint reads: pods by UID and manifest errors by file.
 #pragma once
 
+#include <chrono>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -53,9 +54,42 @@ nlohmann::json to_json(const PodStatus& s);
 std::string k8s_time(int64_t unix_nanos);
 std::string k8s_time_now();
 
+// The runtime as the event loop last saw it, for /healthz: the relist (ListPodSandbox +
+// ListContainers every relist period) and the CRI Status call's conditions.
+struct RuntimeHealth {
+  using Clock = std::chrono::steady_clock;
+  std::string endpoint;
+  bool relist_ok = false;          // the last relist succeeded
+  std::string relist_error;        // why it did not
+  std::optional<Clock::time_point> last_relist_ok;
+  bool status_ok = false;          // the last Status call succeeded
+  std::string status_error;        // why it did not ("" before the first call)
+  struct Condition {
+    std::string type, reason, message;
+    bool status = false;
+  };
+  std::vector<Condition> conditions; // as the runtime reported them
+};
+
+// /healthz as the kubelet's: every check passes, or 503 with one line per check.
+struct Healthz {
+  bool ok = false;
+  std::string body; // "ok", or "[+]name ok" / "[-]name failed: why" lines and "healthz check failed"
+};
+Healthz evaluate_health(const RuntimeHealth& h, RuntimeHealth::Clock::time_point now,
+                        std::chrono::milliseconds relist_threshold, bool verbose);
+
 // Thread-safe: pod workers write, the HTTP endpoint reads.
 class StatusStore {
 public:
+  void set_runtime_health(RuntimeHealth h);
+  RuntimeHealth runtime_health() const;
+  void set_relist_threshold(std::chrono::milliseconds t) {
+    std::lock_guard lock(mu_);
+    relist_threshold_ = t;
+  }
+  Healthz healthz(bool verbose) const;
+
   void set_pod(const std::string& uid, nlohmann::json pod);
   void remove_pod(const std::string& uid);
   void set_manifest(const std::string& path, const std::string& uid, const std::string& error);
@@ -69,6 +103,8 @@ public:
 
 private:
   mutable std::mutex mu_;
+  RuntimeHealth health_;
+  std::chrono::milliseconds relist_threshold_{60000};
   std::map<std::string, nlohmann::json> pods_;
   std::map<std::string, std::pair<std::string, std::string>> manifests_; // path -> (uid, error)
 };

@@ -91,7 +91,7 @@ TEST(ProbeRunners, HttpGetAgainstTheStatusEndpoint) {
   StatusServer server(store, "127.0.0.1", 0);
   HttpGetAction a;
   a.port = server.port();
-  a.path = "/healthz";
+  a.path = "/pods"; // /healthz is 503 here: no runtime was ever seen
   EXPECT_EQ(run_http_get(a, "127.0.0.1", 2000ms).result, ProbeResult::success);
   a.path = "/missing";
   auto r = run_http_get(a, "127.0.0.1", 2000ms);

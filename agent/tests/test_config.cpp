@@ -59,3 +59,33 @@ TEST(Config, NodeNameDefaultsToHostName) {
   finalize_config(c);
   EXPECT_FALSE(c.node_name.empty());
 }
+
+TEST(Config, NamesAndDirectoriesThatBecomePathsAreChecked) {
+  // The node name ends every pod name, which names the pod's log directory.
+  for (const char* bad : {"../../etc", "a/b", "node_1", "-x"}) {
+    auto c = config_from_yaml(fmt::format("nodeName: \"{}\"\n", bad), "cfg");
+    try {
+      finalize_config(c);
+      ADD_FAILURE() << bad << " was accepted";
+    } catch (const berth::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("nodeName"), std::string::npos) << e.what();
+    }
+  }
+  auto upper = config_from_yaml("nodeName: Node-1.Example\n", "cfg");
+  finalize_config(upper);
+  EXPECT_EQ(upper.node_name, "node-1.example");
+  for (const char* field : {"rootDir: var/lib", "podLogsDir: /var/log/../../x"}) {
+    auto c = config_from_yaml(fmt::format("nodeName: n\n{}\n", field), "cfg");
+    EXPECT_THROW(finalize_config(c), berth::Error) << field;
+  }
+}
+
+TEST(Config, FileIsBoundedLikeAManifest) {
+  // An alias bomb in the config is refused as one in a manifest is.
+  std::string bomb = "a: &a [x,x,x,x,x,x,x,x,x,x]\n";
+  for (char c = 'b'; c <= 'i'; c++)
+    bomb += fmt::format("{}: &{} [*{},*{},*{},*{},*{},*{},*{},*{},*{},*{}]\n", c, c, char(c - 1), char(c - 1),
+                        char(c - 1), char(c - 1), char(c - 1), char(c - 1), char(c - 1), char(c - 1), char(c - 1),
+                        char(c - 1));
+  EXPECT_THROW(config_from_yaml(bomb, "cfg"), berth::Error);
+}

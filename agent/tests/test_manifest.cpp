@@ -1,8 +1,14 @@
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <chrono>
+
 #include <gtest/gtest.h>
 
 #include "agent/lib/manifest.hpp"
 #include "agent/lib/quantity.hpp"
 #include "common/error.hpp"
+#include "tests/support/temp_dir.hpp"
 
 using namespace berth::agent;
 
@@ -160,4 +166,114 @@ TEST(Manifest, QosClasses) {
 TEST(Hash, Md5MatchesTheReference) {
   EXPECT_EQ(md5_hex("abc"), "900150983cd24fb0d6963f7d28e17f72");
   EXPECT_EQ(md5_hex(""), "d41d8cd98f00b204e9800998ecf8427e");
+}
+
+// ---- hostile manifests: names that become paths, documents that expand -------------------
+
+namespace {
+
+std::string pod_with(const std::string& metadata_extra, const std::string& container_extra = "",
+                     const std::string& spec_extra = "") {
+  return "kind: Pod\nmetadata: {name: x" + metadata_extra + "}\nspec:\n  containers: [{name: c, image: i" +
+         container_extra + "}]\n" + spec_extra;
+}
+
+} // namespace
+
+TEST(ManifestPaths, UidMustNotBeAPath) {
+  // metadata.uid names <rootDir>/pods/<uid>, the log directory and the pod cgroup.
+  for (const char* uid : {"../../../victim", "..", ".", "a/b", "/abs", "x\\u0000y", "with space", "-lead", "trail-",
+                          "ü", ""}) {
+    if (!*uid) continue;
+    auto err = error_of(pod_with(std::string(", uid: \"") + uid + "\""));
+    EXPECT_NE(err.find("/m/pod.yaml: metadata.uid: "), std::string::npos) << uid << ": " << err;
+    EXPECT_NE(err.find("is not a valid UID"), std::string::npos) << uid << ": " << err;
+  }
+  EXPECT_NE(error_of(pod_with(", uid: \"" + std::string(129, 'a') + "\"")).find("metadata.uid"), std::string::npos);
+  for (const char* uid : {"0b7d6f5e-4c3b-4a29-8e1f-2d3c4b5a6978", "d41d8cd98f00b204e9800998ecf8427e", "My_Pod-1"})
+    EXPECT_EQ(manifest_from_text("/m/p.yaml", pod_with(std::string(", uid: \"") + uid + "\""), "n").pod.uid, uid);
+}
+
+TEST(ManifestPaths, SubPathHostPathAndProfilesStayWhereTheyBelong) {
+  for (const char* sub : {"..", "../x", "a/../../x", "a/..", "/etc", "a/b/../../.."}) {
+    auto err = error_of(pod_with("", std::string(", volumeMounts: [{name: v, mountPath: /v, subPath: \"") + sub + "\"}]",
+                                 "  volumes: [{name: v, emptyDir: {}}]\n"));
+    EXPECT_NE(err.find("spec.containers[0].volumeMounts[0].subPath: must"), std::string::npos) << sub << ": " << err;
+  }
+  auto ok = manifest_from_text("/m/p.yaml", pod_with("", ", volumeMounts: [{name: v, mountPath: /v, subPath: a..b/./c}]",
+                                                     "  volumes: [{name: v, emptyDir: {}}]\n"), "n");
+  EXPECT_EQ(ok.pod.spec.containers[0].volume_mounts[0].sub_path, "a..b/./c");
+  auto host = error_of(pod_with("", "", "  volumes: [{name: v, hostPath: {path: /srv/../etc}}]\n"));
+  EXPECT_NE(host.find("spec.volumes[0].hostPath.path: must not contain '..'"), std::string::npos) << host;
+  auto rel = error_of(pod_with("", "", "  volumes: [{name: v, hostPath: {path: srv}}]\n"));
+  EXPECT_NE(rel.find("spec.volumes[0].hostPath.path: must be an absolute path"), std::string::npos) << rel;
+  auto profile = error_of(pod_with("", ", securityContext: {seccompProfile: {type: Localhost, localhostProfile: ../../etc/x}}"));
+  EXPECT_NE(profile.find("seccompProfile.localhostProfile: must not contain '..'"), std::string::npos) << profile;
+  auto abs = error_of(pod_with("", "", "  securityContext: {seccompProfile: {type: Localhost, localhostProfile: /etc/x}}\n"));
+  EXPECT_NE(abs.find("spec.securityContext.seccompProfile.localhostProfile: must be a relative path"), std::string::npos)
+      << abs;
+  auto sysctl = error_of(pod_with("", "", "  securityContext: {sysctls: [{name: ../../../proc/x, value: '1'}]}\n"));
+  EXPECT_NE(sysctl.find("spec.securityContext.sysctls[0].name: \"../../../proc/x\" is not a valid sysctl name"),
+            std::string::npos) << sysctl;
+  EXPECT_NO_THROW(manifest_from_text(
+      "/m/p.yaml", pod_with("", "", "  securityContext: {sysctls: [{name: net.ipv4.ip_forward, value: '1'}, "
+                                    "{name: kernel/shm_rmid_forced, value: '1'}]}\n"), "n"));
+}
+
+TEST(ManifestBounds, AliasBombIsRefusedBeforeItExpands) {
+  // ~350 bytes that stand for 9^9 (387 million) strings when every alias is expanded.
+  std::string bomb = "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n";
+  const char* names = "abcdefghi";
+  for (int i = 1; i < 9; i++) {
+    bomb += fmt::format("{}: &{} [", names[i], names[i]);
+    for (int j = 0; j < 9; j++) bomb += fmt::format("{}*{}", j ? "," : "", names[i - 1]);
+    bomb += "]\n";
+  }
+  bomb += "kind: Pod\n";
+  auto start = std::chrono::steady_clock::now();
+  auto err = error_of(bomb);
+  auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_NE(err.find("/m/pod.yaml: line "), std::string::npos) << err;
+  EXPECT_NE(err.find("expands to more than 200000 nodes (YAML aliases?)"), std::string::npos) << err;
+  EXPECT_LT(took, std::chrono::seconds(2));
+  // a long string repeated through aliases counts its bytes every time
+  std::string big = "s: &s \"" + std::string(64 * 1024, 'x') + "\"\nl: [" ;
+  for (int i = 0; i < 100; i++) big += (i ? ",*s" : "*s");
+  big += "]\n";
+  auto bytes = error_of(big);
+  EXPECT_NE(bytes.find("bytes of strings (YAML aliases?)"), std::string::npos) << bytes;
+  // a few aliases of a small anchor are fine
+  auto j = yaml_to_json("x: &x {a: 1}\ny: *x\nz: [*x, *x]\n");
+  EXPECT_EQ(j["z"][1]["a"], 1);
+}
+
+TEST(ManifestBounds, NestingIsBounded) {
+  auto deep = error_of(std::string(100000, '[') + std::string(100000, ']'));
+  EXPECT_FALSE(deep.empty());
+  std::string sixty_five = "kind: Pod\nx: " + std::string(65, '[') + std::string(65, ']') + "\n";
+  auto err = error_of(sixty_five);
+  EXPECT_NE(err.find("nested deeper than 64 levels"), std::string::npos) << err;
+  std::string sixty = "x: " + std::string(60, '[') + std::string(60, ']') + "\n";
+  EXPECT_NO_THROW(yaml_to_json(sixty));
+}
+
+TEST(ManifestBounds, FilesOverOneMebibyteAndNonRegularFilesAreRefused) {
+  berth::test_support::TempDir d("berthlet-test");
+  std::string big = "kind: Pod\n# " + std::string(1 << 20, 'x') + "\n";
+  d.put("big.yaml", big);
+  try {
+    load_manifest(d / "big.yaml", "n");
+    ADD_FAILURE() << "a file over 1 MiB was read";
+  } catch (const berth::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("big.yaml: 1048589 bytes: files larger than 1048576 bytes (1 MiB) are refused"),
+              std::string::npos) << e.what();
+  }
+  // A FIFO (swapped in after the directory scan) must not block the event loop.
+  ASSERT_EQ(::mkfifo((d / "fifo.yaml").c_str(), 0600), 0);
+  try {
+    load_manifest(d / "fifo.yaml", "n");
+    ADD_FAILURE() << "a FIFO was read";
+  } catch (const berth::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("fifo.yaml: not a regular file"), std::string::npos) << e.what();
+  }
 }

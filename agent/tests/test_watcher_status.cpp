@@ -1,5 +1,9 @@
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <filesystem>
 
@@ -88,7 +92,16 @@ TEST(StatusEndpoint, ServesPodsManifestsAndHealth) {
   store.set_pod("u1", {{"metadata", {{"name", "p-n"}, {"namespace", "default"}, {"uid", "u1"}}}, {"status", to_json(st)}});
   store.set_manifest("/m/bad.yaml", "", "/m/bad.yaml: spec.containers[0].image: required");
   long code = 0;
+  RuntimeHealth h;
+  h.endpoint = "unix:///run/x.sock";
+  h.relist_ok = h.status_ok = true;
+  h.last_relist_ok = RuntimeHealth::Clock::now();
+  h.conditions = {{"RuntimeReady", "", "", true}, {"NetworkReady", "", "", true}};
+  store.set_runtime_health(h);
   EXPECT_EQ(http_get(server.port(), "/healthz", &code), "ok");
+  EXPECT_EQ(code, 200);
+  EXPECT_NE(http_get(server.port(), "/healthz?verbose", &code).find("[+]runtime ok\n[+]network ok\n[+]syncloop ok"),
+            std::string::npos);
   EXPECT_EQ(code, 200);
   auto pods = nlohmann::json::parse(http_get(server.port(), "/pods", &code));
   EXPECT_EQ(pods["kind"], "PodList");
@@ -103,4 +116,84 @@ TEST(StatusEndpoint, ServesPodsManifestsAndHealth) {
   EXPECT_EQ(code, 404);
   store.remove_pod("u1");
   EXPECT_EQ(nlohmann::json::parse(http_get(server.port(), "/pods", &code))["items"].size(), 0u);
+}
+
+TEST(StatusEndpoint, HealthzFailsUntilTheRuntimeAnswers) {
+  // A wrong endpoint: berthlet starts, but no pod can run. /healthz must say so.
+  StatusStore store;
+  StatusServer server(store, "127.0.0.1", 0);
+  RuntimeHealth h;
+  h.endpoint = "unix:///nonexistent.sock";
+  h.relist_error = "CRI ListPodSandbox: code 14: failed to connect to all addresses";
+  store.set_runtime_health(h);
+  long code = 0;
+  auto body = http_get(server.port(), "/healthz", &code);
+  EXPECT_EQ(code, 503);
+  EXPECT_NE(body.find("[-]runtime failed: runtime unix:///nonexistent.sock unavailable: CRI ListPodSandbox: code 14"),
+            std::string::npos) << body;
+  EXPECT_NE(body.find("[-]syncloop failed: no successful relist of the runtime yet"), std::string::npos) << body;
+  EXPECT_NE(body.find("healthz check failed"), std::string::npos) << body;
+}
+
+TEST(Health, ConditionsAndRelistAge) {
+  using namespace std::chrono_literals;
+  auto now = RuntimeHealth::Clock::now();
+  RuntimeHealth h;
+  h.endpoint = "unix:///r.sock";
+  h.relist_ok = h.status_ok = true;
+  h.last_relist_ok = now - 1s;
+  h.conditions = {{"RuntimeReady", "", "", true}, {"NetworkReady", "NetworkPluginNotReady", "cni config uninitialized", false}};
+  auto r = evaluate_health(h, now, 60s, false);
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.body.find("[+]runtime ok"), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find("[-]network failed: NetworkReady is false: NetworkPluginNotReady: cni config uninitialized"),
+            std::string::npos) << r.body;
+  h.conditions = {{"RuntimeReady", "Down", "", false}, {"NetworkReady", "", "", true}};
+  r = evaluate_health(h, now, 60s, false);
+  EXPECT_NE(r.body.find("[-]runtime failed: RuntimeReady is false: Down"), std::string::npos) << r.body;
+  h.conditions = {{"RuntimeReady", "", "", true}};
+  EXPECT_NE(evaluate_health(h, now, 60s, false).body.find("the runtime reports no NetworkReady condition"),
+            std::string::npos);
+  h.conditions = {{"RuntimeReady", "", "", true}, {"NetworkReady", "", "", true}};
+  EXPECT_TRUE(evaluate_health(h, now, 60s, false).ok);
+  EXPECT_EQ(evaluate_health(h, now, 60s, false).body, "ok");
+  // the relist has not succeeded for longer than the threshold (a runtime that hangs)
+  r = evaluate_health(h, now + 90s, 60s, false);
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.body.find("[-]syncloop failed: last successful relist 91s ago (threshold 60s)"), std::string::npos) << r.body;
+  h.status_ok = false;
+  h.status_error = "CRI Status: code 4: deadline";
+  EXPECT_NE(evaluate_health(h, now, 60s, false).body.find("[-]runtime failed: runtime unix:///r.sock Status: CRI Status"),
+            std::string::npos);
+}
+
+TEST(StatusEndpoint, IdleConnectionsAreBounded) {
+  // Each accepted connection is one of berthlet's fds: beyond the limits they wait in the
+  // kernel's backlog (or are closed), never in berthlet.
+  StatusStore store;
+  StatusServer server(store, "127.0.0.1", 0);
+  auto fds_now = [] {
+    int n = 0;
+    for (auto& e : std::filesystem::directory_iterator("/proc/self/fd")) (void)e, n++;
+    return n;
+  };
+  int before = fds_now();
+  std::vector<int> clients;
+  for (int i = 0; i < 300; i++) {
+    int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(server.port()));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+      ::close(s);
+      break;
+    }
+    clients.push_back(s);
+  }
+  ::usleep(300 * 1000);
+  // our own client sockets are 300 of them; the server's accepted ones are the rest
+  int server_side = fds_now() - before - static_cast<int>(clients.size());
+  EXPECT_LE(server_side, static_cast<int>(StatusServer::kMaxConnectionsPerIp) + 2);
+  for (int s : clients) ::close(s);
 }

@@ -2,9 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <linux/openat2.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <set>
@@ -14,17 +12,6 @@
 #include "common/error.hpp"
 
 namespace berth::image {
-
-UniqueFd open_in_root(int root_fd, const std::string& path, int flags, uint64_t resolve_extra) {
-  open_how how{};
-  how.flags = static_cast<uint64_t>(flags | O_CLOEXEC);
-  how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | resolve_extra;
-  const char* p = path.empty() ? "." : path.c_str();
-  long fd;
-  do fd = ::syscall(SYS_openat2, root_fd, p, &how, sizeof how);
-  while (fd < 0 && (errno == EAGAIN || errno == EINTR));
-  return UniqueFd(static_cast<int>(fd));
-}
 
 namespace {
 

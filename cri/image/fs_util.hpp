@@ -6,12 +6,12 @@
 #include <string>
 
 #include "common/fd.hpp"
+#include "common/openat2.hpp"
 
 namespace berth::image {
 
-// openat2(RESOLVE_IN_ROOT): `path` resolved with root_fd as "/", symlinks included, so
-// nothing it names can be outside root_fd. Returns an invalid fd with errno set on failure.
-UniqueFd open_in_root(int root_fd, const std::string& path, int flags, uint64_t resolve_extra = 0);
+// openat2(RESOLVE_IN_ROOT), common/openat2.hpp.
+using berth::open_in_root;
 
 // Removes a directory tree (or a single entry) relative to dirfd; ENOENT is not an error.
 void remove_tree_at(int dirfd, const std::string& name);

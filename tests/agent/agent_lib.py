@@ -299,17 +299,25 @@ class Berthlet:
         for d in (self.manifests, self.logs, self.rootdir):
             d.mkdir(parents=True, exist_ok=True)
 
-    def start(self, *extra, env=None):
+    def start(self, *extra, env=None, wait=True, nofile=None):
+        """nofile: RLIMIT_NOFILE (soft and hard) for berthlet, as a unit without LimitNOFILE gets."""
         logf = open(self.logfile, "ab")
+
+        def limits():
+            if nofile is not None:
+                import resource
+                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
         self.proc = subprocess.Popen(
             [BERTHLET, "--pod-manifest-path", str(self.manifests), "--container-runtime-endpoint",
              f"unix://{self.endpoint}", "--hostname-override", NODE, "--address", "127.0.0.1",
              "--read-only-port", str(self.port), "--pod-logs-dir", str(self.logs), "--root-dir",
              str(self.rootdir), "--cgroup-root", self.cgroup_root, *extra],
             stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, start_new_session=True,
-            env=dict(os.environ, **(env or {})))
+            env=dict(os.environ, **(env or {})), preexec_fn=limits)
         logf.close()
-        wait_for(lambda: self.get("/healthz") == "ok", timeout=20, what="berthlet's /healthz")
+        if wait:
+            wait_for(lambda: self.get("/healthz") == "ok", timeout=20, what="berthlet's /healthz")
         return self
 
     def stop(self, sig=signal.SIGTERM):
@@ -330,6 +338,21 @@ class Berthlet:
     def get(self, path):
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
             return r.read().decode()
+
+    def get_status(self, path):
+        """(HTTP status, body), also for error statuses."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    def memory_kib(self, field="VmHWM"):
+        """VmHWM (peak resident set) or VmRSS of the berthlet process, in KiB."""
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+        raise KeyError(field)
 
     def pods(self):
         return json.loads(self.get("/pods"))["items"]
