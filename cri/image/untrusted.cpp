@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "common/error.hpp"
+#include "common/fs.hpp"
 
 namespace berth::image {
 
@@ -57,21 +58,9 @@ nlohmann::ordered_json parse_untrusted_ordered_json(std::string_view text, std::
 }
 
 std::string excerpt(std::string_view s, size_t max) {
-  std::string out = "\"";
-  size_t n = std::min(s.size(), max);
-  for (size_t i = 0; i < n; ++i) {
-    auto c = static_cast<unsigned char>(s[i]);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += static_cast<char>(c);
-    } else if (c < 0x20 || c >= 0x7f) {
-      out += fmt::format("\\x{:02x}", c);
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  out += '"';
-  if (s.size() > max) out += fmt::format("... ({} bytes)", s.size());
+  // common's quoting (escapes, cut), plus the full size: a cut value says how big it was.
+  std::string out = quoted_value(s, max);
+  if (s.size() > max) out += fmt::format(" ({} bytes)", s.size());
   return out;
 }
 

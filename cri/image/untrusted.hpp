@@ -29,8 +29,8 @@ nlohmann::json parse_untrusted_json(std::string_view text, std::string_view what
 nlohmann::ordered_json parse_untrusted_ordered_json(std::string_view text, std::string_view what,
                                                     size_t max_depth = kMaxJsonDepth);
 
-// A quoted excerpt for messages: at most `max` bytes of `s` with control and non-ASCII
-// bytes escaped, followed by "... (N bytes)" when it was cut.
+// A quoted excerpt for messages: common's quoted_value() (at most `max` bytes, control
+// and non-ASCII bytes escaped, "..." when cut) followed by " (N bytes)" when it was cut.
 std::string excerpt(std::string_view s, size_t max = 128);
 
 // What a JSON value is, for messages: a string as excerpt(), a number or boolean as
