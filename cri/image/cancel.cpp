@@ -26,7 +26,7 @@ bool PullContext::done() const { return cancelled() || Clock::now() >= deadline_
 void PullContext::check() const {
   if (cancelled()) fail_code(ECANCELED, "pull cancelled (the client went away)");
   if (Clock::now() >= deadline_)
-    fail_code(ETIMEDOUT, "pull took longer than its deadline of {} s", timeout_.count() / 1000.0);
+    fail_code(ETIMEDOUT, "pull deadline of {} s exceeded", timeout_.count() / 1000.0);
 }
 
 bool PullContext::sleep_for(Clock::duration d) const {

@@ -26,7 +26,10 @@ size_t BlobFetch::read_at(char* buf, size_t len, uint64_t off, const PullContext
       }
       cv_.wait_for(lk, std::chrono::milliseconds(100));
     }
-    if (error_) std::rethrow_exception(error_);
+    if (error_) {
+      ctx.check();  // a download stopped because this pull ended: the pull's own reason
+      std::rethrow_exception(error_);
+    }
     if (off >= available_) return 0;  // done_ and everything read
     len = static_cast<size_t>(std::min<uint64_t>(len, available_ - off));
     fd = fd_.get();
@@ -50,7 +53,10 @@ void BlobFetch::wait(const PullContext& ctx) {
     }
     cv_.wait_for(lk, std::chrono::milliseconds(100));
   }
-  if (error_) std::rethrow_exception(error_);
+  if (error_) {
+    ctx.check();  // a download stopped because this pull ended: the pull's own reason
+    std::rethrow_exception(error_);
+  }
 }
 
 bool BlobFetch::failed() {

@@ -83,19 +83,24 @@ public:
     std::lock_guard lk(p.mu);
     if (p.pid != pid_) return;  // a fork child's copy: abandoned
     --p.out;
-    if (p.idle.size() < kMaxIdleHandles) p.idle.push_back(h_);
+    if (!discard_ && p.idle.size() < kMaxIdleHandles) p.idle.push_back(h_);
     else c_.easy_cleanup(h_);
   }
   Handle(const Handle&) = delete;
   Handle& operator=(const Handle&) = delete;
   CURL* get() const { return h_; }
   CURLSH* share() const { return share_; }
+  // Not pooled again: its cleanup closes its connections now. A transfer given up midway
+  // can leave its connection open in the handle's cache (seen with libcurl 7.88: a blob
+  // cancelled with its pull kept streaming from the registry until the handle's reuse).
+  void discard() { discard_ = true; }
 
 private:
   const CurlApi& c_;
   CURL* h_ = nullptr;
   CURLSH* share_ = nullptr;
   pid_t pid_ = 0;
+  bool discard_ = false;
 };
 
 struct Ctx {
@@ -257,6 +262,7 @@ HttpResponse http_request(const HttpRequest& req) {
   if (rc == CURLE_OPERATION_TIMEDOUT || ctx.deadline_hit) r.timed_out = true;
   if (rc == CURLE_FILESIZE_EXCEEDED) r.too_large = true;
   if (!r.transport_ok) {
+    handle.discard();
     if (r.too_large) r.error = fmt::format("answer larger than {} bytes", req.max_body);
     else if (ctx.deadline_hit) r.error = "deadline exceeded";
     else if (r.stopped) r.error = "cancelled";

@@ -164,6 +164,7 @@ private:
     log::debug("image gc: removed {} snapshots and {} blobs", snaps, blobs);
   }
 
+  // A mutex per key (a chain ID, or "config <registry> <digest>").
   std::shared_ptr<std::mutex> chain_lock(const std::string& chain) {
     std::lock_guard lk(chain_mu_);
     auto& m = chain_locks_[chain];
@@ -172,10 +173,17 @@ private:
   }
 
   // Fetches a config blob on the calling thread (its connection to the registry is warm
-  // from the manifest). Racing pulls of one config may both fetch it: configs are small.
-  std::string fetch_config(RegistrySession& s, size_t ep, const Descriptor& d, const Progress& progress,
-                           const StopCheck& stop) {
+  // from the manifest). Racing pulls of one config from one registry fetch it once: the
+  // first holds the key's lock, the others wait (watching their own cancellation and
+  // deadline) and then find it stored. Keyed by registry too, like layer downloads, so a
+  // hostile registry serving a victim's config digest slowly holds up only its own pulls.
+  std::string fetch_config(RegistrySession& s, size_t ep, const std::string& registry, const Descriptor& d,
+                           const Progress& progress, const StopCheck& stop, const PullContext& ctx) {
     if (d.size > kMaxConfigBytes) fail("config {} is {} bytes: larger than {}", d.digest, d.size, kMaxConfigBytes);
+    auto lock = chain_lock("config " + registry + " " + d.digest);
+    std::unique_lock lk(*lock, std::defer_lock);
+    while (!lk.try_lock())
+      if (!ctx.sleep_for(std::chrono::milliseconds(20))) ctx.check();
     if (auto stored = content_->read(d.digest); stored && stored->size() == d.size) return *stored;
     if (auto ingest = content_->begin(d.digest, d.size)) {
       if (progress) progress(fmt::format("fetch {} 0 {}", d.digest, d.size));
@@ -274,7 +282,7 @@ private:
       config_stop.deadline = std::chrono::steady_clock::now() + opts_.blob_timeout;
       config_stop.why_deadline = fmt::format("blob deadline of {} s", opts_.blob_timeout.count() / 1000.0);
     }
-    std::string config = fetch_config(*session, top.endpoint, m.config, progress, config_stop);
+    std::string config = fetch_config(*session, top.endpoint, ref.domain, m.config, progress, config_stop, ctx);
     auto diff_ids = config_diff_ids(config);
     if (diff_ids.size() != m.layers.size())
       fail("image config lists {} layers, manifest {}", diff_ids.size(), m.layers.size());
@@ -333,11 +341,19 @@ private:
   void unpack_layer(const Descriptor& layer, const std::string& diff_id, const std::vector<std::string>& chains,
                     size_t i, const std::shared_ptr<BlobFetch>& fetch, const Progress& progress,
                     const PullContext& ctx) {
+    // The chain's lock is held only to look and to commit, never while the layer streams:
+    // a hostile registry can serve a victim's layer (same digest, same chain ID) at a byte
+    // a second, and the victim's pull must not wait for that unpack. Pulls that race each
+    // unpack into their own key; the first to commit wins, the others drop theirs.
     auto lock = chain_lock(chains[i]);
-    std::lock_guard lk(*lock);
-    if (snaps_->stat(chains[i])) {  // unpacked before, or by a concurrent pull of a sibling image
+    auto exists = [&] {
+      if (!snaps_->stat(chains[i])) return false;  // unpacked before, or by a concurrent pull
       if (progress) progress(fmt::format("exists {} {}", layer.digest, chains[i]));
-      return;
+      return true;
+    };
+    {
+      std::lock_guard lk(*lock);
+      if (exists()) return;
     }
     std::shared_ptr<BlobFetch> f = fetch;
     if (!f) fail("layer {}: snapshot {} disappeared during the pull", layer.digest, chains[i]);
@@ -362,6 +378,11 @@ private:
       std::string got = stream.finish();
       f->wait(ctx);  // the blob's digest and size are verified before we trust what we unpacked
       if (got != diff_id) fail("layer {}: uncompressed digest {} differs from the config's diff ID {}", layer.digest, got, diff_id);
+      std::lock_guard lk(*lock);
+      if (exists()) {
+        snaps_->remove(key);
+        return;
+      }
       // With sync_layers, durable only after the pull's one syncfs (see do_pull).
       snaps_->commit_unpacked(chains[i], key, !opts_.sync_layers);
       if (progress) progress(fmt::format("unpacked {} {}", layer.digest, chains[i]));

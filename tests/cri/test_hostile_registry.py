@@ -129,7 +129,9 @@ def test_a_30000_character_token_realm_is_an_error_not_a_crash(make_berthd, host
     b = make_berthd().start()
     with b.client() as c:
         err = pull_error(c, f"{hostile.addr}/auth/img:1")
-        assert "token realm" in err.details(), err.details()
+        # Refused either as a challenge over the header cap or as a realm too long.
+        assert "WWW-Authenticate challenge longer" in err.details() or "token realm" in err.details(), \
+            err.details()
         assert len(err.details()) < MAX_DETAILS
     assert_alive(b)
 
@@ -199,10 +201,11 @@ def test_a_gopher_token_realm_reaches_nothing(make_berthd, hostile, pb2):
     listener.listen(4)
     listener.settimeout(0.2)
     received = []
+    stop = threading.Event()
 
     def accept():
         end = time.monotonic() + 20
-        while time.monotonic() < end:
+        while time.monotonic() < end and not stop.is_set():
             try:
                 conn, _ = listener.accept()
             except socket.timeout:
@@ -226,6 +229,8 @@ def test_a_gopher_token_realm_reaches_nothing(make_berthd, hostile, pb2):
         with pytest.raises(grpc.RpcError) as e:
             c.images.PullImage(req, timeout=60)
     time.sleep(1)
+    stop.set()
+    t.join()  # before the close: accept() on a closed socket raises in the thread
     listener.close()
     assert received == [], f"berthd sent {received!r} to a local TCP service"
     assert "http or https" in e.value.details(), e.value.details()
