@@ -2,7 +2,6 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -36,20 +35,16 @@ ContentStore::ContentStore(std::string root, bool fsync_blobs)
       fsync_blobs_(fsync_blobs) {
   mkdir_p(blobs_, 0700);
   mkdir_p(ingest_, 0700);
-  // Temp files are "<hex>.<random>.tmp"; one whose "<hex>.lock" we can lock has no writer.
+  // The store's owner holds its root lock (ImageStore), so no other process writes here:
+  // every temp file is a leftover, and so is every ".lock" file of older versions.
   DIR* d = ::opendir(ingest_.c_str());
   if (!d) fail_errno("open {}", ingest_);
   std::vector<std::string> names;
   while (dirent* e = ::readdir(d))
     if (e->d_name[0] != '.') names.emplace_back(e->d_name);
   ::closedir(d);
-  for (auto& n : names) {
-    if (!n.ends_with(".tmp")) continue;
-    std::string hex = n.substr(0, n.find('.'));
-    UniqueFd lock(::open((ingest_ + "/" + hex + ".lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
-    if (!lock || ::flock(lock.get(), LOCK_EX | LOCK_NB) < 0) continue;
-    ::unlink((ingest_ + "/" + n).c_str());
-  }
+  for (auto& n : names)
+    if (n.ends_with(".tmp") || n.ends_with(".lock")) ::unlink((ingest_ + "/" + n).c_str());
 }
 
 std::string ContentStore::blob_path(std::string_view digest) const {
@@ -116,17 +111,12 @@ std::vector<std::string> ContentStore::list() const {
 
 std::optional<ContentStore::Ingest> ContentStore::begin(std::string_view digest, uint64_t size) {
   check_digest(digest);
-  std::string lock_path = ingest_ + "/" + std::string(digest_hex(digest)) + ".lock";
-  UniqueFd lock(::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
-  if (!lock) fail_errno("open {}", lock_path);
-  while (::flock(lock.get(), LOCK_EX) < 0)
-    if (errno != EINTR) fail_errno("lock {}", lock_path);
   if (has(digest)) return std::nullopt;
-  return Ingest(this, std::string(digest), size, std::move(lock));
+  return Ingest(this, std::string(digest), size);
 }
 
-ContentStore::Ingest::Ingest(const ContentStore* store, std::string digest, uint64_t size, UniqueFd lock)
-    : store_(store), digest_(std::move(digest)), expected_size_(size), lock_(std::move(lock)) {
+ContentStore::Ingest::Ingest(const ContentStore* store, std::string digest, uint64_t size)
+    : store_(store), digest_(std::move(digest)), expected_size_(size) {
   temp_path_ = fmt::format("{}/{}.{}.tmp", store_->ingest_, digest_hex(digest_), random_suffix());
   fd_.reset(::open(temp_path_.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
   if (!fd_) fail_errno("create {}", temp_path_);
@@ -135,7 +125,7 @@ ContentStore::Ingest::Ingest(const ContentStore* store, std::string digest, uint
 ContentStore::Ingest::Ingest(Ingest&& o) noexcept
     : store_(o.store_), digest_(std::move(o.digest_)), temp_path_(std::move(o.temp_path_)),
       expected_size_(o.expected_size_), written_(o.written_), hash_(std::move(o.hash_)), fd_(std::move(o.fd_)),
-      lock_(std::move(o.lock_)), committed_(o.committed_) {
+      committed_(o.committed_) {
   o.committed_ = true;  // the moved-from object owns nothing to clean up
 }
 
@@ -166,8 +156,6 @@ void ContentStore::Ingest::commit() {
   std::string final_path = store_->blob_path(digest_);
   if (::rename(temp_path_.c_str(), final_path.c_str()) < 0) fail_errno("rename {} to {}", temp_path_, final_path);
   committed_ = true;
-  // Waiters on this lock re-check for the blob once they hold it, so the file can go.
-  ::unlink(fmt::format("{}/{}.lock", store_->ingest_, digest_hex(digest_)).c_str());
 }
 
 } // namespace berth::image

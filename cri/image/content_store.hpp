@@ -1,7 +1,10 @@
 // Content-addressed blob store: <root>/content/blobs/sha256/<hex>, written through
-// <root>/content/ingest/ (temp file [+ fsync] + rename), one writer per digest across
-// processes (flock on ingest/<hex>.lock). The rename makes a blob appear whole or not at
-// all to any process (SIGKILL safety). Power-loss durability is the caller's: with
+// <root>/content/ingest/ (temp file [+ fsync] + rename). Writers of one digest do not wait
+// for each other: each has its own temp file, every commit is verified, and the rename
+// of identical content over identical content changes nothing (two registries may serve
+// the same digest; a slow one must not hold up the other). One process owns the store
+// (ImageStore's root lock), so temp files found at open are leftovers. The rename makes
+// a blob appear whole or not at all to any process (SIGKILL safety). Power-loss durability is the caller's: with
 // fsync_blobs each blob is fsynced and sync() makes the names durable; without it the
 // caller syncs the filesystem (syncfs) before it records the blobs, and treats blobs it
 // never recorded as suspect after a restart (ImageStore verifies them at open).
@@ -20,7 +23,7 @@ namespace berth::image {
 
 class ContentStore {
 public:
-  // Creates the directories; removes ingest leftovers no live writer holds.
+  // Creates the directories; removes ingest leftovers (the caller owns the store).
   explicit ContentStore(std::string root, bool fsync_blobs = true);
 
   std::string blob_path(std::string_view digest) const;
@@ -54,17 +57,16 @@ public:
 
   private:
     friend class ContentStore;
-    Ingest(const ContentStore* store, std::string digest, uint64_t size, UniqueFd lock);
+    Ingest(const ContentStore* store, std::string digest, uint64_t size);
     const ContentStore* store_;
     std::string digest_, temp_path_;
     uint64_t expected_size_;
     uint64_t written_ = 0;
     Sha256 hash_;
-    UniqueFd fd_, lock_;
+    UniqueFd fd_;
     bool committed_ = false;
   };
-  // Waits for any other writer of the digest (other process) and returns nullopt if the
-  // blob exists by then; otherwise an Ingest holding the digest's lock.
+  // nullopt when the blob is stored; otherwise a new Ingest (its own temp file).
   std::optional<Ingest> begin(std::string_view digest, uint64_t size);
 
   const std::string& root() const { return root_; }

@@ -3,18 +3,33 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <thread>
 
 #include "common/error.hpp"
 #include "common/log.hpp"
 
 namespace berth::image {
 
-size_t BlobFetch::read_at(char* buf, size_t len, uint64_t off) {
+using Clock = std::chrono::steady_clock;
+
+size_t BlobFetch::read_at(char* buf, size_t len, uint64_t off, const PullContext& ctx) {
   int fd;
   {
     std::unique_lock lk(mu_);
-    cv_.wait(lk, [&] { return error_ || available_ > off || done_; });
-    if (error_) std::rethrow_exception(error_);
+    while (!(error_ || available_ > off || done_)) {
+      if (ctx.done()) {
+        lk.unlock();
+        ctx.check();
+        lk.lock();
+        continue;
+      }
+      cv_.wait_for(lk, std::chrono::milliseconds(100));
+    }
+    if (error_) {
+      ctx.check();  // a download stopped because this pull ended: the pull's own reason
+      std::rethrow_exception(error_);
+    }
     if (off >= available_) return 0;  // done_ and everything read
     len = static_cast<size_t>(std::min<uint64_t>(len, available_ - off));
     fd = fd_.get();
@@ -27,10 +42,50 @@ size_t BlobFetch::read_at(char* buf, size_t len, uint64_t off) {
   }
 }
 
-void BlobFetch::wait() {
+void BlobFetch::wait(const PullContext& ctx) {
   std::unique_lock lk(mu_);
-  cv_.wait(lk, [&] { return error_ || done_; });
-  if (error_) std::rethrow_exception(error_);
+  while (!(error_ || done_)) {
+    if (ctx.done()) {
+      lk.unlock();
+      ctx.check();
+      lk.lock();
+      continue;
+    }
+    cv_.wait_for(lk, std::chrono::milliseconds(100));
+  }
+  if (error_) {
+    ctx.check();  // a download stopped because this pull ended: the pull's own reason
+    std::rethrow_exception(error_);
+  }
+}
+
+bool BlobFetch::failed() {
+  std::lock_guard lk(mu_);
+  return error_ != nullptr;
+}
+
+void BlobFetch::subscribe(const PullContext* ctx) {
+  std::lock_guard lk(mu_);
+  subscribers_.push_back({ctx, {}});
+}
+
+void BlobFetch::unsubscribe(const PullContext* ctx) {
+  std::lock_guard lk(mu_);
+  auto it = std::find_if(subscribers_.begin(), subscribers_.end(), [&](auto& s) { return s.ctx == ctx; });
+  if (it != subscribers_.end()) subscribers_.erase(it);
+}
+
+bool BlobFetch::abandoned() {
+  std::lock_guard lk(mu_);
+  for (auto& s : subscribers_)
+    if (!s.ctx || !s.ctx->done()) return false;
+  return true;
+}
+
+void BlobFetch::emit(std::string_view event) {
+  std::lock_guard lk(mu_);
+  for (auto& s : subscribers_)
+    if (s.ctx == owner_ && s.progress) s.progress(event);
 }
 
 void BlobFetch::attach(int fd) {
@@ -63,73 +118,112 @@ void BlobFetch::abort(std::exception_ptr error) {
   cv_.notify_all();
 }
 
-Fetcher::Fetcher(ContentStore& content, unsigned max_concurrent)
-    : content_(content), max_workers_(std::clamp(max_concurrent, 1u, 64u)) {}
+Fetcher::Fetcher(ContentStore& content, unsigned total, std::chrono::milliseconds blob_timeout)
+    : content_(content), total_(std::clamp(total, 1u, 1024u)), blob_timeout_(blob_timeout) {}
 
 Fetcher::~Fetcher() {
-  {
-    std::lock_guard lk(mu_);
-    stopping_ = true;
-  }
-  work_.notify_all();
-  for (auto& t : workers_) t.join();
+  std::unique_lock lk(mu_);
+  stopping_ = true;
+  for (auto& j : queue_) j.fetch->abort(std::make_exception_ptr(Error(ECANCELED, "image store closed")));
+  queue_.clear();
+  idle_.wait(lk, [&] { return workers_ == 0; });
 }
 
-std::shared_ptr<BlobFetch> Fetcher::fetch(std::shared_ptr<RegistrySession> session, size_t endpoint,
-                                          const std::string& digest, uint64_t size, Progress progress) {
+std::shared_ptr<BlobFetch> Fetcher::fetch(FetchRequest req) {
+  std::string key = req.registry + " " + req.digest;
   std::shared_ptr<BlobFetch> f;
   {
     std::lock_guard lk(mu_);
-    if (auto it = inflight_.find(digest); it != inflight_.end())
-      if (auto running = it->second.lock()) return running;
-    f = std::make_shared<BlobFetch>(digest, size);
-    UniqueFd fd = content_.open_blob(digest);
-    auto stored = fd ? content_.size(digest) : std::nullopt;
-    if (!stored || *stored != size) {
-      inflight_[digest] = f;
-      queue_.push_back({std::move(session), endpoint, f, std::move(progress)});
-      // Workers start on demand and stay: their curl handles keep connections open.
-      if (workers_.size() < max_workers_) workers_.emplace_back([this] { worker(); });
-      work_.notify_one();
+    if (!req.exclusive)
+      if (auto it = inflight_.find(key); it != inflight_.end())
+        if (auto running = it->second.lock(); running && !running->failed()) {
+          running->subscribe(req.ctx);
+          return running;
+        }
+    f = std::make_shared<BlobFetch>(req.digest, req.size, req.ctx, req.progress);
+    UniqueFd fd = content_.open_blob(req.digest);
+    auto stored = fd ? content_.size(req.digest) : std::nullopt;
+    if (!stored || *stored != req.size) {
+      if (stopping_) fail_code(ECANCELED, "image store closed");
+      if (!req.exclusive) inflight_[key] = f;
+      queue_.push_back({std::move(req), f});
+      start_workers_locked();
       return f;
     }
     f->attach(fd.release());
     f->complete();
   }
-  if (progress) progress(fmt::format("exists {}", digest));
+  if (req.progress) req.progress(fmt::format("exists {}", req.digest));
   return f;
 }
 
-void Fetcher::worker() {
-  std::unique_lock lk(mu_);
+bool Fetcher::next_job_locked(Job& out) {
+  for (auto it = queue_.begin(); it != queue_.end(); ++it) {
+    if (it->req.slots && it->req.slots->running >= it->req.slots->limit) continue;
+    out = std::move(*it);
+    queue_.erase(it);
+    if (out.req.slots) ++out.req.slots->running;
+    return true;
+  }
+  return false;
+}
+
+void Fetcher::start_workers_locked() {
+  while (!stopping_ && workers_ < total_) {
+    Job job;
+    if (!next_job_locked(job)) return;
+    ++workers_;
+    auto holder = std::make_shared<Job>(std::move(job));
+    try {
+      std::thread([this, holder] { worker(std::move(*holder)); }).detach();
+    } catch (const std::system_error& e) {
+      --workers_;
+      if (holder->req.slots) --holder->req.slots->running;
+      holder->fetch->abort(std::make_exception_ptr(Error(EAGAIN, fmt::format("start a download thread: {}", e.what()))));
+      return;
+    }
+  }
+}
+
+void Fetcher::worker(Job job) {
   while (true) {
-    work_.wait(lk, [&] { return stopping_ || !queue_.empty(); });
-    if (queue_.empty()) return;  // stopping, nothing left
-    Job job = std::move(queue_.front());
-    queue_.pop_front();
-    lk.unlock();
     download(job);
-    lk.lock();
-    auto it = inflight_.find(job.fetch->digest());
-    if (it != inflight_.end() && it->second.lock() == job.fetch) inflight_.erase(it);
+    std::lock_guard lk(mu_);
+    if (job.req.slots) --job.req.slots->running;
+    auto key = job.req.registry + " " + job.req.digest;
+    if (auto it = inflight_.find(key); it != inflight_.end() && it->second.lock() == job.fetch) inflight_.erase(it);
+    Job next;
+    bool more = !stopping_ && next_job_locked(next);
+    job = Job{};  // drops the session and the lease before this thread may end
+    if (!more) {
+      start_workers_locked();  // a slot this job freed may let another pull's job run
+      if (--workers_ == 0) idle_.notify_all();
+      return;  // nothing of this object is touched after the unlock
+    }
+    job = std::move(next);
   }
 }
 
 void Fetcher::download(const Job& job) {
   const auto& f = job.fetch;
-  const auto& progress = job.progress;
   const std::string& digest = f->digest();
+  StopCheck stop;
+  stop.stop = [f] { return f->abandoned(); };
+  if (blob_timeout_.count() > 0) {
+    stop.deadline = Clock::now() + blob_timeout_;
+    stop.why_deadline = fmt::format("blob deadline of {} s", blob_timeout_.count() / 1000.0);
+  }
   try {
+    if (f->abandoned()) fail_code(ECANCELED, "blob {}: no pull waits for it any more", digest);
     auto ingest = content_.begin(digest, f->size());
-    if (!ingest) {  // another process stored it while we waited for its lock
+    if (!ingest) {  // stored meanwhile
       UniqueFd fd = content_.open_blob(digest);
       if (!fd) fail_errno("open blob {}", digest);
       auto stored = content_.size(digest);
       if (!stored || *stored != f->size())
         fail("blob {}: the descriptor says {} bytes, the stored blob has {}", digest, f->size(), stored.value_or(0));
       f->attach(fd.release());
-      // Progress before completion: once complete, the pull may return and its callback go.
-      if (progress) progress(fmt::format("exists {}", digest));
+      f->emit(fmt::format("exists {}", digest));
       f->complete();
       return;
     }
@@ -137,18 +231,18 @@ void Fetcher::download(const Job& job) {
     if (rfd < 0) fail_errno("dup ingest fd of {}", digest);
     f->attach(rfd);
     uint64_t next_report = 0;
-    if (progress) progress(fmt::format("fetch {} 0 {}", digest, f->size()));
-    job.session->get_blob(digest, f->size(), job.endpoint, [&](const char* d, size_t n) {
+    f->emit(fmt::format("fetch {} 0 {}", digest, f->size()));
+    job.req.session->get_blob(digest, f->size(), job.req.endpoint, [&](const char* d, size_t n) {
       ingest->write(d, n);
       f->advance(ingest->written());
-      if (progress && ingest->written() >= next_report) {
-        progress(fmt::format("fetch {} {} {}", digest, ingest->written(), f->size()));
+      if (ingest->written() >= next_report) {
+        f->emit(fmt::format("fetch {} {} {}", digest, ingest->written(), f->size()));
         next_report = ingest->written() + (1 << 20);
       }
       return true;
-    });
+    }, stop);
     ingest->commit();
-    if (progress) progress(fmt::format("fetched {}", digest));
+    f->emit(fmt::format("fetched {}", digest));
     f->complete();
   } catch (Error& e) {
     log::warn("fetch {}: {}", digest, e.what());

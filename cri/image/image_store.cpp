@@ -24,19 +24,12 @@
 #include "cri/image/manifest.hpp"
 #include "cri/image/metadata.hpp"
 #include "cri/image/overlay_snapshotter.hpp"
+#include "cri/image/pull_libraries.hpp"
 #include "cri/image/reference.hpp"
 #include "cri/image/unpack.hpp"
+#include "cri/image/untrusted.hpp"
 
 namespace berth::image {
-
-std::string ImageRecord::username() const {
-  auto j = nlohmann::json::parse(config_json, nullptr, false);
-  if (!j.is_object()) return {};
-  auto c = j.find("config");
-  if (c == j.end() || !c->is_object()) return {};
-  auto u = c->find("User");
-  return u != c->end() && u->is_string() ? u->get<std::string>() : std::string();
-}
 
 namespace {
 
@@ -81,11 +74,19 @@ public:
           content_->remove(d);
         }
     }
-    fetcher_ = std::make_unique<Fetcher>(*content_, opts_.max_concurrent_downloads);
+    opts_.max_concurrent_downloads = std::clamp(opts_.max_concurrent_downloads, 1u, 64u);
+    opts_.max_total_downloads = std::clamp(opts_.max_total_downloads, opts_.max_concurrent_downloads, 1024u);
+    fetcher_ = std::make_unique<Fetcher>(*content_, opts_.max_total_downloads, opts_.blob_timeout);
+    PullLibraries::instance().set_idle_unload(opts_.unload_libraries_after);
   }
 
-  ImageRecord pull(std::string_view ref_str, const AuthConfig& auth, const Progress& progress) override {
-    return with_context(fmt::format("pull {}", ref_str), [&] { return do_pull(ref_str, auth, progress); });
+  ImageRecord pull(std::string_view ref_str, const AuthConfig& auth, const Progress& progress,
+                   const CancelCheck& cancelled) override {
+    return with_context(fmt::format("pull {}", excerpt(ref_str, 256)), [&] {
+      PullContext ctx(cancelled, opts_.pull_timeout);
+      PullLibraries::Lease lease = PullLibraries::instance().acquire();
+      return do_pull(ref_str, auth, progress, ctx, lease);
+    });
   }
 
   std::optional<ImageRecord> find(std::string_view s) const override {
@@ -163,6 +164,7 @@ private:
     log::debug("image gc: removed {} snapshots and {} blobs", snaps, blobs);
   }
 
+  // A mutex per key (a chain ID, or "config <registry> <digest>").
   std::shared_ptr<std::mutex> chain_lock(const std::string& chain) {
     std::lock_guard lk(chain_mu_);
     auto& m = chain_locks_[chain];
@@ -171,16 +173,24 @@ private:
   }
 
   // Fetches a config blob on the calling thread (its connection to the registry is warm
-  // from the manifest); the per-digest ingest lock still makes racing pulls fetch it once.
-  std::string fetch_config(RegistrySession& s, size_t ep, const Descriptor& d, const Progress& progress) {
-    if (d.size > (16u << 20)) fail("config {} is {} bytes: too large", d.digest, d.size);
+  // from the manifest). Racing pulls of one config from one registry fetch it once: the
+  // first holds the key's lock, the others wait (watching their own cancellation and
+  // deadline) and then find it stored. Keyed by registry too, like layer downloads, so a
+  // hostile registry serving a victim's config digest slowly holds up only its own pulls.
+  std::string fetch_config(RegistrySession& s, size_t ep, const std::string& registry, const Descriptor& d,
+                           const Progress& progress, const StopCheck& stop, const PullContext& ctx) {
+    if (d.size > kMaxConfigBytes) fail("config {} is {} bytes: larger than {}", d.digest, d.size, kMaxConfigBytes);
+    auto lock = chain_lock("config " + registry + " " + d.digest);
+    std::unique_lock lk(*lock, std::defer_lock);
+    while (!lk.try_lock())
+      if (!ctx.sleep_for(std::chrono::milliseconds(20))) ctx.check();
     if (auto stored = content_->read(d.digest); stored && stored->size() == d.size) return *stored;
     if (auto ingest = content_->begin(d.digest, d.size)) {
       if (progress) progress(fmt::format("fetch {} 0 {}", d.digest, d.size));
       s.get_blob(d.digest, d.size, ep, [&](const char* p, size_t n) {
         ingest->write(p, n);
         return true;
-      });
+      }, stop);
       ingest->commit();
       if (progress) progress(fmt::format("fetched {}", d.digest));
     }
@@ -189,16 +199,21 @@ private:
     return *data;
   }
 
-  ImageRecord do_pull(std::string_view ref_str, const AuthConfig& auth, const Progress& progress) {
+  ImageRecord do_pull(std::string_view ref_str, const AuthConfig& auth, const Progress& progress,
+                      const PullContext& ctx, const PullLibraries::Lease& lease) {
     auto emit = [&](std::string_view ev) {
       if (progress) progress(ev);
     };
     Reference ref = parse_reference(ref_str);
     emit("resolve " + ref.str());
+    StopCheck stop;
+    stop.stop = [&ctx] { return ctx.cancelled(); };
+    stop.deadline = ctx.deadline();
+    stop.why_deadline = fmt::format("pull deadline of {} s", ctx.timeout().count() / 1000.0);
     auto session = std::make_shared<RegistrySession>(resolve_endpoints(opts_.registries, ref.domain), ref.path,
                                                      resolve_credentials(opts_.registries, ref.domain, auth),
                                                      opts_.retries);
-    FetchedManifest top = session->get_manifest(ref.object());
+    FetchedManifest top = session->get_manifest(ref.object(), stop);
     std::string top_digest = sha256_digest(top.body);
     if (!ref.digest.empty() && top_digest != ref.digest)
       fail("registry sent a manifest with digest {} for {}", top_digest, ref.digest);
@@ -211,7 +226,7 @@ private:
       if (!d)
         fail("no manifest for platform {}/{}{} in index {}", opts_.platform_os, opts_.platform_arch,
              opts_.platform_variant.empty() ? "" : "/" + opts_.platform_variant, top_digest);
-      FetchedManifest child = session->get_manifest(d->digest);
+      FetchedManifest child = session->get_manifest(d->digest, stop);
       if (sha256_digest(child.body) != d->digest) fail("registry sent a wrong manifest for {}", d->digest);
       if (child.body.size() != d->size) fail("manifest {}: size differs from the index's", d->digest);
       manifest_body = child.body;
@@ -220,7 +235,7 @@ private:
       type = manifest_media_type(child.media_type, child.body);
       top.endpoint = child.endpoint;
     }
-    if (!is_manifest_type(type)) fail("unsupported manifest media type \"{}\"", type);
+    if (!is_manifest_type(type)) fail("unsupported manifest media type {}", excerpt(type));
     emit("manifest " + manifest_digest);
     Manifest m = parse_manifest(manifest_body);
 
@@ -232,28 +247,62 @@ private:
     // blob); a layer whose snapshot turns out to exist is not unpacked again. Only a layer
     // unpacked before from another blob with the same diff ID (another compression) is
     // fetched needlessly. The Fetcher bounds how many downloads run.
+    auto slots = std::make_shared<PullSlots>();
+    slots->limit = opts_.max_concurrent_downloads;
+    auto request = [&](size_t i, bool exclusive) {
+      FetchRequest r;
+      r.session = session;
+      r.endpoint = top.endpoint;
+      r.registry = ref.domain;
+      r.digest = m.layers[i].digest;
+      r.size = m.layers[i].size;
+      r.ctx = &ctx;
+      r.slots = slots;
+      r.lease = lease;
+      r.progress = progress;
+      r.exclusive = exclusive;
+      return r;
+    };
     std::vector<std::shared_ptr<BlobFetch>> fetches(m.layers.size());
-    for (size_t i = 0; i < m.layers.size(); ++i)
-      fetches[i] = fetcher_->fetch(session, top.endpoint, m.layers[i].digest, m.layers[i].size, progress);
-    // Downloads may call `progress` until they end: never return before they have.
-    struct WaitAll {
+    // The pull leaves its downloads when it returns: they stop calling its progress, and
+    // stop altogether unless another pull still waits for them.
+    struct Leave {
       std::vector<std::shared_ptr<BlobFetch>>& fs;
-      ~WaitAll() {
+      const PullContext* ctx;
+      ~Leave() {
         for (auto& f : fs)
-          if (f) try {
-              f->wait();
-            } catch (...) {
-            }
+          if (f) f->unsubscribe(ctx);
       }
-    } wait_all{fetches};
+    } leave{fetches, &ctx};
+    for (size_t i = 0; i < m.layers.size(); ++i) fetches[i] = fetcher_->fetch(request(i, false));
 
-    std::string config = fetch_config(*session, top.endpoint, m.config, progress);
+    StopCheck config_stop = stop;  // the config is a blob: it has a blob's deadline too
+    if (opts_.blob_timeout.count() > 0 &&
+        std::chrono::steady_clock::now() + opts_.blob_timeout < config_stop.deadline) {
+      config_stop.deadline = std::chrono::steady_clock::now() + opts_.blob_timeout;
+      config_stop.why_deadline = fmt::format("blob deadline of {} s", opts_.blob_timeout.count() / 1000.0);
+    }
+    std::string config = fetch_config(*session, top.endpoint, ref.domain, m.config, progress, config_stop, ctx);
     auto diff_ids = config_diff_ids(config);
     if (diff_ids.size() != m.layers.size())
       fail("image config lists {} layers, manifest {}", diff_ids.size(), m.layers.size());
+    std::string user = config_user(config);
     auto chains = chain_ids(diff_ids);
 
-    for (size_t i = 0; i < m.layers.size(); ++i) unpack_layer(m.layers[i], diff_ids[i], chains, i, fetches[i], progress);
+    for (size_t i = 0; i < m.layers.size(); ++i) {
+      try {
+        unpack_layer(m.layers[i], diff_ids[i], chains, i, fetches[i], progress, ctx);
+      } catch (const Error&) {
+        // A download shared with another pull failed there (that pull was cancelled, or
+        // its repository is not authorised): this pull fetches the layer itself, once.
+        if (fetches[i]->owner() == &ctx || !fetches[i]->failed() || ctx.done()) throw;
+        log::info("layer {}: the download shared with another pull failed; fetching it again", m.layers[i].digest);
+        fetches[i]->unsubscribe(&ctx);
+        fetches[i] = fetcher_->fetch(request(i, true));
+        unpack_layer(m.layers[i], diff_ids[i], chains, i, fetches[i], progress, ctx);
+      }
+    }
+    ctx.check();
 
     for (auto& [d, body] : manifests) content_->put(d, body);
     if (opts_.sync_layers) {
@@ -271,6 +320,7 @@ private:
     if (!ref.tag.empty()) rec.repo_tags.push_back(ref.name() + ":" + ref.tag);
     rec.repo_digests.push_back(ref.name() + "@" + top_digest);
     rec.config_json = config;
+    rec.user = user;
     rec.manifest_digest = manifest_digest;
     rec.chain_ids = chains;
     rec.size = m.config.size;
@@ -289,12 +339,21 @@ private:
   }
 
   void unpack_layer(const Descriptor& layer, const std::string& diff_id, const std::vector<std::string>& chains,
-                    size_t i, const std::shared_ptr<BlobFetch>& fetch, const Progress& progress) {
+                    size_t i, const std::shared_ptr<BlobFetch>& fetch, const Progress& progress,
+                    const PullContext& ctx) {
+    // The chain's lock is held only to look and to commit, never while the layer streams:
+    // a hostile registry can serve a victim's layer (same digest, same chain ID) at a byte
+    // a second, and the victim's pull must not wait for that unpack. Pulls that race each
+    // unpack into their own key; the first to commit wins, the others drop theirs.
     auto lock = chain_lock(chains[i]);
-    std::lock_guard lk(*lock);
-    if (snaps_->stat(chains[i])) {  // unpacked before, or by a concurrent pull of a sibling image
+    auto exists = [&] {
+      if (!snaps_->stat(chains[i])) return false;  // unpacked before, or by a concurrent pull
       if (progress) progress(fmt::format("exists {} {}", layer.digest, chains[i]));
-      return;
+      return true;
+    };
+    {
+      std::lock_guard lk(*lock);
+      if (exists()) return;
     }
     std::shared_ptr<BlobFetch> f = fetch;
     if (!f) fail("layer {}: snapshot {} disappeared during the pull", layer.digest, chains[i]);
@@ -304,7 +363,7 @@ private:
       if (progress) progress(fmt::format("unpack {} {}", layer.digest, chains[i]));
       uint64_t offset = 0;
       Decompressor stream([&](char* buf, size_t len) {
-        size_t n = f->read_at(buf, len, offset);
+        size_t n = f->read_at(buf, len, offset, ctx);
         offset += n;
         return n;
       });
@@ -313,12 +372,17 @@ private:
       try {
         apply_layer(fs, stream, parents, opts_.sync_layers);
       } catch (...) {
-        f->wait();  // a download error explains a broken stream better than the tar reader
+        f->wait(ctx);  // a download error explains a broken stream better than the tar reader
         throw;
       }
       std::string got = stream.finish();
-      f->wait();  // the blob's digest and size are verified before we trust what we unpacked
+      f->wait(ctx);  // the blob's digest and size are verified before we trust what we unpacked
       if (got != diff_id) fail("layer {}: uncompressed digest {} differs from the config's diff ID {}", layer.digest, got, diff_id);
+      std::lock_guard lk(*lock);
+      if (exists()) {
+        snaps_->remove(key);
+        return;
+      }
       // With sync_layers, durable only after the pull's one syncfs (see do_pull).
       snaps_->commit_unpacked(chains[i], key, !opts_.sync_layers);
       if (progress) progress(fmt::format("unpacked {} {}", layer.digest, chains[i]));

@@ -4,11 +4,14 @@
 //
 // Changes after the first commit stay source-compatible; any that are not are
 // announced here. Additions since: ImageStore::set_pinned,
-// StoreOptions::sync_layers.
+// StoreOptions::sync_layers; pull's cancellation check, the download limits, deadlines
+// and library unloading of StoreOptions, ImageRecord::user. list() leaves config_json
+// empty (find() fills it): a listing never reads the configs.
 //
 // Thread safety: every ImageStore method may be called from any thread.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -37,7 +40,18 @@ struct RegistryHost {
 struct StoreOptions {
   std::string root = "/var/lib/berthd";  // content/, snapshots/, meta.db, ingest/
   std::vector<RegistryHost> registries;
+  // Downloads one pull runs at the same time (each pull has its own slots, so a slow
+  // registry holds up only its own pulls), and downloads of all pulls together.
   unsigned max_concurrent_downloads = 3;
+  unsigned max_total_downloads = 16;
+  // A blob download (from its start, retries and resumes included) and a whole pull
+  // fail with ETIMEDOUT after these; zero: no deadline. Transfers that move less than
+  // 1 KiB/s for 60 s are retried regardless; a manifest or token request has 120 s.
+  std::chrono::milliseconds blob_timeout{std::chrono::minutes(20)};
+  std::chrono::milliseconds pull_timeout{std::chrono::minutes(60)};
+  // libcurl and libarchive are loaded by the first pull and closed this long after the
+  // last one ends (process-wide; negative: kept loaded once loaded).
+  std::chrono::milliseconds unload_libraries_after{std::chrono::seconds(30)};
   std::string platform_os = "linux";
   std::string platform_arch;             // empty: the host's (GOARCH spelling: amd64, arm64, ...)
   std::string platform_variant;          // e.g. "v8" for arm64; empty matches any
@@ -64,8 +78,10 @@ struct ImageRecord {
   std::string manifest_digest;            // digest of the platform manifest
   std::vector<std::string> chain_ids;     // snapshot keys, bottom layer first
   bool pinned = false;
-  // config.User ("" when unset): "name", "uid", "uid:gid", "name:group".
-  std::string username() const;
+  // config.User ("" when unset): "name", "uid", "uid:gid", "name:group". Taken from the
+  // config at pull time and stored beside it, so listing images never parses configs.
+  std::string user;
+  std::string username() const { return user; }
 };
 
 struct FsUsage {
@@ -87,6 +103,10 @@ struct FsUsage {
 // thread-safe, and must not call back into the store.
 using Progress = std::function<void(std::string_view event)>;
 
+// Polled while a pull runs (from its threads, at most every 50 ms): true stops the pull
+// with ECANCELED (CRI: the client went away). Must be cheap and thread-safe.
+using CancelCheck = std::function<bool()>;
+
 // "busybox" -> "docker.io/library/busybox:latest"; "foo/bar@sha256:..." keeps the digest
 // (and drops the tag when both are given, as the kubelet does). Throws berth::Error naming
 // the reference when it is invalid.
@@ -100,11 +120,15 @@ public:
   virtual ~ImageStore() = default;
 
   // Pulls and unpacks an image; returns its record. Concurrent pulls of the same image
-  // or of images sharing blobs download each blob once.
-  virtual ImageRecord pull(std::string_view ref, const AuthConfig& auth, const Progress& progress = {}) = 0;
+  // or of images sharing blobs from the same registry download each blob once. Errors:
+  // ECANCELED when `cancelled` said so, ETIMEDOUT past a deadline, ENOENT when no
+  // endpoint has it, EACCES when credentials were refused, EINVAL for a bad reference.
+  virtual ImageRecord pull(std::string_view ref, const AuthConfig& auth, const Progress& progress = {},
+                           const CancelCheck& cancelled = {}) = 0;
   // By normalised tag, by "name@sha256:..." repo digest, by full or unique-prefix image
   // ID ("sha256:abc..." or "abc..."). nullopt when absent.
   virtual std::optional<ImageRecord> find(std::string_view ref_or_id_or_digest) const = 0;
+  // Every image, without its config_json (the rest as find() gives it).
   virtual std::vector<ImageRecord> list() const = 0;
   // Removes the image (all its tags and digests) and garbage-collects blobs and
   // snapshots no longer referenced. Throws berth::Error with ENOENT when absent.

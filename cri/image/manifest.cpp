@@ -7,6 +7,7 @@
 #include "common/error.hpp"
 #include "cri/image/digest.hpp"
 #include "cri/image/reference.hpp"
+#include "cri/image/untrusted.hpp"
 
 namespace berth::image {
 namespace {
@@ -14,8 +15,8 @@ namespace {
 using nlohmann::json;
 
 json parse_json(std::string_view body, std::string_view what) {
-  json j = json::parse(body, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) fail("{} is not a JSON object", what);
+  json j = parse_untrusted_json(body, what);
+  if (!j.is_object()) fail("{} is not a JSON object", what);
   return j;
 }
 
@@ -29,7 +30,7 @@ Descriptor parse_descriptor(const json& j, std::string_view what) {
   Descriptor d;
   d.media_type = str_field(j, "mediaType");
   d.digest = str_field(j, "digest");
-  if (!is_sha256_digest(d.digest)) fail("{}: unsupported or invalid digest \"{}\"", what, d.digest);
+  if (!is_sha256_digest(d.digest)) fail("{}: unsupported or invalid digest {}", what, excerpt(d.digest));
   auto size = j.find("size");
   if (size == j.end() || !size->is_number_integer() || size->get<int64_t>() < 0)
     fail("{} {}: invalid size", what, d.digest);
@@ -95,7 +96,8 @@ Manifest parse_manifest(std::string_view body) {
                      t == "application/vnd.oci.image.layer.v1.tar+zstd" ||
                      t == "application/vnd.docker.image.rootfs.diff.tar.gzip" ||
                      t == "application/vnd.docker.image.rootfs.diff.tar";
-    if (!supported) fail("layer {}: unsupported media type \"{}\"", d.digest, t);
+    if (!supported) fail("layer {}: unsupported media type {}", d.digest, excerpt(t));
+    if (m.layers.size() >= kMaxLayers) fail("image manifest lists more than {} layers", kMaxLayers);
     m.layers.push_back(std::move(d));
   }
   return m;
@@ -120,10 +122,23 @@ std::vector<std::string> config_diff_ids(std::string_view config_json) {
   if (d == r->end() || !d->is_array()) fail("image config has no rootfs.diff_ids");
   std::vector<std::string> out;
   for (auto& e : *d) {
-    if (!e.is_string() || !is_sha256_digest(e.get<std::string>())) fail("image config: invalid diff_id {}", e.dump());
+    if (!e.is_string() || !is_sha256_digest(e.get<std::string>()))
+      fail("image config: rootfs.diff_ids[{}] is not a sha256 digest: {}", out.size(), describe_json(e));
+    if (out.size() >= kMaxLayers) fail("image config lists more than {} layers", kMaxLayers);
     out.push_back(e.get<std::string>());
   }
   return out;
+}
+
+std::string config_user(std::string_view config_json) {
+  json j = parse_json(config_json, "image config");
+  auto c = j.find("config");
+  if (c == j.end() || !c->is_object()) return {};
+  auto u = c->find("User");
+  if (u == c->end() || !u->is_string()) return {};
+  const auto& user = u->get_ref<const std::string&>();
+  if (user.size() > kMaxUserBytes) fail("image config: config.User is {} bytes long (at most {})", user.size(), kMaxUserBytes);
+  return user;
 }
 
 std::vector<std::string> chain_ids(const std::vector<std::string>& diff_ids) {

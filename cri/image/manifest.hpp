@@ -9,6 +9,13 @@
 
 namespace berth::image {
 
+// At most this many layers in an image (overlayfs cannot stack more than 500 anyway).
+inline constexpr size_t kMaxLayers = 1000;
+// Image configs larger than this are refused (the container side takes at most 8 MiB).
+inline constexpr uint64_t kMaxConfigBytes = 8 << 20;
+// config.User longer than this is refused (a user[:group] name; kept per image).
+inline constexpr size_t kMaxUserBytes = 1024;
+
 struct Descriptor {
   std::string media_type, digest;
   uint64_t size = 0;
@@ -35,8 +42,12 @@ Manifest parse_manifest(std::string_view body);
 const Descriptor* select_platform(const std::vector<Descriptor>& entries, std::string_view os,
                                   std::string_view arch, std::string_view variant);
 
-// rootfs.diff_ids of an image config.
+// rootfs.diff_ids of an image config. Configs, like manifests and indexes, are parsed
+// with the depth limit of cri/image/untrusted.hpp; errors quote bounded excerpts.
 std::vector<std::string> config_diff_ids(std::string_view config_json);
+// config.User ("" when absent); throws when the config is not a bounded JSON object or
+// the user is longer than kMaxUserBytes.
+std::string config_user(std::string_view config_json);
 
 // chain[0] = diff[0]; chain[i] = sha256(chain[i-1] + " " + diff[i]) (OCI image spec).
 std::vector<std::string> chain_ids(const std::vector<std::string>& diff_ids);

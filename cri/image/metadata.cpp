@@ -5,6 +5,8 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.hpp"
+#include "common/log.hpp"
+#include "cri/image/manifest.hpp"
 #include "cri/image/sqlite.hpp"
 
 namespace berth::image {
@@ -61,6 +63,28 @@ Metadata::Metadata(const std::string& path) : path_(path) {
       while (cols.step()) has_durable |= cols.text(1) == "durable";
     }
     if (!has_durable) exec("ALTER TABLE snapshots ADD COLUMN durable INTEGER NOT NULL DEFAULT 1");
+    // config.User beside the config, so that listing images never parses configs; stores
+    // made before it get it filled in once, here.
+    bool has_user = false;
+    {
+      Stmt cols(db_, "PRAGMA table_info(images)");
+      while (cols.step()) has_user |= cols.text(1) == "user";
+    }
+    if (!has_user) exec("ALTER TABLE images ADD COLUMN user TEXT");
+    std::vector<std::pair<std::string, std::string>> fill;
+    {
+      Stmt q(db_, "SELECT id, config_json FROM images WHERE user IS NULL");
+      while (q.step()) {
+        std::string user;
+        try {
+          user = config_user(q.text(1));
+        } catch (const Error& e) {
+          log::warn("image {}: {}; its user is taken as unset", q.text(0), e.what());
+        }
+        fill.emplace_back(q.text(0), std::move(user));
+      }
+    }
+    for (auto& [id, user] : fill) Stmt(db_, "UPDATE images SET user = ?2 WHERE id = ?1").bind(1, id).bind(2, user).step();
   } catch (Error& e) {
     sqlite3_close(db_);
     e.wrap(fmt::format("open metadata database {}", path));
@@ -76,9 +100,9 @@ void Metadata::put_image(const ImageRecord& rec, const std::vector<std::string>&
   std::lock_guard lk(mu_);
   Txn txn(db_);
   Stmt(db_,
-       "INSERT INTO images(id, manifest_digest, config_json, size, chain_ids, pinned, created_ns) "
-       "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(id) DO UPDATE SET manifest_digest=?2, config_json=?3, "
-       "size=?4, chain_ids=?5, pinned=MAX(pinned, ?6)")
+       "INSERT INTO images(id, manifest_digest, config_json, size, chain_ids, pinned, created_ns, user) "
+       "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT(id) DO UPDATE SET manifest_digest=?2, config_json=?3, "
+       "size=?4, chain_ids=?5, pinned=MAX(pinned, ?6), user=?8")
       .bind(1, rec.id)
       .bind(2, rec.manifest_digest)
       .bind(3, rec.config_json)
@@ -86,6 +110,7 @@ void Metadata::put_image(const ImageRecord& rec, const std::vector<std::string>&
       .bind(5, nlohmann::json(rec.chain_ids).dump())
       .bind(6, int64_t{rec.pinned})
       .bind(7, created_ns)
+      .bind(8, rec.user)
       .step();
   for (auto& n : rec.repo_tags)
     Stmt(db_, "INSERT OR REPLACE INTO image_names(name, image_id, is_digest) VALUES(?1, ?2, 0)")
@@ -104,17 +129,20 @@ void Metadata::put_image(const ImageRecord& rec, const std::vector<std::string>&
   txn.commit();
 }
 
-ImageRecord Metadata::load_image(const std::string& id) const {
+ImageRecord Metadata::load_image(const std::string& id, bool with_config) const {
   ImageRecord rec;
-  Stmt q(db_, "SELECT id, manifest_digest, config_json, size, chain_ids, pinned FROM images WHERE id = ?1");
+  Stmt q(db_, with_config
+                  ? "SELECT id, manifest_digest, size, chain_ids, pinned, user, config_json FROM images WHERE id = ?1"
+                  : "SELECT id, manifest_digest, size, chain_ids, pinned, user FROM images WHERE id = ?1");
   q.bind(1, id);
   if (!q.step()) fail_code(ENOENT, "image {} not found", id);
   rec.id = q.text(0);
   rec.manifest_digest = q.text(1);
-  rec.config_json = q.text(2);
-  rec.size = static_cast<uint64_t>(q.integer(3));
-  rec.chain_ids = nlohmann::json::parse(q.text(4)).get<std::vector<std::string>>();
-  rec.pinned = q.integer(5) != 0;
+  rec.size = static_cast<uint64_t>(q.integer(2));
+  rec.chain_ids = nlohmann::json::parse(q.text(3)).get<std::vector<std::string>>();
+  rec.pinned = q.integer(4) != 0;
+  rec.user = q.text(5);
+  if (with_config) rec.config_json = q.text(6);
   Stmt n(db_, "SELECT name, is_digest FROM image_names WHERE image_id = ?1 ORDER BY name");
   n.bind(1, id);
   while (n.step()) (n.integer(1) ? rec.repo_digests : rec.repo_tags).push_back(n.text(0));
@@ -126,7 +154,7 @@ std::optional<ImageRecord> Metadata::image(const std::string& id) const {
   Stmt q(db_, "SELECT 1 FROM images WHERE id = ?1");
   q.bind(1, id);
   if (!q.step()) return std::nullopt;
-  return load_image(id);
+  return load_image(id, true);
 }
 
 std::optional<std::string> Metadata::image_by_name(const std::string& name) const {
@@ -152,7 +180,7 @@ std::vector<ImageRecord> Metadata::images() const {
   Stmt q(db_, "SELECT id FROM images ORDER BY created_ns, id");
   while (q.step()) ids.push_back(q.text(0));
   std::vector<ImageRecord> out;
-  for (auto& id : ids) out.push_back(load_image(id));
+  for (auto& id : ids) out.push_back(load_image(id, false));
   return out;
 }
 

@@ -35,7 +35,7 @@ public:
   std::optional<ImageRecord> image(const std::string& id) const;
   std::optional<std::string> image_by_name(const std::string& name) const;
   std::vector<std::string> image_ids_with_prefix(const std::string& hex_prefix) const;
-  std::vector<ImageRecord> images() const;
+  std::vector<ImageRecord> images() const;  // without config_json
   bool delete_image(const std::string& id);
   bool set_pinned(const std::string& id, bool pinned);
   std::set<std::string> referenced_blobs() const;
@@ -54,7 +54,7 @@ public:
 
 private:
   void exec(const char* sql) const;
-  ImageRecord load_image(const std::string& id) const;  // caller holds mu_
+  ImageRecord load_image(const std::string& id, bool with_config) const;  // caller holds mu_
   sqlite3* db_ = nullptr;
   std::string path_;
   mutable std::mutex mu_;

@@ -4,6 +4,7 @@
 
 #include "common/error.hpp"
 #include "cri/image/image_store.hpp"
+#include "cri/image/untrusted.hpp"
 
 namespace berth::image {
 namespace {
@@ -81,7 +82,7 @@ std::string Reference::str() const {
 
 Reference parse_reference(std::string_view input) {
   auto bad = [&](std::string_view why) -> Reference {
-    fail_code(EINVAL, "invalid image reference \"{}\": {}", input, why);
+    fail_code(EINVAL, "invalid image reference {}: {}", excerpt(input, 256), why);
   };
   if (input.empty()) return bad("empty");
   if (input.size() > 4096) return bad("too long");

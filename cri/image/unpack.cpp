@@ -1,7 +1,5 @@
 #include "cri/image/unpack.hpp"
 
-#include <archive.h>
-#include <archive_entry.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <sys/stat.h>
@@ -9,22 +7,29 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <climits>
 #include <cstring>
 #include <memory>
 
 #include "common/error.hpp"
 #include "common/fs.hpp"
 #include "common/log.hpp"
+#include "cri/image/archive_lazy.hpp"
 #include "cri/image/fs_util.hpp"
+#include "cri/image/untrusted.hpp"
 
 namespace berth::image {
 namespace {
 
 constexpr std::string_view kWhiteoutPrefix = ".wh.";
+constexpr size_t kMaxName = 160;  // bytes of an entry name quoted in a message
+
+// libarchive's table while apply_layer runs on this thread (the library is loaded on demand).
+thread_local const ArchiveApi* ar = nullptr;
 constexpr std::string_view kOpaqueMarker = ".wh..wh..opq";
 
 struct ArchiveFree {
-  void operator()(archive* a) const { archive_read_free(a); }
+  void operator()(archive* a) const { ar->read_free(a); }
 };
 
 struct ReadCtx {
@@ -49,16 +54,16 @@ la_ssize_t read_cb(archive*, void* p, const void** out) {
 // getters return as they are, where the plain ones would fail to convert them to a C
 // locale), ustar names are raw bytes (the plain getters return those untouched).
 const char* entry_path(archive_entry* e) {
-  const char* p = archive_entry_pathname_utf8(e);
-  return p ? p : archive_entry_pathname(e);
+  const char* p = ar->entry_pathname_utf8(e);
+  return p ? p : ar->entry_pathname(e);
 }
 const char* entry_symlink(archive_entry* e) {
-  const char* p = archive_entry_symlink_utf8(e);
-  return p ? p : archive_entry_symlink(e);
+  const char* p = ar->entry_symlink_utf8(e);
+  return p ? p : ar->entry_symlink(e);
 }
 const char* entry_hardlink(archive_entry* e) {
-  const char* p = archive_entry_hardlink_utf8(e);
-  return p ? p : archive_entry_hardlink(e);
+  const char* p = ar->entry_hardlink_utf8(e);
+  return p ? p : ar->entry_hardlink(e);
 }
 
 std::pair<std::string, std::string> split_parent(const std::string& path) {
@@ -77,19 +82,24 @@ public:
 
   void apply(archive* a, archive_entry* e) {
     std::string name = clean_entry_path(entry_path(e) ? entry_path(e) : "");
+    if (name.size() > PATH_MAX) fail("the name is longer than {} bytes", PATH_MAX);
     if (name.empty()) return;  // the root itself: the snapshot directory keeps its own metadata
     auto [parent, base] = split_parent(name);
     if (base.starts_with(kWhiteoutPrefix)) return whiteout(parent, base);
     UniqueFd dir = make_dirs(parent);
     const char* hardlink = entry_hardlink(e);
-    mode_t type = archive_entry_filetype(e);
+    mode_t type = ar->entry_filetype(e);
     struct stat old;
     if (::fstatat(dir.get(), base.c_str(), &old, AT_SYMLINK_NOFOLLOW) == 0) {
       // A later entry replaces an earlier one, except a directory over a directory.
       if (!(S_ISDIR(old.st_mode) && type == AE_IFDIR && !hardlink)) remove_tree_at(dir.get(), base);
     }
-    mode_t perm = archive_entry_perm(e) & 07777;
-    if (hardlink) return link(dir.get(), base, clean_entry_path(hardlink));
+    mode_t perm = ar->entry_perm(e) & 07777;
+    if (hardlink) {
+      std::string target = clean_entry_path(hardlink);
+      if (target.size() > PATH_MAX) fail("hardlink target longer than {} bytes", PATH_MAX);
+      return link(dir.get(), base, target);
+    }
     switch (type) {
     case AE_IFDIR:
       if (::mkdirat(dir.get(), base.c_str(), 0700) < 0 && errno != EEXIST) fail_errno("mkdir {}", name);
@@ -104,7 +114,7 @@ public:
     case AE_IFCHR:
     case AE_IFBLK:
     case AE_IFIFO: {
-      dev_t dev = type == AE_IFIFO ? 0 : makedev(archive_entry_rdevmajor(e), archive_entry_rdevminor(e));
+      dev_t dev = type == AE_IFIFO ? 0 : makedev(ar->entry_rdevmajor(e), ar->entry_rdevminor(e));
       if (::mknodat(dir.get(), base.c_str(), type | perm, dev) < 0) {
         // Unprivileged (user namespace) unpack: containerd skips device nodes it cannot make.
         if (errno == EPERM && type != AE_IFIFO) {
@@ -141,20 +151,33 @@ private:
     UniqueFd cur = open_in_root(root_.get(), path, O_RDONLY | O_DIRECTORY);
     if (cur) return cur;
     if (errno != ENOENT) fail_errno("open directory {} in the layer", path.empty() ? "/" : path);
-    auto [parent, base] = split_parent(path);
-    UniqueFd up = make_dirs(parent);
-    if (::mkdirat(up.get(), base.c_str(), 0755) < 0 && errno != EEXIST) fail_errno("mkdir {}", path);
-    cur = open_in_root(root_.get(), path, O_RDONLY | O_DIRECTORY);
-    if (!cur) fail_errno("open directory {} in the layer (a dangling symlink in the path?)", path);
-    for (auto& p : parents_) {
-      UniqueFd proot(::open(p.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-      UniqueFd lower = proot ? open_in_root(proot.get(), path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW) : UniqueFd();
-      struct stat st;
-      if (!lower || ::fstat(lower.get(), &st) < 0) continue;
-      if (::fchown(cur.get(), st.st_uid, st.st_gid) < 0 || ::fchmod(cur.get(), st.st_mode & 07777) < 0)
-        fail_errno("copy metadata of directory {} from a lower layer", path);
-      dir_times_.emplace_back(path, std::array<timespec, 2>{st.st_atim, st.st_mtim});
-      break;
+    // Up to the deepest directory that exists, then down creating the rest (no recursion:
+    // a name may have some two thousand components).
+    std::vector<std::string> missing{path};  // deepest first
+    while (true) {
+      std::string parent = split_parent(missing.back()).first;
+      cur = open_in_root(root_.get(), parent, O_RDONLY | O_DIRECTORY);
+      if (cur) break;
+      if (errno != ENOENT || parent.empty())
+        fail_errno("open directory {} in the layer", parent.empty() ? "/" : parent);
+      missing.push_back(std::move(parent));
+    }
+    for (auto it = missing.rbegin(); it != missing.rend(); ++it) {
+      const std::string& dir = *it;
+      std::string base = split_parent(dir).second;
+      if (::mkdirat(cur.get(), base.c_str(), 0755) < 0 && errno != EEXIST) fail_errno("mkdir {}", dir);
+      cur = open_in_root(root_.get(), dir, O_RDONLY | O_DIRECTORY);
+      if (!cur) fail_errno("open directory {} in the layer (a dangling symlink in the path?)", dir);
+      for (auto& p : parents_) {
+        UniqueFd proot(::open(p.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+        UniqueFd lower = proot ? open_in_root(proot.get(), dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW) : UniqueFd();
+        struct stat st;
+        if (!lower || ::fstat(lower.get(), &st) < 0) continue;
+        if (::fchown(cur.get(), st.st_uid, st.st_gid) < 0 || ::fchmod(cur.get(), st.st_mode & 07777) < 0)
+          fail_errno("copy metadata of directory {} from a lower layer", dir);
+        dir_times_.emplace_back(dir, std::array<timespec, 2>{st.st_atim, st.st_mtim});
+        break;
+      }
     }
     return cur;
   }
@@ -222,9 +245,9 @@ private:
     la_int64_t offset;
     int64_t end = 0;
     while (true) {
-      int rc = archive_read_data_block(a, &buf, &len, &offset);
+      int rc = ar->read_data_block(a, &buf, &len, &offset);
       if (rc == ARCHIVE_EOF) break;
-      if (rc < ARCHIVE_WARN) fail("read {} from the layer: {}", name, archive_error_string(a));
+      if (rc < ARCHIVE_WARN) fail("read {} from the layer: {}", name, bounded_message(ar->error_string(a), 512));
       const char* p = static_cast<const char*>(buf);
       for (size_t done = 0; done < len;) {  // pwrite at the block's offset keeps sparse holes
         ssize_t n = ::pwrite(fd.get(), p + done, len - done, offset + static_cast<off_t>(done));
@@ -236,15 +259,15 @@ private:
       }
       end = std::max<int64_t>(end, offset + static_cast<int64_t>(len));
     }
-    int64_t size = archive_entry_size(e);
+    int64_t size = ar->entry_size(e);
     if (size > end && ::ftruncate(fd.get(), size) < 0) fail_errno("truncate {}", name);
-    if (::fchown(fd.get(), archive_entry_uid(e), archive_entry_gid(e)) < 0) fail_errno("chown {}", name);
+    if (::fchown(fd.get(), ar->entry_uid(e), ar->entry_gid(e)) < 0) fail_errno("chown {}", name);
     set_xattrs(e, fd.get(), name);
     // After chown, which clears setuid/setgid.
     if (::fchmod(fd.get(), perm) < 0) fail_errno("chmod {}", name);
-    timespec ts[2] = {{archive_entry_atime(e), archive_entry_atime_nsec(e)},
-                      {archive_entry_mtime(e), archive_entry_mtime_nsec(e)}};
-    if (!archive_entry_atime_is_set(e)) ts[0] = ts[1];
+    timespec ts[2] = {{ar->entry_atime(e), ar->entry_atime_nsec(e)},
+                      {ar->entry_mtime(e), ar->entry_mtime_nsec(e)}};
+    if (!ar->entry_atime_is_set(e)) ts[0] = ts[1];
     ::futimens(fd.get(), ts);
     if (start_writeback_ && end > 0) ::sync_file_range(fd.get(), 0, 0, SYNC_FILE_RANGE_WRITE);
   }
@@ -253,28 +276,28 @@ private:
                   mode_t perm) {
     UniqueFd d(::openat(dir, base.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (!d) fail_errno("open directory {}", name);
-    if (::fchown(d.get(), archive_entry_uid(e), archive_entry_gid(e)) < 0) fail_errno("chown {}", name);
+    if (::fchown(d.get(), ar->entry_uid(e), ar->entry_gid(e)) < 0) fail_errno("chown {}", name);
     set_xattrs(e, d.get(), name);
     if (::fchmod(d.get(), perm) < 0) fail_errno("chmod {}", name);
-    std::array<timespec, 2> ts{timespec{archive_entry_mtime(e), archive_entry_mtime_nsec(e)},
-                               timespec{archive_entry_mtime(e), archive_entry_mtime_nsec(e)}};
+    std::array<timespec, 2> ts{timespec{ar->entry_mtime(e), ar->entry_mtime_nsec(e)},
+                               timespec{ar->entry_mtime(e), ar->entry_mtime_nsec(e)}};
     dir_times_.emplace_back(name, ts);
   }
 
   void own_and_time(archive_entry* e, int dir, const std::string& base, const std::string& name) {
-    if (::fchownat(dir, base.c_str(), archive_entry_uid(e), archive_entry_gid(e), AT_SYMLINK_NOFOLLOW) < 0)
+    if (::fchownat(dir, base.c_str(), ar->entry_uid(e), ar->entry_gid(e), AT_SYMLINK_NOFOLLOW) < 0)
       fail_errno("chown {}", name);
-    timespec ts[2] = {{archive_entry_mtime(e), archive_entry_mtime_nsec(e)},
-                      {archive_entry_mtime(e), archive_entry_mtime_nsec(e)}};
+    timespec ts[2] = {{ar->entry_mtime(e), ar->entry_mtime_nsec(e)},
+                      {ar->entry_mtime(e), ar->entry_mtime_nsec(e)}};
     ::utimensat(dir, base.c_str(), ts, AT_SYMLINK_NOFOLLOW);
   }
 
   void set_xattrs(archive_entry* e, int fd, const std::string& name) {
-    archive_entry_xattr_reset(e);
+    ar->entry_xattr_reset(e);
     const char* key;
     const void* value;
     size_t size;
-    while (archive_entry_xattr_next(e, &key, &value, &size) == ARCHIVE_OK) {
+    while (ar->entry_xattr_next(e, &key, &value, &size) == ARCHIVE_OK) {
       std::string_view k(key);
       if (k.starts_with("trusted.overlay.")) {
         log::warn("unpack: dropping xattr {} on {} (overlay metadata is not taken from layers)", k, name);
@@ -306,7 +329,7 @@ std::string clean_entry_path(std::string_view name) {
     size_t slash = name.find('/', start);
     std::string_view comp = name.substr(start, slash == std::string_view::npos ? std::string_view::npos : slash - start);
     if (comp == "..") {
-      if (parts.empty()) fail("layer entry \"{}\" points outside the layer root", name);
+      if (parts.empty()) fail("layer entry {} points outside the layer root", excerpt(name, kMaxName));
       parts.pop_back();
     } else if (!comp.empty() && comp != ".") {
       parts.push_back(comp);
@@ -324,29 +347,40 @@ std::string clean_entry_path(std::string_view name) {
 
 UnpackStats apply_layer(const std::string& root_dir, Decompressor& tar_stream,
                         const std::vector<std::string>& parent_dirs, bool start_writeback) {
+  std::string load_error;
+  const ArchiveApi* api = ArchiveLibrary::instance().acquire(load_error);
+  if (!api) fail("unpack: {}", load_error);
+  struct Use {
+    const ArchiveApi* saved = ar;
+    explicit Use(const ArchiveApi* a) { ar = a; }
+    ~Use() {
+      ar = saved;
+      ArchiveLibrary::instance().release();
+    }
+  } use(api);
   Applier applier(root_dir, parent_dirs, start_writeback);
-  std::unique_ptr<archive, ArchiveFree> a(archive_read_new());
-  archive_read_support_format_tar(a.get());
-  archive_read_support_filter_none(a.get());
+  std::unique_ptr<archive, ArchiveFree> a(ar->read_new());
+  ar->read_support_format_tar(a.get());
+  ar->read_support_filter_none(a.get());
   ReadCtx ctx{&tar_stream, std::vector<char>(256 * 1024), nullptr};
-  if (archive_read_open(a.get(), &ctx, nullptr, read_cb, nullptr) != ARCHIVE_OK) {
+  if (ar->read_open(a.get(), &ctx, nullptr, read_cb, nullptr) != ARCHIVE_OK) {
     if (ctx.error) std::rethrow_exception(ctx.error);
-    fail("open layer tar: {}", archive_error_string(a.get()));
+    fail("open layer tar: {}", bounded_message(ar->error_string(a.get()), 512));
   }
   UnpackStats stats;
   while (true) {
     archive_entry* e = nullptr;
-    int rc = archive_read_next_header(a.get(), &e);
+    int rc = ar->read_next_header(a.get(), &e);
     if (rc == ARCHIVE_EOF) break;
     if (ctx.error) std::rethrow_exception(ctx.error);
-    if (rc < ARCHIVE_WARN) fail("read layer tar: {}", archive_error_string(a.get()));
+    if (rc < ARCHIVE_WARN) fail("read layer tar: {}", bounded_message(ar->error_string(a.get()), 512));
     const char* path = entry_path(e);
-    with_context(fmt::format("layer entry \"{}\"", path ? path : ""), [&] { applier.apply(a.get(), e); });
+    with_context(fmt::format("layer entry {}", excerpt(path ? path : "", kMaxName)), [&] { applier.apply(a.get(), e); });
     if (ctx.error) std::rethrow_exception(ctx.error);
     stats.entries++;
   }
   applier.finish();
-  stats.bytes = static_cast<uint64_t>(archive_filter_bytes(a.get(), -1));
+  stats.bytes = static_cast<uint64_t>(ar->filter_bytes(a.get(), -1));
   return stats;
 }
 

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <chrono>
 #include <mutex>
+#include <stdexcept>
 #include <unordered_map>
 
 #include <fmt/format.h>
@@ -13,6 +14,7 @@
 #include "common/error.hpp"
 #include "common/fs.hpp"
 #include "common/daemon_log.hpp"
+#include "cri/image/untrusted.hpp"
 #include "cri/server/grpc_status.hpp"
 
 namespace berth::cri {
@@ -35,6 +37,21 @@ public:
 private:
   static inline std::atomic<int> active_{0};
 };
+
+// Every error message is bounded before it becomes the status: a C-core gRPC client (the
+// Python one, crictl's is Go) refuses trailers over 8 KiB with RESOURCE_EXHAUSTED, which
+// would hide the error. The library quotes only excerpts of registry input; this bounds
+// the whole (2 KiB, which stays under 8 KiB even percent-encoded).
+constexpr size_t kMaxStatusMessage = 2048;
+
+grpc::Status failure(const std::exception& e, std::string_view call) {
+  if (auto* be = dynamic_cast<const Error*>(&e))
+    return status_from(Error(be->code(), image::bounded_message(be->message(), kMaxStatusMessage)), call);
+  return status_from(std::runtime_error(image::bounded_message(e.what(), kMaxStatusMessage)), call);
+}
+
+// The reference as the client gave it, for messages: an excerpt.
+std::string quoted_ref(std::string_view ref) { return image::excerpt(ref, 256); }
 
 bool is_full_image_id(std::string_view s) {
   if (starts_with(s, "sha256:")) s.remove_prefix(7);
@@ -115,11 +132,16 @@ void to_cri_image(const image::ImageRecord& rec, Image* out) {
 }
 
 std::string verbose_image_info(const image::ImageRecord& rec) {
-  nlohmann::ordered_json info;
-  info["chainID"] = rec.chain_ids.empty() ? "" : rec.chain_ids.back();
-  auto config = nlohmann::ordered_json::parse(rec.config_json, nullptr, false);
-  info["imageSpec"] = config.is_discarded() ? nlohmann::ordered_json::object() : config;
-  return info.dump();
+  // The stored config goes in as it is, without a parse-copy-dump round trip: copying and
+  // dumping a JSON document recurse over its depth. Pulls refuse configs deeper than the
+  // library's limit; a config stored by an older berthd that is deeper, or not a JSON
+  // object, is shown as {} rather than taking the daemon down.
+  std::string_view config = trim(rec.config_json);
+  bool usable = config.starts_with('{') && image::json_depth(config, image::kMaxJsonDepth) <= image::kMaxJsonDepth &&
+                nlohmann::json::accept(config);
+  std::string chain = rec.chain_ids.empty() ? "" : rec.chain_ids.back();
+  return fmt::format("{{\"chainID\":{},\"imageSpec\":{}}}", nlohmann::json(chain).dump(),
+                     usable ? config : std::string_view("{}"));
 }
 
 std::optional<image::ImageRecord> ImageServiceImpl::resolve(std::string_view ref) const {
@@ -168,7 +190,7 @@ grpc::Status ImageServiceImpl::ListImages(grpc::ServerContext*, const runtime::v
     for (auto& rec : store_.list()) to_cri_image(rec, resp->add_images());
     return grpc::Status::OK;
   } catch (const std::exception& e) {
-    return status_from(e, "list images");
+    return failure(e, "list images");
   }
 }
 
@@ -183,11 +205,11 @@ grpc::Status ImageServiceImpl::ImageStatus(grpc::ServerContext*, const runtime::
     if (req->verbose()) (*resp->mutable_info())["info"] = verbose_image_info(*rec);
     return grpc::Status::OK;
   } catch (const std::exception& e) {
-    return status_from(e, fmt::format("image status \"{}\"", ref));
+    return failure(e, fmt::format("image status {}", quoted_ref(ref)));
   }
 }
 
-grpc::Status ImageServiceImpl::PullImage(grpc::ServerContext*, const runtime::v1::PullImageRequest* req,
+grpc::Status ImageServiceImpl::PullImage(grpc::ServerContext* ctx, const runtime::v1::PullImageRequest* req,
                                          runtime::v1::PullImageResponse* resp) {
   const std::string& ref = req->image().image();
   if (ref.empty()) return invalid("pull image: image.image (the reference) is empty");
@@ -204,7 +226,10 @@ grpc::Status ImageServiceImpl::PullImage(grpc::ServerContext*, const runtime::v1
     dlog::info("pulling image", {{"image", name}, {"pod", pod_name}, {"auth", a.ByteSizeLong() ? "yes" : "no"}});
     auto start = std::chrono::steady_clock::now();
     PullLogger logger(name);
-    image::ImageRecord rec = store_.pull(name, auth, [&logger](std::string_view ev) { logger(ev); });
+    // The pull stops (CANCELLED) when the client goes away: the kubelet cancels a pull
+    // it gave up on, crictl's timeout does, and so does berthd's own shutdown.
+    image::ImageRecord rec = store_.pull(name, auth, [&logger](std::string_view ev) { logger(ev); },
+                                         [ctx] { return ctx && ctx->IsCancelled(); });
     if (!rec.pinned && is_pinned_reference(rec)) {
       store_.set_pinned(rec.id, true);
       dlog::info("image pinned", {{"image", name}, {"id", rec.id}});
@@ -215,7 +240,7 @@ grpc::Status ImageServiceImpl::PullImage(grpc::ServerContext*, const runtime::v1
     resp->set_image_ref(rec.id);
     return grpc::Status::OK;
   } catch (const std::exception& e) {
-    return status_from(e, fmt::format("pull image \"{}\"", ref));
+    return failure(e, fmt::format("pull image {}", quoted_ref(ref)));
   }
 }
 
@@ -234,7 +259,7 @@ grpc::Status ImageServiceImpl::RemoveImage(grpc::ServerContext*, const runtime::
     dlog::info("image removed", {{"image", ref}, {"id", rec->id}});
     return grpc::Status::OK;
   } catch (const std::exception& e) {
-    return status_from(e, fmt::format("remove image \"{}\"", ref));
+    return failure(e, fmt::format("remove image {}", quoted_ref(ref)));
   }
 }
 
@@ -249,7 +274,7 @@ grpc::Status ImageServiceImpl::ImageFsInfo(grpc::ServerContext*, const runtime::
     fs->mutable_inodes_used()->set_value(u.inodes_used);
     return grpc::Status::OK;
   } catch (const std::exception& e) {
-    return status_from(e, "image filesystem info");
+    return failure(e, "image filesystem info");
   }
 }
 

@@ -169,4 +169,20 @@ private:
   std::string addr_;
 };
 
+// cri/image/tests/hostile_registry.py serving one of its scenarios.
+class HostileServer {
+public:
+  explicit HostileServer(const std::string& scenario)
+      : proc_({"/usr/bin/python3", std::string(BERTH_IMAGE_TESTS_DIR) + "/hostile_registry.py", "--scenario", scenario}),
+        addr_(proc_.info()["addr"]) {}
+  const std::string& addr() const { return addr_; }
+  const nlohmann::json& info() const { return proc_.info(); }
+  // {"log": [{"path", "status", "sent", "complete"}], "started": [paths]}
+  nlohmann::json log() const { return nlohmann::json::parse(run({"curl", "-s", "http://" + addr_ + "/_log"})); }
+
+private:
+  ServeProcess proc_;
+  std::string addr_;
+};
+
 } // namespace berth::image::testing

@@ -6,7 +6,17 @@
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
 
+#include <fcntl.h>
+#include <sqlite3.h>
+
 #include <cstring>
+#include <fstream>
+#include <future>
+#include <thread>
+
+#include "common/curl_lazy.hpp"
+#include "cri/image/pull_libraries.hpp"
+#include "cri/image/untrusted.hpp"
 
 #include "common/error.hpp"
 #include "cri/image/content_store.hpp"
@@ -436,7 +446,7 @@ TEST(ContentStore, CommitVerifiesAndIsAtomic) {
     EXPECT_THROW(in->commit(), Error);  // short
   }
   EXPECT_FALSE(cs.has(d));
-  EXPECT_EQ(count_entries(t / "content/ingest"), 1u) << "only the lock file is left";
+  EXPECT_EQ(count_entries(t / "content/ingest"), 0u) << "nothing is left of an ingest that was not committed";
   {
     auto in = cs.begin(d, data.size());
     std::string wrong = "hello blub";
@@ -490,6 +500,7 @@ ImageRecord sample_image(char c, std::vector<std::string> tags) {
   r.repo_tags = std::move(tags);
   r.repo_digests = {"docker.io/library/x@sha256:" + std::string(64, static_cast<char>(c + 1))};
   r.config_json = R"({"config":{"User":"1000:1000"}})";
+  r.user = "1000:1000";
   r.manifest_digest = "sha256:" + std::string(64, '9');
   r.chain_ids = {"sha256:" + std::string(64, '8')};
   r.size = 1234;
@@ -585,6 +596,205 @@ TEST(Snapshotter, PrepareCommitViewRemoveAndRecover) {
   EXPECT_TRUE(s.stat("base"));
   EXPECT_FALSE(s.stat("mid"));
   EXPECT_EQ(count_entries(t / "snapshots"), 1u);
+}
+
+// ---- hostile input: depth, length, loopback, deep trees --------------------------------
+
+std::string nested(size_t depth) { return std::string(depth, '[') + std::string(depth, ']'); }
+
+TEST(Untrusted, DepthIsMeasuredWithoutRecursionAndMessagesAreExcerpts) {
+  EXPECT_EQ(json_depth(R"({"a":[1,{"b":"[[[["}]})", 100), 3u);
+  EXPECT_EQ(json_depth(nested(1000000), 32), 33u);  // stops at the limit
+  EXPECT_EQ(json_depth(R"("\"[[[")", 10), 0u);      // brackets inside strings do not count
+  EXPECT_THROW(parse_untrusted_json(nested(1000000), "x"), Error);
+  EXPECT_NO_THROW(parse_untrusted_json(nested(kMaxJsonDepth), "x"));
+  std::string big(100000, 'a');
+  EXPECT_LT(excerpt(big).size(), 200u);
+  EXPECT_EQ(excerpt("a\"b\n"), R"("a\"b\x0a")");
+  EXPECT_LT(bounded_message(big, 100).size(), 130u);
+}
+
+// A config whose diff_ids nest 200,000 deep took the daemon down when the error message
+// dumped the value (nlohmann's dump recurses).
+TEST(Manifest, DiffIdsNestedDeepAreRefusedWithABoundedMessage) {
+  std::string config = R"({"rootfs":{"type":"layers","diff_ids":[)" + nested(200000) + "]}}";
+  try {
+    config_diff_ids(config);
+    ADD_FAILURE() << "accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("nested deeper than"), std::string::npos) << e.what();
+    EXPECT_LT(std::string(e.what()).size(), 200u);
+  }
+  // Not a digest, not deep: named by type, never dumped.
+  try {
+    config_diff_ids(R"({"rootfs":{"diff_ids":[[[1,2],[3]]]}})");
+    ADD_FAILURE() << "accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("rootfs.diff_ids[0] is not a sha256 digest: an array of 2 elements"),
+              std::string::npos)
+        << e.what();
+  }
+  std::string huge_string = R"({"rootfs":{"diff_ids":[")" + std::string(1 << 20, 'x') + R"("]}})";
+  try {
+    config_diff_ids(huge_string);
+    ADD_FAILURE() << "accepted";
+  } catch (const Error& e) {
+    EXPECT_LT(std::string(e.what()).size(), 300u);
+  }
+  EXPECT_EQ(config_user(R"({"config":{"User":"1000:1000"}})"), "1000:1000");
+  EXPECT_THROW(config_user(R"({"config":{"User":")" + std::string(2000, 'u') + R"("}})"), Error);
+}
+
+// std::regex overflowed the stack on a 30,000-character realm.
+TEST(Registry, ChallengeParserIsLinearForAnyInput) {
+  auto c = parse_challenge(R"(Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull,push")");
+  EXPECT_EQ(c.scheme, "bearer");
+  EXPECT_EQ(c.params["realm"], "https://auth.example/token");
+  EXPECT_EQ(c.params["service"], "registry.example");
+  EXPECT_EQ(c.params["scope"], "repository:a/b:pull,push");
+  c = parse_challenge(R"(Basic Realm=x, charset="UTF-8", title="a \"quoted\" word")");
+  EXPECT_EQ(c.scheme, "basic");
+  EXPECT_EQ(c.params["realm"], "x");
+  EXPECT_EQ(c.params["title"], "a \"quoted\" word");
+  std::string long_realm(1 << 20, 'a');
+  c = parse_challenge("Bearer realm=\"" + long_realm + "\",service=\"s\"");
+  EXPECT_EQ(c.params["realm"].size(), long_realm.size());
+  EXPECT_EQ(c.params["service"], "s");
+  c = parse_challenge("Bearer realm=\"" + std::string(100000, '\\'));  // unterminated, all escapes
+  EXPECT_EQ(c.params["realm"].size(), 50000u);
+  EXPECT_EQ(parse_challenge(std::string(100000, ',')).params.size(), 0u);
+}
+
+// "127.evil.example" is a host name, not a loopback address: https like any other.
+TEST(Registry, OnlyLoopbackAddressesDefaultToPlainHttp) {
+  for (std::string h : {"localhost", "localhost:5000", "127.0.0.1", "127.0.0.1:5000", "127.255.1.2:80", "[::1]",
+                        "[::1]:5000", "[::ffff:127.0.0.1]:5000"}) {
+    EXPECT_TRUE(is_loopback_host(h)) << h;
+    EXPECT_EQ(resolve_endpoints({}, h)[0].base_url, "http://" + h);
+  }
+  for (std::string h : {"127.evil.example", "127.0.0.1.evil.example:5000", "127.1", "127.0.0.01", "localhost.example",
+                        "10.0.0.1:5000", "[::2]:5000", "128.0.0.1"}) {
+    EXPECT_FALSE(is_loopback_host(h)) << h;
+    EXPECT_EQ(resolve_endpoints({}, h)[0].base_url, "https://" + h);
+  }
+}
+
+// Directory trees far deeper than any stack (a layer reaches such depths through
+// symlinks resolved inside it): the usage walk and removal have no recursion and keep
+// one directory open at a time.
+TEST(FsUtil, DeepTreesAreWalkedAndRemovedWithoutRecursion) {
+  TempDir t;
+  constexpr int kDepth = 100000;
+  {
+    UniqueFd fd(::open(t.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    ASSERT_TRUE(fd);
+    ASSERT_EQ(::mkdirat(fd.get(), "deep", 0755), 0);
+    fd.reset(::openat(fd.get(), "deep", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    for (int i = 0; i < kDepth; ++i) {
+      ASSERT_EQ(::mkdirat(fd.get(), "d", 0755), 0) << i;
+      if (i % 1000 == 0) ::close(::openat(fd.get(), "f", O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+      fd.reset(::openat(fd.get(), "d", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+      ASSERT_TRUE(fd);
+    }
+  }
+  TreeUsage u = tree_usage(t / "deep");
+  EXPECT_EQ(u.inodes, 1u + kDepth + kDepth / 1000);
+  remove_tree(t / "deep");
+  EXPECT_FALSE(exists_nofollow(t / "deep"));
+}
+
+// Two registries may serve the same digest: the second writer must not wait for the
+// first (a hostile registry trickling a victim's layer would hold the victim's pull).
+TEST(ContentStore, WritersOfOneDigestDoNotWaitForEachOther) {
+  TempDir t;
+  ContentStore cs(t.path());
+  std::string data = "shared layer bytes";
+  std::string d = sha256_digest(data);
+  auto slow = cs.begin(d, data.size());
+  ASSERT_TRUE(slow);
+  slow->write(data.data(), 3);  // the slow writer is under way
+  auto second = std::async(std::launch::async, [&] {
+    auto in = cs.begin(d, data.size());
+    if (!in) return false;
+    in->write(data.data(), data.size());
+    in->commit();
+    return true;
+  });
+  ASSERT_EQ(second.wait_for(std::chrono::seconds(10)), std::future_status::ready) << "the second writer waited";
+  EXPECT_TRUE(second.get());
+  EXPECT_EQ(*cs.read(d), data);
+  slow->write(data.data() + 3, data.size() - 3);
+  slow->commit();  // identical content over identical content
+  EXPECT_EQ(*cs.read(d), data);
+  EXPECT_EQ(count_entries(t / "content/ingest"), 0u);
+}
+
+// Listing reads no config; a store of an older berthd (no user column) gets the users
+// filled in once at open, and a config it cannot parse leaves the user unset.
+TEST(Metadata, ListingNeedsNoConfigAndOldStoresGetTheirUser) {
+  TempDir t;
+  std::string db = t / "meta.db";
+  {
+    Metadata md(db);
+    md.put_image(sample_image('a', {"docker.io/library/a:1"}), {}, 1);
+    ImageRecord deep = sample_image('c', {"docker.io/library/c:1"});
+    deep.config_json = R"({"config":{"User":"7"},"x":)" + nested(100000) + "}";
+    md.put_image(deep, {}, 2);
+  }
+  {
+    sqlite3* h = nullptr;
+    ASSERT_EQ(sqlite3_open(db.c_str(), &h), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(h, "ALTER TABLE images DROP COLUMN user", nullptr, nullptr, nullptr), SQLITE_OK);
+    sqlite3_close(h);
+  }
+  Metadata md(db);
+  auto all = md.images();
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_EQ(all[0].user, "1000:1000");
+  EXPECT_TRUE(all[0].config_json.empty());
+  EXPECT_EQ(all[1].user, "");  // too deep to read: unset, and the store opens
+  EXPECT_EQ(md.image(all[0].id)->config_json, R"({"config":{"User":"1000:1000"}})");
+}
+
+bool mapped(const std::string& name) {
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  while (std::getline(maps, line))
+    if (line.find(name) != std::string::npos) return true;
+  return false;
+}
+
+// libcurl (and its chain) is mapped only while pulls hold the libraries.
+TEST(PullLibraries, LoadedOnDemandAndClosedWhenIdle) {
+  auto& libs = PullLibraries::instance();
+  libs.set_idle_unload(std::chrono::milliseconds(200));
+  ASSERT_FALSE(libs.loaded());
+  EXPECT_FALSE(mapped("libcurl.so"));
+  unsigned loads = libs.loads();
+  {
+    auto lease = libs.acquire();
+    EXPECT_TRUE(libs.loaded());
+    EXPECT_TRUE(mapped("libcurl.so"));
+    EXPECT_TRUE(mapped("libldap"));
+    auto second = libs.acquire();
+  }
+  for (int i = 0; i < 100 && libs.loaded(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_FALSE(libs.loaded());
+  EXPECT_FALSE(mapped("libcurl.so"));
+  EXPECT_FALSE(mapped("libldap"));
+  EXPECT_FALSE(mapped("libgnutls"));
+  EXPECT_FALSE(mapped("librtmp"));
+  // Marked NODELETE: dlclose leaves these mapped.
+  std::printf("[ info ] still mapped after unload: libssl %d, libp11-kit %d\n", mapped("libssl.so"),
+              mapped("libp11-kit"));
+  {
+    auto lease = libs.acquire();  // loads again
+    EXPECT_TRUE(mapped("libcurl.so"));
+  }
+  EXPECT_EQ(libs.loads(), loads + 2);
+  libs.set_idle_unload(std::chrono::milliseconds(0));
+  libs.unload_now();
+  EXPECT_FALSE(mapped("libcurl.so"));
 }
 
 } // namespace
