@@ -33,6 +33,85 @@ std::string unbase64(std::string_view in) {
   return *out;
 }
 
+bool transient_status(long status) { return status == 408 || status == 429 || status >= 500; }
+
+bool is_tchar(char c) {
+  return std::isalnum(static_cast<unsigned char>(c)) || std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+}
+
+// "HTTP 404" or curl's error, bounded.
+std::string describe(const HttpResponse& r) {
+  if (r.transport_ok) return fmt::format("HTTP {}", r.status);
+  return r.error;
+}
+
+} // namespace
+
+void throw_stopped(const StopCheck& stop, std::string_view what) {
+  if (Clock::now() >= stop.deadline)
+    fail_code(ETIMEDOUT, "{}: {} exceeded", what, stop.why_deadline.empty() ? "deadline" : stop.why_deadline);
+  fail_code(ECANCELED, "{}: cancelled (the client went away)", what);
+}
+
+bool is_loopback_host(std::string_view domain) {
+  std::string_view host = domain;
+  if (host.starts_with('[')) {
+    size_t close = host.find(']');
+    if (close == std::string_view::npos) return false;
+    host = host.substr(1, close - 1);
+  } else if (size_t colon = host.find(':'); colon != std::string_view::npos) {
+    host = host.substr(0, colon);
+  }
+  if (host == "localhost") return true;
+  std::string h(host);
+  in_addr v4{};
+  if (::inet_pton(AF_INET, h.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6{};
+  if (::inet_pton(AF_INET6, h.c_str(), &v6) == 1) {
+    if (IN6_IS_ADDR_LOOPBACK(&v6)) return true;
+    return IN6_IS_ADDR_V4MAPPED(&v6) && v6.s6_addr[12] == 127;
+  }
+  return false;
+}
+
+std::vector<Endpoint> resolve_endpoints(const std::vector<RegistryHost>& hosts, std::string_view domain) {
+  const RegistryHost* cfg = nullptr;
+  for (auto& h : hosts)
+    if (h.host == domain) cfg = &h;
+  std::vector<Endpoint> out;
+  if (cfg) {
+    for (auto& m : cfg->mirrors) {
+      std::string url = m.find("://") == std::string::npos ? "https://" + m : m;
+      while (url.ends_with('/')) url.pop_back();
+      if (url.ends_with("/v2")) url.resize(url.size() - 3);
+      out.push_back({url, true, cfg->skip_verify, cfg->ca_file});
+    }
+  }
+  std::string host = domain == "docker.io" ? "registry-1.docker.io" : std::string(domain);
+  bool plain = cfg ? cfg->plain_http : is_loopback_host(domain);
+  out.push_back({(plain ? "http://" : "https://") + host, false, cfg && cfg->skip_verify,
+                 cfg ? cfg->ca_file : std::string()});
+  return out;
+}
+
+namespace {
+
+// CRI's server_address names the registry the credentials are for ("https://index.docker.io/v1/",
+// "quay.io", "127.0.0.1:5000"); containerd ignores credentials for another host.
+bool auth_matches(std::string_view server_address, std::string_view domain) {
+  if (server_address.empty()) return true;
+  std::string_view a = server_address;
+  if (size_t scheme = a.find("://"); scheme != std::string_view::npos) a.remove_prefix(scheme + 3);
+  a = a.substr(0, a.find('/'));
+  if (a == domain) return true;
+  auto is_docker_hub = [](std::string_view h) {
+    return h == "docker.io" || h == "index.docker.io" || h == "registry-1.docker.io";
+  };
+  return is_docker_hub(a) && is_docker_hub(domain);
+}
+
+} // namespace
+
 Credentials resolve_credentials(const std::vector<RegistryHost>& hosts, std::string_view domain,
                                 const AuthConfig& auth_in) {
   Credentials c;
