@@ -136,4 +136,25 @@ void JsonView::each_member(const std::function<void(const std::string&, const Js
     fn(it.key(), JsonView(it.value(), path_.empty() ? it.key() : path_ + "." + it.key()));
 }
 
+std::optional<size_t> first_invalid_utf8(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    auto b = [&](size_t k) { return static_cast<unsigned char>(s[i + k]); };
+    unsigned char c = b(0);
+    size_t len;
+    unsigned char lo = 0x80, hi = 0xbf; // range of the second byte
+    if (c < 0x80) len = 1;
+    else if (c >= 0xc2 && c <= 0xdf) len = 2;
+    else if (c >= 0xe0 && c <= 0xef) len = 3, lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
+    else if (c >= 0xf0 && c <= 0xf4) len = 4, lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
+    else return i;
+    if (i + len > s.size()) return i;
+    if (len > 1 && (b(1) < lo || b(1) > hi)) return i;
+    for (size_t k = 2; k < len; k++)
+      if ((b(k) & 0xc0) != 0x80) return i;
+    i += len;
+  }
+  return std::nullopt;
+}
+
 } // namespace berth

@@ -57,4 +57,9 @@ private:
 
 const char* json_type_name(const json& j);
 
+// The offset of the first byte that is not well-formed UTF-8 (overlong forms, surrogates
+// and code points past U+10FFFF included), or nullopt. JSON text must be UTF-8, and
+// nlohmann::json throws a type_error when it dumps a string that is not.
+std::optional<size_t> first_invalid_utf8(std::string_view s);
+
 } // namespace berth

@@ -7,11 +7,14 @@
 
 #include <algorithm>
 #include <cctype>
+#include <sstream>
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include "agent/lib/hash.hpp"
 #include "common/error.hpp"
+#include "common/json.hpp"
 #include "common/fd.hpp"
 #include "common/fs.hpp"
 
@@ -118,9 +121,42 @@ std::string lower(std::string s) {
 
 } // namespace
 
+namespace {
+
+// Counts documents as the parser sees them, without building nodes.
+struct DocumentCounter : YAML::EventHandler {
+  size_t documents = 0;
+  void OnDocumentStart(const YAML::Mark&) override { ++documents; }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+};
+
+// yaml-cpp 0.7's LoadAll never ends on a stray flow separator after a document ("," or
+// "{a: b},": each round yields one more empty document) and grows until the OOM killer
+// comes. The documents are counted first, with a cap, so LoadAll only sees text whose
+// parse ends.
+void check_document_count(const std::string& text) {
+  std::istringstream in(text);
+  YAML::Parser parser(in);
+  DocumentCounter counter;
+  while (parser.HandleNextDocument(counter))
+    if (counter.documents > kMaxYamlDocuments)
+      fail("more than {} YAML documents (stray ',' or ']' after the document?): a manifest holds one Pod",
+           kMaxYamlDocuments);
+}
+
+} // namespace
+
 nlohmann::json yaml_to_json(const std::string& text) {
   std::vector<YAML::Node> docs;
   try {
+    check_document_count(text);
     docs = YAML::LoadAll(text);
   } catch (const YAML::Exception& e) {
     fail("invalid YAML at line {}, column {}: {}", e.mark.line + 1, e.mark.column + 1, e.msg);
@@ -166,6 +202,7 @@ Manifest manifest_from_text(const std::string& path, const std::string& text, co
   return with_context(path, [&] {
     Manifest m;
     m.path = path;
+    if (auto bad = first_invalid_utf8(text)) fail("not valid UTF-8 (byte {})", *bad);
     m.source = yaml_to_json(text);
     m.pod = parse_pod(m.source);
     // The kubelet hashes the decoded object; the canonical JSON form is its equivalent:

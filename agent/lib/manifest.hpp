@@ -26,6 +26,7 @@ struct Manifest {
 constexpr size_t kMaxManifestBytes = 1 << 20;     // the file
 constexpr size_t kMaxYamlDepth = 64;              // nesting of sequences and mappings
 constexpr size_t kMaxYamlNodes = 200'000;         // nodes, each alias counted as often as it is used
+constexpr size_t kMaxYamlDocuments = 16;          // "---" separated documents, empty ones included
 constexpr size_t kMaxYamlScalarBytes = 4 << 20;   // bytes of keys and values, aliases counted likewise
 
 // Converts YAML (a superset of JSON) to JSON: plain scalars become numbers, booleans

@@ -60,6 +60,12 @@ bool is_manifest_type(std::string_view t) {
          t == "application/vnd.docker.distribution.manifest.v2+json";
 }
 
+// 0 unless schemaVersion is an integer: json::value() would throw type_error on a string.
+static int64_t schema_version(const json& j) {
+  auto v = j.is_object() ? j.find("schemaVersion") : j.end();
+  return v != j.end() && v->is_number_integer() ? v->get<int64_t>() : 0;
+}
+
 std::string manifest_media_type(std::string_view content_type, std::string_view body) {
   if (is_index_type(content_type) || is_manifest_type(content_type)) return std::string(content_type);
   json j = parse_json(body, "manifest");
@@ -67,7 +73,7 @@ std::string manifest_media_type(std::string_view content_type, std::string_view 
   if (!t.empty()) return t;
   if (j.contains("manifests")) return "application/vnd.oci.image.index.v1+json";
   if (j.contains("layers") && j.contains("config")) return "application/vnd.oci.image.manifest.v1+json";
-  if (j.value("schemaVersion", 0) == 1) return "application/vnd.docker.distribution.manifest.v1+json";
+  if (schema_version(j) == 1) return "application/vnd.docker.distribution.manifest.v1+json";
   return std::string(content_type);
 }
 
@@ -82,7 +88,7 @@ std::vector<Descriptor> parse_index(std::string_view body) {
 
 Manifest parse_manifest(std::string_view body) {
   json j = parse_json(body, "image manifest");
-  if (j.value("schemaVersion", 0) != 2) fail("image manifest: schemaVersion must be 2 (schema 1 is not supported)");
+  if (schema_version(j) != 2) fail("image manifest: schemaVersion must be 2 (schema 1 is not supported)");
   Manifest m;
   auto c = j.find("config");
   if (c == j.end()) fail("image manifest has no config");

@@ -6,7 +6,8 @@
 #   BUILD=/work/build-x tests/image/run.sh --gtest_filter='RegistryTest.*'
 #
 # BUILD: the meson build directory (default: build/). --junitxml=FILE writes one gtest
-# XML report per binary: FILE with "-unit" / "-registry" before the extension.
+# XML report per binary: FILE with "-unit" / "-fuzz" / "-registry" before the extension.
+# BERTH_FUZZ_SECONDS: time per fuzz target (default 3, see tests/lib/fuzz.hpp).
 # Needs root; installs docker-registry, apache2-utils (htpasswd), busybox-static, zstd
 # and openssl with apt-get when missing.
 set -u
@@ -40,7 +41,8 @@ for a in "$@"; do
   esac
 done
 
-bins=(unit:"$build/cri/image/tests/image-unit-tests" registry:"$build/cri/image/tests/image-registry-tests")
+bins=(unit:"$build/cri/image/tests/image-unit-tests" fuzz:"$build/cri/image/tests/image-fuzz-tests"
+      registry:"$build/cri/image/tests/image-registry-tests")
 for b in "${bins[@]}"; do
   [ -x "${b#*:}" ] || { echo "tests/image/run.sh: ${b#*:} not built (ninja -C $build)" >&2; exit 2; }
 done
