@@ -17,19 +17,7 @@ size_t BlobFetch::read_at(char* buf, size_t len, uint64_t off, const PullContext
   int fd;
   {
     std::unique_lock lk(mu_);
-    while (!(error_ || available_ > off || done_)) {
-      if (ctx.done()) {
-        lk.unlock();
-        ctx.check();
-        lk.lock();
-        continue;
-      }
-      cv_.wait_for(lk, std::chrono::milliseconds(100));
-    }
-    if (error_) {
-      ctx.check();  // a download stopped because this pull ended: the pull's own reason
-      std::rethrow_exception(error_);
-    }
+    await_locked(lk, ctx, [&] { return available_ > off || done_; });
     if (off >= available_) return 0;  // done_ and everything read
     len = static_cast<size_t>(std::min<uint64_t>(len, available_ - off));
     fd = fd_.get();
@@ -42,9 +30,9 @@ size_t BlobFetch::read_at(char* buf, size_t len, uint64_t off, const PullContext
   }
 }
 
-void BlobFetch::wait(const PullContext& ctx) {
-  std::unique_lock lk(mu_);
-  while (!(error_ || done_)) {
+void BlobFetch::await_locked(std::unique_lock<std::mutex>& lk, const PullContext& ctx,
+                             const std::function<bool()>& ready) {
+  while (!(error_ || ready())) {
     if (ctx.done()) {
       lk.unlock();
       ctx.check();
@@ -57,6 +45,11 @@ void BlobFetch::wait(const PullContext& ctx) {
     ctx.check();  // a download stopped because this pull ended: the pull's own reason
     std::rethrow_exception(error_);
   }
+}
+
+void BlobFetch::wait(const PullContext& ctx) {
+  std::unique_lock lk(mu_);
+  await_locked(lk, ctx, [&] { return done_; });
 }
 
 bool BlobFetch::failed() {

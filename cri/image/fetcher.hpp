@@ -20,6 +20,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <cstdint>
 #include <deque>
 #include <exception>
@@ -70,6 +71,10 @@ public:
   void abort(std::exception_ptr error);
 
 private:
+  // Waits (mu_ held through lk) until ready() or the download failed. The pull's own end
+  // (deadline, cancelled client) throws its reason, a failed download its error.
+  void await_locked(std::unique_lock<std::mutex>& lk, const PullContext& ctx, const std::function<bool()>& ready);
+
   struct Subscriber {
     const PullContext* ctx;
     Progress progress;

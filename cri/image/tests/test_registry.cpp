@@ -647,6 +647,21 @@ protected:
     }
     EXPECT_TRUE(tmp.empty());
   }
+  // The pull fails with ETIMEDOUT and `message` within `limit`, leaving no ingest file.
+  void expect_pull_timeout(ImageStore& store, const std::string& ref, const std::string& message,
+                           std::chrono::seconds limit) {
+    auto t0 = std::chrono::steady_clock::now();
+    try {
+      store.pull(ref, {});
+      ADD_FAILURE() << "pulled";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(message), std::string::npos) << e.what();
+      EXPECT_EQ(e.code(), ETIMEDOUT) << e.what();
+    }
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, limit);
+    expect_no_ingest_leftovers();
+  }
+
   TempDir dir_;
 };
 
@@ -656,16 +671,7 @@ TEST_F(HostileTest, ASlowBlobHitsTheBlobDeadline) {
   StoreOptions o = options();
   o.blob_timeout = std::chrono::seconds(2);
   auto store = ImageStore::open(o);
-  auto t0 = std::chrono::steady_clock::now();
-  try {
-    store->pull(reg.addr() + "/slow/img:1", {});
-    ADD_FAILURE() << "pulled";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("blob deadline of 2 s exceeded"), std::string::npos) << e.what();
-    EXPECT_EQ(e.code(), ETIMEDOUT) << e.what();
-  }
-  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(15));
-  expect_no_ingest_leftovers();
+  expect_pull_timeout(*store, reg.addr() + "/slow/img:1", "blob deadline of 2 s exceeded", std::chrono::seconds(15));
   EXPECT_TRUE(store->list().empty());
 }
 
@@ -675,16 +681,7 @@ TEST_F(HostileTest, APullHasAnOverallDeadline) {
   o.blob_timeout = std::chrono::milliseconds(0);
   o.pull_timeout = std::chrono::seconds(2);
   auto store = ImageStore::open(o);
-  auto t0 = std::chrono::steady_clock::now();
-  try {
-    store->pull(reg.addr() + "/slow/img:1", {});
-    ADD_FAILURE() << "pulled";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("pull deadline of 2 s"), std::string::npos) << e.what();
-    EXPECT_EQ(e.code(), ETIMEDOUT) << e.what();
-  }
-  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(10));
-  expect_no_ingest_leftovers();
+  expect_pull_timeout(*store, reg.addr() + "/slow/img:1", "pull deadline of 2 s", std::chrono::seconds(10));
 }
 
 // The client goes away: the pull returns at once, and its downloads stop (the registry
