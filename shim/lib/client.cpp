@@ -25,7 +25,7 @@ namespace {
 std::optional<std::string> ctl_request(const ContainerPaths& paths, const std::string& line) {
   UniqueFd sock;
   try {
-    sock = connect_unix_socket(paths.ctl_socket(), SOCK_STREAM);
+    sock = connect_unix(paths.ctl_socket(), SOCK_STREAM);
   } catch (const Error& e) {
     if (e.code() == ENOENT || e.code() == ECONNREFUSED) return std::nullopt;
     throw;
@@ -153,7 +153,7 @@ int relay(int sock, bool tty, bool forward_stdin) {
 }
 
 int attach_or_exec(const ClientOptions& opts, const ContainerPaths& paths) {
-  UniqueFd sock = connect_unix_socket(paths.attach_socket(), SOCK_SEQPACKET);
+  UniqueFd sock = connect_unix(paths.attach_socket(), SOCK_SEQPACKET);
   bool tty = opts.tty;
   if (opts.command == "attach") {
     send_frame(sock.get(), frame::kAttach, {}, true);

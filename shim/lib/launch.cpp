@@ -54,7 +54,7 @@ void claim_state_dir(const ContainerPaths& paths, const std::string& id) {
   if (::mkdir(paths.dir.c_str(), 0700) == 0) return;
   if (errno != EEXIST) fail_errno("create state dir {}", paths.dir);
   try {
-    connect_unix_socket(paths.ctl_socket(), SOCK_STREAM);
+    connect_unix(paths.ctl_socket(), SOCK_STREAM);
   } catch (const Error&) {
     fail("container {}: state dir {} is left from a shim that is gone; remove it first", id, paths.dir);
   }

@@ -38,15 +38,6 @@ UniqueFd listen_unix(const std::string& path, int type) {
   return sock;
 }
 
-UniqueFd connect_unix_socket(const std::string& path, int type) {
-  auto addr = make_address(path);
-  UniqueFd sock(::socket(AF_UNIX, type | SOCK_CLOEXEC, 0));
-  if (!sock) fail_errno("socket");
-  if (::connect(sock.get(), reinterpret_cast<struct sockaddr*>(&addr), sizeof addr) < 0)
-    fail_errno("connect to {}", path);
-  return sock;
-}
-
 UniqueFd accept_connection(int listener) {
   for (;;) {
     int fd = ::accept4(listener, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -55,7 +46,6 @@ UniqueFd accept_connection(int listener) {
     return UniqueFd();
   }
 }
-
 
 bool send_frame(int sock, char type, std::string_view payload, bool blocking) {
   struct iovec iov[2] = {{&type, 1}, {const_cast<char*>(payload.data()), payload.size()}};

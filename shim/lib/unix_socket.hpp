@@ -8,15 +8,13 @@
 #include <string_view>
 
 #include "common/fd.hpp"
-#include "common/unix_socket.hpp" // recv_fd for the console socket
+#include "common/unix_socket.hpp" // connect_unix, and recv_fd for the console socket
 
 namespace berth::shim {
 
 // Binds and listens at path (type SOCK_STREAM or SOCK_SEQPACKET), non-blocking,
 // close-on-exec, mode 0600. An existing file at path is replaced.
 UniqueFd listen_unix(const std::string& path, int type);
-// Connects (blocking) to a listener at path.
-UniqueFd connect_unix_socket(const std::string& path, int type);
 // Accepts one connection, non-blocking and close-on-exec; an empty fd when none waits.
 UniqueFd accept_connection(int listener);
 
