@@ -285,6 +285,33 @@ def write_cni_conf(conf_dir: Path, bridge: str, subnet: str, data_dir: Path):
 # berthlet
 
 
+def decode_logfmt(line):
+    """time="..." level=info msg="a \\"b\\"" k=v  ->  'info a "b" k=v' (other lines as they are)."""
+    fields, i = {}, 0
+    while i < len(line):
+        eq = line.find("=", i)
+        if eq < 0 or " " in line[i:eq]:
+            return line
+        key, i = line[i:eq], eq + 1
+        if line[i:i + 1] == '"':
+            try:
+                value, used = json.JSONDecoder().raw_decode(line, i)
+            except ValueError:
+                return line
+            i = used
+        else:
+            end = line.find(" ", i)
+            end = len(line) if end < 0 else end
+            value, i = line[i:end], end
+        fields[key] = value
+        while line[i:i + 1] == " ":
+            i += 1
+    if "msg" not in fields:
+        return line
+    rest = " ".join(f"{k}={v}" for k, v in fields.items() if k not in ("time", "level", "msg"))
+    return f'{fields.get("level", "")} {fields["msg"]}' + (f" {rest}" if rest else "")
+
+
 class Berthlet:
     def __init__(self, root: Path, endpoint: Path, cgroup_root: str):
         self.root = root
@@ -333,7 +360,10 @@ class Berthlet:
         return rc
 
     def log(self):
-        return self.logfile.read_text(errors="replace") if self.logfile.exists() else ""
+        """The log with its logfmt lines decoded ("<level> <msg> key=value ..."), so that
+        tests match messages as written, quotes included."""
+        text = self.logfile.read_text(errors="replace") if self.logfile.exists() else ""
+        return "".join(decode_logfmt(line) + "\n" for line in text.splitlines())
 
     def get(self, path):
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
