@@ -6,6 +6,7 @@ import os
 import select
 import signal
 import statistics
+import subprocess
 import time
 
 
@@ -46,3 +47,29 @@ def p90(xs):
         return None
     s = sorted(xs)
     return s[min(len(s) - 1, int(round(0.9 * (len(s) - 1))))]
+
+
+def memory(pid):
+    """{rss, pss, private, anon} in bytes from /proc/<pid>/smaps_rollup. RSS counts every
+    mapped page, shared library pages included; private (USS) is what the process alone
+    costs; anon is its heap, stacks and other anonymous memory (no file behind it)."""
+    fields = {}
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 3 and parts[0].endswith(":"):
+                fields[parts[0][:-1]] = int(parts[1]) * 1024
+    return {"rss": fields["Rss"], "pss": fields["Pss"],
+            "private": fields["Private_Clean"] + fields["Private_Dirty"], "anon": fields["Anonymous"]}
+
+
+def stop_process(proc, timeout):
+    """SIGTERM, then SIGKILL past `timeout` seconds; always reaped."""
+    if proc and proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+

@@ -13,7 +13,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -29,24 +28,11 @@ import grpc  # noqa: E402
 
 import oci_image  # noqa: E402
 from containerd_config import private_config  # noqa: E402
+from benchlib import memory, stop_process  # noqa: E402
 from cri_client import CriClient  # noqa: E402
 from registry import Registry  # noqa: E402
 
 MIB = 1024 * 1024
-
-
-def memory(pid):
-    """{rss, pss, private, anon} in bytes from /proc/<pid>/smaps_rollup. RSS counts every
-    mapped page, shared library pages included; private (USS) is what the daemon alone
-    costs; anon is its heap, stacks and other anonymous memory (no file behind it)."""
-    fields = {}
-    with open(f"/proc/{pid}/smaps_rollup") as f:
-        for line in f:
-            parts = line.split()
-            if len(parts) >= 3 and parts[0].endswith(":"):
-                fields[parts[0][:-1]] = int(parts[1]) * 1024
-    return {"rss": fields["Rss"], "pss": fields["Pss"],
-            "private": fields["Private_Clean"] + fields["Private_Dirty"], "anon": fields["Anonymous"]}
 
 
 def wait_serving(proc, socket_path, log, timeout=60):
@@ -77,13 +63,7 @@ class Daemon:
         self.client = CriClient(self.socket, timeout=600)
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, 30)
 
 
 def berthd(work, berthd_bin, registry):

@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -32,21 +31,12 @@ import grpc  # noqa: E402
 
 import oci_image  # noqa: E402
 from containerd_config import daemon_env, private_config  # noqa: E402
+from benchlib import memory, stop_process  # noqa: E402
 from cri_client import CriClient  # noqa: E402
 from registry import Registry  # noqa: E402
 
 BUILD = os.path.join(REPO, "build")
 MIB = 1024 * 1024
-
-
-def memory(pid):
-    fields = {}
-    with open(f"/proc/{pid}/smaps_rollup") as f:
-        for line in f:
-            parts = line.split()
-            if len(parts) >= 3 and parts[0].endswith(":"):
-                fields[parts[0][:-1]] = int(parts[1]) * 1024
-    return {"rss": fields["Rss"], "pss": fields["Pss"]}
 
 
 def children_named(names):
@@ -93,13 +83,7 @@ class Daemon:
         self.pb2, self.rt = self.c.pb2, self.c.runtime
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, 60)
 
     # ---- CRI calls -------------------------------------------------------------------
     def pod_config(self, pid_mode=None, name=None):
