@@ -37,6 +37,7 @@ from registry import Registry  # noqa: E402
 
 BUILD = os.path.join(REPO, "build")
 MIB = 1024 * 1024
+UNLOAD_AFTER_PULL = 30  # berthd closes its pull libraries this long after a pull (cri/image/image_store.hpp)
 
 
 def children_named(names):
@@ -202,6 +203,7 @@ def main():
         for d in daemons:
             d.start()
             d.c.pull("busybox")
+            d.pulled_at, d.mem_after_pull = time.monotonic(), memory(d.proc.pid)
             pod_lifecycle(d, {})  # warm-up
             container_lifecycle(d, {})
 
@@ -214,6 +216,13 @@ def main():
                     container_lifecycle(d, samples[d.name])
             print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
 
+        # Memory is read at steady state: berthd closes its pull libraries (libcurl,
+        # libarchive and their chains) UNLOAD_AFTER_PULL seconds after the last pull, so
+        # the node figures wait for that; the figure just after the pull is reported too.
+        settle_after_pull = max(d.pulled_at for d in daemons) + UNLOAD_AFTER_PULL + 5 - time.monotonic()
+        if settle_after_pull > 0:
+            print(f"waiting {settle_after_pull:.0f} s for steady state after the pulls", file=sys.stderr)
+            time.sleep(settle_after_pull)
         node = {}
         for d in daemons:
             node[d.name] = {"kubelet pods": node_figures(d, 10, 1, d.pb2.CONTAINER, 10, 50)}
@@ -265,6 +274,9 @@ def report(daemons, samples, node, args):
               f"processes PSS {sum(h['pss'] for h in hm) / MIB:6.1f} MiB; total PSS {pss / MIB:6.1f} MiB, "
               f"RSS {rss / MIB:6.1f} MiB; daemon idle CPU {idle:.2f} % of a core")
         results["node"][n] = {"daemon": dm, "helpers": hm, "total_pss": pss, "total_rss": rss, "idle_cpu_pct": idle}
+    for d in daemons:
+        print(f"  {d.name:<11} daemon PSS just after its pull {d.mem_after_pull['pss'] / MIB:6.1f} MiB")
+        results["node"][d.name]["daemon_after_pull"] = d.mem_after_pull
     if len(names) == 2:
         a, b = (results["node"][n]["total_pss"] for n in names)
         print(f"  total PSS ratio {a / b:.2f}")
