@@ -140,10 +140,14 @@ bool shim_alive(const ShimSettings& shim, const std::string& id) {
   }
 }
 
+std::string shim_attach_socket(const ShimSettings& shim, const std::string& id) {
+  return path_join(shim_dir(shim, id), "attach.sock");
+}
+
 ExecSyncResult shim_exec_sync(const ShimSettings& shim, const std::string& id, const std::vector<std::string>& argv,
                               std::chrono::milliseconds timeout, size_t max_output) {
   namespace frame = shim::frame;
-  std::string sock_path = path_join(shim_dir(shim, id), "attach.sock");
+  std::string sock_path = shim_attach_socket(shim, id);
   UniqueFd sock = with_context("container is not running (no shim)", [&] { return connect_unix(sock_path, SOCK_SEQPACKET); });
   json req = {{"args", argv}, {"tty", false}, {"stdin", false}};
   if (timeout.count() > 0) req["timeout"] = static_cast<double>(timeout.count()) / 1000.0;

@@ -59,6 +59,9 @@ ExitRecord parse_exit_record(const std::string& text, const std::string& origin)
 std::optional<json> shim_request(const ShimSettings& shim, const std::string& id, const std::string& request,
                                  std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
+// The shim's attach.sock of `id` (exec and attach sessions, shim/lib/protocol.hpp).
+std::string shim_attach_socket(const ShimSettings& shim, const std::string& id);
+
 // True while a shim serves the id (its ctl.sock accepts connections).
 bool shim_alive(const ShimSettings& shim, const std::string& id);
 

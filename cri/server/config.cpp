@@ -174,6 +174,19 @@ void read_runtime(const toml::table& t, Config& cfg, const std::string& path) {
   r.finish();
 }
 
+void read_stream(const toml::table& t, Config& cfg, const std::string& path) {
+  TableReader r(t, "stream", path);
+  if (auto v = r.str("address")) cfg.stream.address = *v;
+  if (auto v = r.integer("port", 0, 65535)) cfg.stream.port = static_cast<uint16_t>(*v);
+  if (auto v = r.str("tls_cert")) cfg.stream.tls_cert = *v;
+  if (auto v = r.str("tls_key")) cfg.stream.tls_key = *v;
+  if (auto v = r.integer("idle_timeout", 1, 7 * 24 * 3600)) cfg.stream.idle_timeout = std::chrono::seconds(*v);
+  if (auto v = r.integer("max_sessions", 1, 4096)) cfg.stream.max_sessions = static_cast<unsigned>(*v);
+  r.finish();
+  if (cfg.stream.tls_cert.empty() != cfg.stream.tls_key.empty())
+    fail("{}: stream: give both tls_cert and tls_key, or neither", path);
+}
+
 void read_cni(const toml::table& t, Config& cfg, const std::string& path) {
   TableReader r(t, "cni", path);
   if (auto v = r.str("conf_dir")) cfg.cni_conf_dir = *v;
@@ -260,6 +273,7 @@ Config load_config_file(const std::string& path, Config cfg) {
   }
   if (const toml::table* t = top.table("runtime")) read_runtime(*t, cfg, path);
   if (const toml::table* t = top.table("cni")) read_cni(*t, cfg, path);
+  if (const toml::table* t = top.table("stream")) read_stream(*t, cfg, path);
   if (const toml::table* t = top.table("registry")) {
     cfg.registries.clear();
     for (auto&& [host, node] : *t) {

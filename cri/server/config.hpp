@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cri/image/image_store.hpp"
+#include "cri/stream/server.hpp"
 #include "cri/pod/oci_spec.hpp"
 #include "common/daemon_log.hpp"
 
@@ -58,6 +59,9 @@ struct Config {
   std::vector<std::string> cni_bin_dirs = {"/opt/cni/bin", "/usr/lib/cni"};
   std::string cni_cache_dir = "/var/lib/cni";
   unsigned cni_timeout_s = 60;
+
+  // [stream]: the server behind Exec, Attach and PortForward URLs.
+  stream::ServerConfig stream;
 
   Config();
 

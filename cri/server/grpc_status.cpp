@@ -23,6 +23,7 @@ grpc::StatusCode code_for(int err) {
   case ECANCELED: return grpc::StatusCode::CANCELLED;
   case ETIMEDOUT: return grpc::StatusCode::DEADLINE_EXCEEDED;
   case ENOTSUP: return grpc::StatusCode::UNIMPLEMENTED;
+  case ENOSPC: return grpc::StatusCode::RESOURCE_EXHAUSTED;
   default: return grpc::StatusCode::UNKNOWN;
   }
 }

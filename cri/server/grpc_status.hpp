@@ -16,7 +16,8 @@ inline constexpr int kWrongState = EBUSY;  // FAILED_PRECONDITION: not in a stat
 
 // EINVAL -> INVALID_ARGUMENT, ENOENT -> NOT_FOUND, EEXIST -> ALREADY_EXISTS,
 // EBUSY -> FAILED_PRECONDITION, EACCES/EPERM -> PERMISSION_DENIED, ECANCELED -> CANCELLED,
-// ETIMEDOUT -> DEADLINE_EXCEEDED, ENOTSUP -> UNIMPLEMENTED, anything else UNKNOWN.
+// ETIMEDOUT -> DEADLINE_EXCEEDED, ENOTSUP -> UNIMPLEMENTED, ENOSPC -> RESOURCE_EXHAUSTED,
+// anything else UNKNOWN.
 // Logs the error (call = the RPC name).
 grpc::Status status_from(const std::exception& e, std::string_view call);
 

@@ -88,7 +88,7 @@ int64_t now_ns() {
 }
 
 Runtime::Runtime(const Config& cfg, image::ImageStore& images)
-    : cfg_(cfg), images_(images), network_(network_settings(cfg)) {
+    : cfg_(cfg), images_(images), network_(network_settings(cfg)), streams_(cfg.stream) {
   mkdir_p(cfg_.state_dir, 0711);
   mkdir_p(path_join(cfg_.state_dir, "sandboxes"), 0711);
   mkdir_p(path_join(cfg_.state_dir, "containers"), 0711);

@@ -122,8 +122,14 @@ public:
   // Events for GetContainerEvents.
   void emit(runtime::v1::ContainerEventType type, const std::string& container_id, const std::string& sandbox_id);
 
-  // Shutdown has begun: long-lived calls (event streams) end.
-  void begin_shutdown() { stopping_ = true; }
+  // Shutdown has begun: long-lived calls (event streams, stream sessions) end.
+  void begin_shutdown() {
+    stopping_ = true;
+    streams_.shutdown();
+  }
+
+  // The stream server of Exec, Attach and PortForward (started at the first of them).
+  stream::Server& streams() { return streams_; }
   bool stopping() const { return stopping_; }
 
   // The exit file of `id` appeared (or "" after lost inotify events: rescan).
@@ -176,6 +182,7 @@ private:
   std::map<std::string, OciRuntime> handlers_;
   std::unique_ptr<ExitWatcher> exits_;
   Janitor janitor_;
+  stream::Server streams_;
 
   std::atomic<bool> stopping_{false};
   mutable std::mutex misc_mu_;

@@ -349,9 +349,10 @@ void ExecSession::runtime_exited(int status) {
     client_->send(frame::kStarted, fmt::format(R"({{"pid":{}}})", pid_));
     client_->pause_input(false);
   } else {
-    our_ends_ = ProcessStdio{}; // nobody listens: EOF and EPIPE (or SIGHUP) for the process
+    our_ends_ = ProcessStdio{};
   }
-  if (timed_out_ || !monitor_.container_running()) ::kill(pid_, SIGKILL);
+  // A client gone before the process started leaves nobody to see it: it does not run on.
+  if (timed_out_ || !client_ || !monitor_.container_running()) ::kill(pid_, SIGKILL);
   if (auto st = monitor_.claim_unclaimed(pid_)) process_exited(*st);
 }
 
@@ -418,8 +419,11 @@ void ExecSession::force_finish() {
 void ExecSession::client_gone() {
   client_ = nullptr;
   pending_frame_.clear();
-  // Closing our ends is what the process sees: EOF on stdin, EPIPE on output, SIGHUP
-  // on a terminal. It is still reaped (and a timeout still applies).
+  // An exec lives as long as its client (berthd's stream session or ExecSync call): a
+  // client that vanished (a dropped connection, a killed kubectl) leaves no process
+  // behind, as containerd kills its exec then. It is still reaped. Until the runtime has
+  // reported the pid, runtime_exited() does it.
+  if (pid_ > 0 && !status_) ::kill(pid_, SIGKILL);
   close_stdio();
   our_ends_ = ProcessStdio{};
   if (!runtime_ && pid_ <= 0) done_ = true;

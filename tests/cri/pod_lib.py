@@ -182,8 +182,9 @@ mirrors = ["{registry_url}"]
             sc.capabilities.drop_capabilities.extend(kw.pop("drop"))
         if "pid" in kw:
             sc.namespace_options.pid = kw.pop("pid")
-        if "tty" in kw:
-            c.tty = kw.pop("tty")
+        for flag in ("tty", "stdin", "stdin_once"):
+            if flag in kw:
+                setattr(c, flag, kw.pop(flag))
         for k, v in kw.pop("resources", {}).items():
             setattr(c.linux.resources, k, v)
         assert not kw, f"unknown container options {kw}"

@@ -57,6 +57,11 @@ command -v protoc >/dev/null || missing+=(protobuf-compiler)
 command -v htpasswd >/dev/null || missing+=(apache2-utils)
 command -v openssl >/dev/null || missing+=(openssl)
 [ -x /bin/busybox ] || missing+=(busybox-static)
+# Real clients of the stream server: Go's spdystream (built into tests/cri/spdy_client at
+# test time) and Python's websocket-client.
+command -v go >/dev/null || missing+=(golang-go)
+[ -d /usr/share/gocode/src/github.com/docker/spdystream ] || missing+=(golang-github-docker-spdystream-dev)
+"$PY" -c 'import websocket' 2>/dev/null || missing+=(python3-websocket)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "cri/run.sh: installing ${missing[*]}" >&2
   apt-get update -qq >/dev/null 2>&1

@@ -24,14 +24,17 @@ def test_version(make_berthd):
 
 
 @pytest.mark.parametrize("call", ["Exec", "Attach", "PortForward"])
-def test_streaming_calls_are_unimplemented_with_a_clear_message(make_berthd, pb2, call):
+def test_streaming_calls_check_their_request_without_a_container(make_berthd, pb2, call):
     b = make_berthd().start()
     with b.client() as c:
-        request = {"Exec": pb2.ExecRequest, "Attach": pb2.AttachRequest, "PortForward": pb2.PortForwardRequest}[call]()
+        request = {"Exec": pb2.ExecRequest(cmd=["true"], stdout=True), "Attach": pb2.AttachRequest(stdout=True),
+                   "PortForward": pb2.PortForwardRequest()}[call]
         with pytest.raises(grpc.RpcError) as e:
             getattr(c.runtime, call)(request, timeout=10)
-    assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert f"{call}: berthd has no streaming server yet" in e.value.details()
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "missing required" in e.value.details()
+    # Refused before the stream server starts: nothing loaded for it.
+    assert "libmicrohttpd" not in open(f"/proc/{b.proc.pid}/maps").read()
 
 
 def test_checkpoint_is_unimplemented_naming_criu(make_berthd, pb2):
