@@ -15,6 +15,9 @@ echo "== unit tests"
 ./build/shim/shim-unit-tests --gtest_brief=1 --gtest_output="xml:$results/shim-unit.xml" || status=1
 ./build/cni/cni-unit-tests --gtest_brief=1 --gtest_output="xml:$results/cni-unit.xml" || status=1
 ./build/agent/agent-unit-tests --gtest_brief=1 --gtest_output="xml:$results/agent-unit.xml" || status=1
+# berthd's stream codecs (SPDY, WebSocket): unit tests, then bounded fuzzing
+./build/cri/stream/tests/stream-unit-tests --gtest_brief=1 --gtest_output="xml:$results/stream-unit.xml" || status=1
+./build/cri/stream/tests/stream-fuzz-tests --gtest_brief=1 --gtest_output="xml:$results/stream-fuzz.xml" || status=1
 # cri/pod: OCI specs, seccomp profiles, pinned namespaces, pod files, records (root: real
 # namespaces and mounts, in a private mount namespace)
 unshare -m --propagation private ./build/cri/pod/tests/cri-pod-unit-tests --gtest_brief=1 \
