@@ -276,3 +276,25 @@ def test_hostile_and_vanishing_clients_leave_nothing(world, pod, spdy_client):
     # The daemon serves on.
     rc, out, _, _ = run_spdy(spdy_client, "exec", exec_url(world, cid, ["echo", "still serving"]))
     assert (rc, out) == (0, b"still serving\n")
+
+
+def test_tls_stream_server(make_world, tmp_path):
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "1", "-subj", "/CN=127.0.0.1"], check=True, capture_output=True)
+    world = make_world(extra_config=f'[stream]\ntls_cert = "{cert}"\ntls_key = "{key}"\n')
+    pod_id, cfg = world.run_pod()
+    cid = world.run(pod_id, cfg, command=["sleep", "1000"])
+    url = exec_url(world, cid, ["echo", "over tls"])
+    assert url.startswith("https://127.0.0.1:")
+    ws = websocket.create_connection("wss" + url[len("https"):], subprotocols=["v4.channel.k8s.io"], timeout=30,
+                                     sslopt={"ca_certs": str(cert), "check_hostname": False})
+    got = b""
+    while True:
+        op, data = ws.recv_data()
+        if op == websocket.ABNF.OPCODE_CLOSE:
+            break
+        if data[:1] == b"\x01":
+            got += data[1:]
+    ws.close()
+    assert got == b"over tls\n"
