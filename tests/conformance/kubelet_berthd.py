@@ -8,8 +8,13 @@ The kubelet is not packaged by Debian and builds only from a fetched source snap
 
 What it checks: a static pod (an init container, a web server with readiness and liveness
 probes, an emptyDir) reaches Running/Ready through berthd, berth-shim and berth on a
-berth-bridge network; the kubelet's container records match berthd's; a container that
-exits is restarted with the kubelet's back-off; removing the manifest removes the pod.
+berth-bridge network; the kubelet's container records match berthd's; exec and
+port-forward through the kubelet's own server (https://127.0.0.1:10250, the debugging
+handlers: the kubelet calls berthd's Exec/PortForward and proxies the client's upgraded
+connection to berthd's stream server) over WebSocket (Debian's python3-websocket) and SPDY
+(tests/cri/spdy_client, built here with Debian's Go and golang-github-docker-spdystream-dev);
+a container that exits is restarted with the kubelet's back-off; removing the manifest
+removes the pod.
 The kubelet's side effects on the host (sysctls, iptables chains, directories) are undone.
 
     tests/conformance/kubelet_berthd.py [--keep]
@@ -18,11 +23,15 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
+
+import websocket  # Debian python3-websocket (websocket-client)
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(REPO, "tests", "agent"))
@@ -69,6 +78,121 @@ def kubelet_config(path, manifests):
                    "address": "127.0.0.1", "healthzPort": 10248, "fileCheckFrequency": "1s",
                    "syncFrequency": "5s", "imageGCHighThresholdPercent": 100, "evictionHard": {},
                    "enforceNodeAllocatable": [], "resolvConf": "/etc/resolv.conf"}, f)
+
+
+KUBELET_API = "127.0.0.1:10250"  # the kubelet's server: https, self-signed, anonymous + AlwaysAllow
+
+
+def kubelet_path(kind, container=None, command=(), **flags):
+    """/exec/default/hello-node1/web?command=..&input=1.. (the kubelet's own query names)."""
+    path = f"/{kind}/default/hello-node1" + (f"/{container}" if container else "")
+    query = [("command", c) for c in command] + [(k, "1" if v is True else str(v)) for k, v in flags.items()]
+    return path + ("?" + urllib.parse.urlencode(query, quote_via=urllib.parse.quote) if query else "")
+
+
+def kubelet_ws(path, to_send=(), protocol="v4.channel.k8s.io"):
+    """A WebSocket session through the kubelet; returns ({channel: bytes}, messages in order)."""
+    ws = websocket.create_connection(f"wss://{KUBELET_API}{path}", subprotocols=[protocol], timeout=30,
+                                     sslopt={"cert_reqs": ssl.CERT_NONE, "check_hostname": False})
+    assert ws.getsubprotocol() == protocol, ws.getsubprotocol()
+    for ch, data in to_send:
+        ws.send_binary(bytes([ch]) + data)
+    got, order = {}, []
+    while True:
+        op, data = ws.recv_data(control_frame=False)
+        if op == websocket.ABNF.OPCODE_CLOSE:
+            break
+        order.append(data)
+        got[data[0]] = got.get(data[0], b"") + data[1:]
+    ws.close()
+    return got, order
+
+
+def build_spdy_client(work):
+    out = os.path.join(work, "spdy_client")
+    env = dict(os.environ, GOPATH="/usr/share/gocode", GO111MODULE="off", GOFLAGS="",
+               GOCACHE=os.path.join(work, "gocache"))
+    subprocess.run(["go", "build", "-o", out, "."], cwd=os.path.join(REPO, "tests", "cri", "spdy_client"), env=env,
+                   check=True, timeout=600)
+    return out
+
+
+def run_spdy(client, work, *args, input=b""):
+    """spdy_client through the kubelet; returns (exit code, stdout, stderr, error-stream payload)."""
+    status = os.path.join(work, "spdy-status")
+    if os.path.exists(status):
+        os.unlink(status)
+    args = list(args) + (["-status", status] if args[0] == "exec" else [])
+    p = subprocess.run([client, *args], input=input, capture_output=True, timeout=120)
+    return p.returncode, p.stdout, p.stderr, open(status, "rb").read() if os.path.exists(status) else b""
+
+
+def check_streaming(work, berthd_log):
+    """Exec and port-forward through the kubelet's server, which calls berthd's Exec and
+    PortForward and proxies the upgraded connection to the URL berthd returned."""
+    log_start = os.path.getsize(berthd_log)
+    # WebSocket v4: the server's first message is an empty one on stdout; the status is JSON on 3.
+    got, order = kubelet_ws(kubelet_path("exec", "web", ["echo", "hello through the kubelet"], output=True,
+                                         error=True))
+    assert order[0] == b"\x01", order
+    assert got.get(1) == b"hello through the kubelet\n", got
+    assert got.get(3) == b'{"metadata":{},"status":"Success"}', got
+    print(f"   wss exec echo (v4.channel.k8s.io): stdout {got[1]!r}, status {got[3].decode()}")
+    # stdin (v4 has no stdin-close signal: the command reads one line), stderr, exit code.
+    got, _ = kubelet_ws(kubelet_path("exec", "web", ["sh", "-c", 'read l; echo "got $l"; echo oops >&2; exit 3'],
+                                     input=True, output=True, error=True), [(0, b"ping\n")])
+    st = json.loads(got.get(3, b"{}"))
+    assert got.get(1) == b"got ping\n" and got.get(2) == b"oops\n", got
+    assert st.get("reason") == "NonZeroExitCode" and st["details"]["causes"] == [{"reason": "ExitCode",
+                                                                                  "message": "3"}], st
+    print(f"   wss exec with input: stdout {got[1]!r}, stderr {got[2]!r}, status {st['status']}/{st['reason']}, "
+          f"exit code {st['details']['causes'][0]['message']}")
+    got, _ = kubelet_ws(kubelet_path("exec", "web", ["busybox", "tty"], input=True, output=True, tty=True))
+    assert got.get(1, b"").startswith(b"/dev/pts/") and json.loads(got[3])["status"] == "Success", got
+    print(f"   wss exec tty=1: stdout {got[1]!r}")
+
+    client = build_spdy_client(work)
+    url = f"https://{KUBELET_API}" + kubelet_path("exec", "web", ["sh", "-c", "cat; exit 3"], input=True, output=True,
+                                                  error=True)
+    data = b"over spdy\n" + bytes(range(256)) * 400  # 100 KiB each way: many frames
+    rc, out, err, status = run_spdy(client, work, "exec", url, "-stdin", input=data)
+    st = json.loads(status or b"{}")
+    assert rc == 1 and out == data and st.get("reason") == "NonZeroExitCode", (rc, len(out), err, status)
+    assert st["details"]["causes"] == [{"reason": "ExitCode", "message": "3"}], st
+    print(f"   SPDY exec sh -c 'cat; exit 3', {len(data)} bytes in: {len(out)} bytes back, identical; "
+          f"exit code {st['details']['causes'][0]['message']}")
+    url = f"https://{KUBELET_API}" + kubelet_path("exec", "web", ["echo", "-n", "hello"], output=True, error=True)
+    rc, out, err, status = run_spdy(client, work, "exec", url)
+    assert (rc, out, status) == (0, b"hello", b'{"metadata":{},"status":"Success"}'), (rc, out, err, status)
+    print(f"   SPDY exec echo -n hello: {out!r}, status {status.decode()}")
+
+    # Port-forward to the web container's httpd (8080): SPDY (portforward.k8s.io), three
+    # connections on one session; then WebSocket with the port in the query.
+    url = f"https://{KUBELET_API}" + kubelet_path("portForward")
+    request = b"GET / HTTP/1.0\r\n\r\n"
+    rc, out, err, _ = run_spdy(client, work, "portforward", url, "8080", "3", input=request)
+    assert rc == 0 and out.count(b"HTTP/1.") == 3, (rc, out, err)
+    assert out.count(b"hello from the kubelet over berthd") == 3 and b"error stream" not in out, out
+    status_line, body = out.split(b"\r\n")[0].decode(), out.split(b"\r\n\r\n")[1].split(b"HTTP/")[0].strip()
+    print(f"   SPDY port-forward :8080, 3 connections: {status_line!r} x3, body {body.decode()!r}")
+    got, order = kubelet_ws(kubelet_path("portForward", port=8080), [(0, request)])
+    assert order[:2] == [b"\x00\x90\x1f", b"\x01\x90\x1f"], order[:2]
+    assert got[0].startswith(b"\x90\x1fHTTP/1.") and b"hello from the kubelet over berthd" in got[0], got
+    assert got[1] == b"\x90\x1f", got  # no error
+    status_line = got[0][2:].split(b"\r\n")[0].decode()
+    print(f"   wss port-forward ?port=8080 (first bytes: the port, little-endian): {status_line!r}")
+
+    with open(berthd_log, "rb") as f:
+        f.seek(log_start)
+        lines = f.read().decode(errors="replace").splitlines()
+    sessions = [ln for ln in lines if "stream session" in ln]
+    bad = [ln for ln in lines if "level=warn" in ln or "level=error" in ln or '"level":"warn' in ln
+           or '"level":"error' in ln]
+    print(f"   berthd log: {sum('stream session started' in ln for ln in sessions)} sessions started, "
+          f"{sum('stream session ended' in ln for ln in sessions)} ended, {len(bad)} warnings/errors")
+    for ln in bad:
+        print("     ", ln)
+    assert not bad
 
 
 def pods_from_kubelet():
@@ -123,6 +247,7 @@ def main():
         kubelet = subprocess.Popen([KUBELET, "--config", os.path.join(work, "kubelet.json"),
                                     f"--container-runtime-endpoint=unix://{berthd.sock}",
                                     "--root-dir", os.path.join(work, "kubelet-root"), "--hostname-override", "node1",
+                                    "--cert-dir", os.path.join(work, "kubelet-pki"),
                                     "--v=2"], stdout=klog, stderr=klog, stdin=subprocess.DEVNULL)
         t0 = time.monotonic()
         with open(os.path.join(manifests, "hello.json"), "w") as f:
@@ -149,6 +274,9 @@ def main():
         print(f"   {len(sandboxes)} sandbox, {len(running)} running containers: "
               + ", ".join(sorted(c.metadata.name for c in running)))
         assert len(sandboxes) == 1 and sandboxes[0].metadata.name == "hello-node1"
+
+        step("exec and port-forward through the kubelet's server (https://127.0.0.1:10250) to berthd's stream server")
+        check_streaming(work, str(berthd.log))
 
         step("a container that exits is restarted with the kubelet's back-off")
         L.wait_for(lambda: any(c["name"] == "crashy" and c["restartCount"] >= 2
