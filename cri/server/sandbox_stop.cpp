@@ -99,6 +99,7 @@ void Runtime::release_sandbox_resources(Sandbox& s, bool best_effort) {
 }
 
 void Runtime::stop_sandbox(Sandbox& s, bool best_effort) {
+  streams_.cancel(s.id());  // its port-forward sessions hold its network namespace
   for (auto& c : containers_of(s.id())) {
     std::lock_guard op(c->op);
     stop_container(*c, 0);

@@ -23,6 +23,7 @@
 
 #include <fmt/format.h>
 
+#include "common/daemon_log.hpp"
 #include "common/error.hpp"
 #include "common/fs.hpp"
 #include "common/fd.hpp"
@@ -34,7 +35,9 @@ namespace berth::stream {
 namespace {
 
 constexpr size_t kMaxForwards = 256;  // live TCP connections per session
-constexpr auto kConnectTimeout = std::chrono::seconds(5);
+// Per address family: the session's loop waits meanwhile (loopback answers at once unless
+// the pod's listen queue is full), so it is kept short.
+constexpr auto kConnectTimeout = std::chrono::seconds(1);
 constexpr auto kHalfClosedGrace = std::chrono::seconds(1);
 
 // A non-blocking connect to localhost:port, waited for here (loopback answers at once
@@ -99,6 +102,9 @@ public:
   }
   bool done() const { return done_; }
   virtual void client_input() = 0;
+  // The session ends from our side (the pod stops, berthd stops, a timeout): the client
+  // is told with GOAWAY or a close frame.
+  virtual void abort() = 0;
 
   // Timers and backpressure, after each loop round; returns the next deadline.
   Clock::time_point tick() {
@@ -108,6 +114,7 @@ public:
       if (!f.closed && f.first_end && (Clock::now() >= *f.first_end + kHalfClosedGrace || (f.client_done && f.target_done)))
         close_forward(f);
       if (f.closed) {
+        forget(f);  // no index may keep the address of what is erased
         it = forwards_.erase(it);
         continue;
       }
@@ -117,17 +124,22 @@ public:
     }
     size_t pending = 0;
     for (auto& f : forwards_) pending += f.to_target.size();
-    client_.want_input(!done_ && pending < (1 << 20));
+    client_.want_input(!done_ && pending < (1 << 20) && !client_.congested());
     return next;
   }
+  // No stream pair opened within the creation timeout: a client that holds a session
+  // slot and does nothing.
+  bool idle_since_start() const { return !ever_opened_; }
 
 protected:
   virtual void send_data(Forward& f, std::string_view bytes) = 0;
   virtual void send_error(Forward& f, const std::string& text) = 0;
   virtual void end_streams(Forward& f) = 0;  // the target is done: the client's streams end
+  virtual void forget(Forward& f) = 0;       // f is about to be destroyed
 
   // Connects and starts relaying; a failure goes to the pair's error stream.
   Forward* open(Forward f) {
+    ever_opened_ = true;
     if (forwards_.size() >= kMaxForwards) {
       forwards_.push_back(std::move(f));
       Forward& x = forwards_.back();
@@ -179,7 +191,7 @@ protected:
   Loop& loop_;
   ClientSocket& client_;
   std::list<Forward> forwards_;  // stable addresses: the loop's handlers hold them
-  bool done_ = false;
+  bool done_ = false, ever_opened_ = false;
 
 private:
   void update(Forward& f) {
@@ -246,6 +258,12 @@ public:
     if (!open) done_ = true;
   }
 
+  void abort() override {
+    spdy::Codec::goaway(client_.out(), last_client_stream_, spdy::kGoAwayOk);
+    client_.flush();
+    done_ = true;
+  }
+
 private:
   struct Half {
     uint32_t error_id = 0, data_id = 0;
@@ -289,9 +307,9 @@ private:
   void new_stream(const spdy::Frame& f) {
     auto type = spdy::find_header(f.headers, "streamtype");
     auto port_text = spdy::find_header(f.headers, "port");
-    auto port = port_text ? parse_int(*port_text) : std::nullopt;
+    int64_t port = port_text ? parse_int(*port_text).value_or(0) : 0;
     // Invalid: reset without a reply, as the kubelet does.
-    if (!type || (*type != "error" && *type != "data") || !port || *port < 1 || *port > 65535 ||
+    if (!type || (*type != "error" && *type != "data") || port < 1 || port > 65535 ||
         halves_.size() >= kMaxForwards) {
       spdy::Codec::rst_stream(client_.out(), f.stream_id, spdy::kRstCancel);
       return;
@@ -305,7 +323,7 @@ private:
     Half& h = halves_[request];
     if (h.since == Clock::time_point{}) h.since = Clock::now();
     (is_error ? h.error_id : h.data_id) = f.stream_id;
-    h.port = static_cast<uint16_t>(*port);
+    h.port = static_cast<uint16_t>(port);
     if (!h.error_id || !h.data_id) return;
     Forward fw;
     fw.port = h.port;
@@ -338,6 +356,10 @@ private:
     spdy::Codec::data(client_.out(), f.error_id, "", true);
     data_ids_.erase(f.data_id);
     client_.flush();
+  }
+  void forget(Forward& f) override {
+    auto it = data_ids_.find(f.data_id);
+    if (it != data_ids_.end() && it->second == &f) data_ids_.erase(it);
   }
 
 public:
@@ -406,6 +428,12 @@ public:
     if (!open) done_ = true;
   }
 
+  void abort() override {
+    ws::Codec::close(client_.out(), 1001, "going away");
+    client_.flush();
+    done_ = true;
+  }
+
 private:
   void handle(const ws::Message& m) {
     if (m.opcode == ws::Opcode::ping) {
@@ -434,11 +462,11 @@ private:
 
   Forward* live(size_t i) {
     Forward* f = by_index_[i];
-    if (f && f->closed) by_index_[i] = f = nullptr;
-    return f;
+    return f && !f->closed ? f : nullptr;
   }
 
   void check_all_ended() {
+    if (done_) return;
     for (size_t i = 0; i < by_index_.size(); i++)
       if (live(i) && !by_index_[i]->target_done) return;
     // Every port's connection ended: the kubelet closes the session then.
@@ -462,6 +490,9 @@ private:
   void end_streams(Forward& f) override {
     f.target_done = true;
     if (!constructing_) check_all_ended();
+  }
+  void forget(Forward& f) override {
+    if (f.index < by_index_.size() && by_index_[f.index] == &f) by_index_[f.index] = nullptr;
   }
 
   ws::Protocol protocol_;
@@ -490,15 +521,26 @@ void run_port_forward(SessionStart& start) {
   else session = std::make_unique<WsPortForwarder>(start, loop, client);
   bool stopping = false;
   loop.watch(start.stop_fd, POLLIN, [&](short) { stopping = true; });
+  if (start.cancel_fd >= 0) loop.watch(start.cancel_fd, POLLIN, [&](short) { stopping = true; });
   if (!start.extra_in.empty()) session->client_input();
   auto next = session->tick();
-  while (!session->done() && !stopping && !client.closed()) {
-    loop.run_once(std::min(next, client.last_activity() + start.idle_timeout));
-    if (Clock::now() >= client.last_activity() + start.idle_timeout) fail("idle for {} s: closed", start.idle_timeout.count());
+  auto creation_deadline = Clock::now() + start.creation_timeout;
+  const char* ended = nullptr;
+  while (!session->done() && !ended && !client.closed()) {
+    auto deadline = std::min(next, client.last_activity() + start.idle_timeout);
+    if (session->idle_since_start()) deadline = std::min(deadline, creation_deadline);
+    loop.run_once(deadline);
+    if (stopping) ended = "stopped";
+    else if (Clock::now() >= client.last_activity() + start.idle_timeout) ended = "idle past stream.idle_timeout";
+    else if (session->idle_since_start() && Clock::now() >= creation_deadline) ended = "no stream pair in time";
     if (auto* s = dynamic_cast<SpdyPortForwarder*>(session.get())) s->expire_halves(start.creation_timeout);
     next = session->tick();
   }
-  if (session->done()) client.linger(std::chrono::seconds(2));
+  if (ended && !session->done()) {
+    dlog::debug("port-forward session ended", {{"reason", ended}});
+    session->abort();
+  }
+  if (session->done()) client.linger(ended ? std::chrono::milliseconds(200) : std::chrono::seconds(2));
 }
 
 } // namespace berth::stream

@@ -57,15 +57,23 @@ struct Outcome {
   std::string error;     // otherwise: why it could not run or be followed
 };
 
+// Go's %v of a []string, as containerd names the command in its exit error.
+std::string go_list(const std::vector<std::string>& v) {
+  std::string s = "[";
+  for (const auto& x : v) s += (s.size() > 1 ? " " : "") + x;
+  return s.substr(0, 1024) + "]";
+}
+
 // The error stream's payload: v4 and later a metav1.Status as the kubelet marshals it;
 // before, plain text and only on failure.
-std::string status_payload(int version, const Outcome& o, bool attach) {
+std::string status_payload(int version, const Outcome& o, const ProcessTarget& t, bool attach) {
   if (o.ran && o.exit_code == 0) return version >= 4 ? R"({"metadata":{},"status":"Success"})" : "";
   nlohmann::ordered_json st;
   st["metadata"] = json::object();
   st["status"] = "Failure";
   if (o.ran) {
-    std::string err = fmt::format("command terminated with non-zero exit code: exit code {}", o.exit_code);
+    std::string err = fmt::format("command terminated with non-zero exit code: error executing command {}, exit code {}",
+                                  go_list(t.command), o.exit_code);
     st["message"] = err;
     st["reason"] = "NonZeroExitCode";
     // Clients parse the code as 0-255 (a byte).
@@ -78,7 +86,8 @@ std::string status_payload(int version, const Outcome& o, bool attach) {
     st["details"] = {{"causes", {{{"message", err}}}}};
     st["code"] = 500;
   }
-  return version >= 4 ? st.dump() : st["message"].get<std::string>();
+  // Error text from a runtime need not be UTF-8: replaced, never a throw.
+  return version >= 4 ? st.dump(-1, ' ', false, json::error_handler_t::replace) : st["message"].get<std::string>();
 }
 
 // The connection to the container's shim: framed messages both ways, ours queued while
@@ -88,8 +97,10 @@ public:
   ShimLink(Loop& loop, std::function<void(char, std::string_view)> on_frame, std::function<void()> on_closed)
       : loop_(loop), on_frame_(std::move(on_frame)), on_closed_(std::move(on_closed)) {}
 
+  // Non-blocking: a shim whose listen queue is full refuses (EAGAIN) instead of
+  // holding this session's thread.
   void connect(const std::string& path, char first, std::string_view payload) {
-    fd_ = connect_unix(path, SOCK_SEQPACKET);
+    fd_ = connect_unix(path, SOCK_SEQPACKET | SOCK_NONBLOCK);
     loop_.watch(fd_.get(), POLLIN, [this](short ev) { on_event(ev); });
     send(first, payload);
   }
@@ -176,11 +187,15 @@ public:
 
   bool done() const { return done_; }
   bool started() const { return shim_.connected() || done_; }
-  // Backpressure both ways, checked after each loop round.
+  // Backpressure both ways, checked after each loop round. A client that does not read
+  // what it is sent is not read either (its pings would pile up answers).
   void balance() {
     shim_.pause(client_.congested());
-    client_.want_input(!done_ && !shim_.congested());
+    client_.want_input(!done_ && !shim_.congested() && !client_.congested());
   }
+  // The session cannot go on (server shutdown, a timeout, the container gone): the
+  // client is told so, rather than reading an empty status as success.
+  void abort(const std::string& why) { end({false, 0, why}); }
   virtual void client_input() = 0;
 
 protected:
@@ -191,7 +206,10 @@ protected:
   void start_command() {
     try {
       if (start_.attach) {
-        shim_.connect(target_.attach_socket, frame::kAttach, "");
+        // The shim closes a StdinOnce container's stdin when this session ends only if
+        // the session had stdin and no tty (containerd's rule).
+        json req = {{"stdin", target_.stdin}, {"tty", target_.tty}};
+        shim_.connect(target_.attach_socket, frame::kAttach, req.dump());
       } else {
         json req = {{"args", target_.command}, {"tty", target_.tty}, {"stdin", target_.stdin}};
         shim_.connect(target_.attach_socket, frame::kExec, req.dump());
@@ -236,7 +254,7 @@ protected:
     if (done_) return;
     done_ = true;
     shim_.close();
-    finish(status_payload(version_, o, start_.attach));
+    finish(status_payload(version_, o, target_, start_.attach));
   }
 
   SessionStart& start_;
@@ -269,6 +287,12 @@ private:
       write(target_.tty ? kStdout : kStderr, payload);
       break;
     case frame::kExit: {
+      // An attach ends well when the container's output ends, whatever its exit code
+      // (the kubelet's ServeAttach).
+      if (start_.attach) {
+        end({true, 0, {}});
+        break;
+      }
       json j = json::parse(payload, nullptr, false);
       if (!j.is_object() || !j.contains("exit_code") || !j["exit_code"].is_number_integer())
         end({false, 0, "the shim reported an unreadable exit status"});
@@ -354,8 +378,12 @@ private:
       }
       break;
     case FrameType::rst_stream:
-      if (f.stream_id == ids_[kStdin] && started()) client_stdin_closed();
-      if (f.stream_id != 0) reset_by_client_[f.stream_id] = true;
+      if (f.stream_id == ids_[kStdin]) {
+        if (started()) client_stdin_closed();
+        else stdin_fin_ = true;
+      }
+      for (int r = 0; r < kRoles; r++)
+        if (ids_[r] && ids_[r] == f.stream_id) reset_[r] = true;
       break;
     case FrameType::ping:
       spdy::Codec::ping(client_.out(), f.ping_id);
@@ -371,7 +399,7 @@ private:
   }
 
   void write(Role role, std::string_view bytes) override {
-    if (!ids_[role] || finished_[role] || reset_by_client_.count(ids_[role])) return;
+    if (!ids_[role] || finished_[role] || reset_[role]) return;
     spdy::Codec::data(client_.out(), ids_[role], bytes, false);
     client_.flush();
   }
@@ -380,7 +408,7 @@ private:
     if (client_gone_) return;
     std::string& out = client_.out();
     auto fin = [&](Role r) {
-      if (ids_[r] && !finished_[r] && !reset_by_client_.count(ids_[r])) spdy::Codec::data(out, ids_[r], "", true);
+      if (ids_[r] && !finished_[r] && !reset_[r]) spdy::Codec::data(out, ids_[r], "", true);
       finished_[r] = true;
     };
     fin(kStdout);
@@ -389,7 +417,7 @@ private:
     fin(kError);
     // What the client still has open (stdin, resize) is reset, then the connection goes.
     for (Role r : {kStdin, kResize})
-      if (ids_[r] && !reset_by_client_.count(ids_[r])) spdy::Codec::rst_stream(out, ids_[r], spdy::kRstCancel);
+      if (ids_[r] && !reset_[r]) spdy::Codec::rst_stream(out, ids_[r], spdy::kRstCancel);
     spdy::Codec::goaway(out, last_client_stream_, spdy::kGoAwayOk);
     client_.flush();
   }
@@ -404,8 +432,7 @@ private:
 
   spdy::Codec codec_;
   std::array<uint32_t, kRoles> ids_{};
-  std::array<bool, kRoles> finished_{};
-  std::map<uint32_t, bool> reset_by_client_;
+  std::array<bool, kRoles> finished_{}, reset_{};
   size_t count_ = 0;
   uint32_t last_client_stream_ = 0;
   bool stdin_fin_ = false, client_gone_ = false;
@@ -435,17 +462,14 @@ public:
       for (auto& m : messages) handle(m);
       if (!done()) {
         ws::Codec::close(client_.out(), e.close_code(), "protocol error");
+        close_sent_ = true;  // finish() adds nothing after it
         client_.flush();
-        client_closed_ = true;
         end({false, 0, fmt::format("client protocol error: {}", e.what())});
       }
       return;
     }
     for (auto& m : messages) handle(m);
-    if (!open && !done()) {
-      client_closed_ = true;
-      end({false, 0, "the client closed the connection"});
-    }
+    if (!open && !done()) end({false, 0, "the client closed the connection"});
   }
 
 private:
@@ -458,8 +482,8 @@ private:
     case ws::Opcode::pong:
       return;
     case ws::Opcode::close:
-      // The client is done: stdin ends with its side of the connection.
-      client_closed_ = true;
+      // The client is done: stdin ends with its side of the connection; our answer is
+      // the close (with the status before it when the session ends now).
       client_stdin_closed();
       if (!done()) end({false, 0, "the client closed the connection"});
       return;
@@ -492,14 +516,16 @@ private:
   }
 
   void finish(const std::string& status) override {
+    if (close_sent_) return;
     if (!status.empty()) ws::encode_channel(client_.out(), protocol_, kError, status);
     ws::Codec::close(client_.out(), 1000, "");
+    close_sent_ = true;
     client_.flush();
   }
 
   ws::Protocol protocol_;
   ws::Codec codec_;
-  bool client_closed_ = false;
+  bool close_sent_ = false;
 };
 
 } // namespace
@@ -510,19 +536,30 @@ void run_remote_command(SessionStart& start) {
   ClientSocket client(start.fd, loop, [&] { session->client_input(); });
   if (start.wire == Wire::spdy) session = std::make_unique<SpdyRemoteCommand>(start, loop, client);
   else session = std::make_unique<WsRemoteCommand>(start, loop, client);
-  bool stopping = false;
-  loop.watch(start.stop_fd, POLLIN, [&](short) { stopping = true; });
-  if (!start.extra_in.empty()) session->client_input();
-  auto creation_deadline = Clock::now() + start.creation_timeout;
-  while (!session->done() && !stopping && !client.closed()) {
-    auto idle_deadline = client.last_activity() + start.idle_timeout;
-    auto deadline = session->started() ? idle_deadline : std::min(idle_deadline, creation_deadline);
-    loop.run_once(deadline);
-    if (!session->started() && Clock::now() >= creation_deadline) fail("timed out waiting for the client to create its streams");
-    if (Clock::now() >= client.last_activity() + start.idle_timeout) fail("idle for {} s: closed", start.idle_timeout.count());
-    session->balance();
+  const char* stopped = nullptr;
+  loop.watch(start.stop_fd, POLLIN, [&](short) { stopped = "berthd is shutting down"; });
+  if (start.cancel_fd >= 0)
+    loop.watch(start.cancel_fd, POLLIN, [&](short) { stopped = "the container is gone"; });
+  try {
+    if (!start.extra_in.empty()) session->client_input();
+    auto creation_deadline = Clock::now() + start.creation_timeout;
+    while (!session->done() && !stopped && !client.closed()) {
+      auto idle_deadline = client.last_activity() + start.idle_timeout;
+      auto deadline = session->started() ? idle_deadline : std::min(idle_deadline, creation_deadline);
+      loop.run_once(deadline);
+      if (!session->started() && Clock::now() >= creation_deadline)
+        stopped = "timed out waiting for the client to create its streams";
+      else if (Clock::now() >= client.last_activity() + start.idle_timeout)
+        stopped = "the session was idle past stream.idle_timeout";
+      session->balance();
+    }
+  } catch (const std::exception& e) {
+    if (!session->done()) session->abort(e.what());
+    client.linger(std::chrono::milliseconds(200));
+    throw;
   }
-  if (session->done()) client.linger(std::chrono::seconds(2));
+  if (!session->done() && stopped) session->abort(stopped);
+  if (session->done()) client.linger(stopped ? std::chrono::milliseconds(200) : std::chrono::seconds(2));
 }
 
 } // namespace berth::stream

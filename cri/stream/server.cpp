@@ -55,6 +55,7 @@ struct Pending {
 // What a request carries from the access handler to the upgrade handler (con_cls).
 struct RequestState {
   bool seen = false;
+  bool holds_slot = false;  // counted in reserved until its session runs or it ends
   SessionStart start;
 };
 
@@ -69,12 +70,16 @@ struct HeaderValues {
   const char* name;
   std::vector<std::string> values;
 };
-MHD_Result collect_header(void* cls, MHD_ValueKind, const char* key, const char* value) {
+MHD_Result collect_header(void* cls, MHD_ValueKind, const char* key, const char* value) noexcept {
   auto& h = *static_cast<HeaderValues*>(cls);
-  if (!key || !value || !equals_ci(key, h.name) || h.values.size() >= 32) return MHD_YES;
-  for (auto& part : split(value, ',')) {
-    std::string v(trim(part));
-    if (!v.empty()) h.values.push_back(v);
+  if (!key || !value || !equals_ci(key, h.name)) return MHD_YES;
+  try {
+    for (auto& part : split(value, ',')) {
+      std::string v(trim(part));
+      if (!v.empty() && h.values.size() < 32) h.values.push_back(v);
+    }
+  } catch (const std::exception&) {
+    return MHD_NO;  // out of memory: stop iterating
   }
   return MHD_YES;
 }
@@ -107,8 +112,11 @@ struct Server::Impl {
   struct Running {
     std::thread thread;
     std::shared_ptr<bool> done;
+    std::string subject;     // the container or sandbox id
+    std::shared_ptr<UniqueFd> cancel;  // an eventfd: the session ends when it is readable
   };
   std::vector<Running> sessions;
+  size_t reserved = 0;  // upgrades answered whose session has not started yet
 
   std::string add(Kind kind, std::variant<ProcessTarget, PortForwardTarget> target);
   void start_locked();
@@ -119,23 +127,42 @@ struct Server::Impl {
                    std::initializer_list<std::pair<const char*, std::string>> headers = {});
   void upgraded(RequestState& state, const char* extra_in, size_t extra_in_size, MHD_socket sock,
                 MHD_UpgradeResponseHandle* urh);
+  void release_slot() {
+    std::lock_guard lk(mu);
+    reserved--;
+  }
 };
 
 namespace {
 
+// libmicrohttpd's callbacks run on its C thread: nothing may escape them (an exception
+// there would end berthd).
 MHD_Result access_handler(void* cls, MHD_Connection* conn, const char* url, const char* method, const char*,
-                          const char*, size_t* upload_size, void** con_cls) {
+                          const char*, size_t* upload_size, void** con_cls) noexcept {
   *upload_size = 0;  // a request body, if any, is ignored
-  return static_cast<Server::Impl*>(cls)->handle(conn, url, method, con_cls);
+  try {
+    return static_cast<Server::Impl*>(cls)->handle(conn, url, method, con_cls);
+  } catch (const std::exception& e) {
+    dlog::warn("stream server: request failed", {{"error", e.what()}});
+    return MHD_NO;  // libmicrohttpd closes the connection
+  }
 }
 
 void upgrade_handler(void* cls, MHD_Connection*, void* con_cls, const char* extra_in, size_t extra_in_size,
-                     MHD_socket sock, MHD_UpgradeResponseHandle* urh) {
-  static_cast<Server::Impl*>(cls)->upgraded(*static_cast<RequestState*>(con_cls), extra_in, extra_in_size, sock, urh);
+                     MHD_socket sock, MHD_UpgradeResponseHandle* urh) noexcept {
+  auto* impl = static_cast<Server::Impl*>(cls);
+  try {
+    impl->upgraded(*static_cast<RequestState*>(con_cls), extra_in, extra_in_size, sock, urh);
+  } catch (const std::exception& e) {
+    dlog::warn("stream server: cannot start a session", {{"error", e.what()}});
+    impl->mhd->upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
+  }
 }
 
-void request_completed(void*, MHD_Connection*, void** con_cls, MHD_RequestTerminationCode) {
-  delete static_cast<RequestState*>(*con_cls);
+void request_completed(void* cls, MHD_Connection*, void** con_cls, MHD_RequestTerminationCode) noexcept {
+  auto* state = static_cast<RequestState*>(*con_cls);
+  if (state && state->holds_slot) static_cast<Server::Impl*>(cls)->release_slot();
+  delete state;
   *con_cls = nullptr;
 }
 
@@ -205,8 +232,14 @@ MHD_Result Server::Impl::handle(MHD_Connection* conn, const char* url, const cha
       pending.erase(it);
     }
     reap_locked();
-    running = sessions.size();
+    running = sessions.size() + reserved;
     if (stopping) return reply(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "stream server: shutting down\n");
+    // A slot is held from here until the session runs or the request ends, so upgrades
+    // racing each other cannot pass the limit together.
+    if (found && running < cfg.max_sessions) {
+      reserved++;
+      state.holds_slot = true;
+    }
   }
   // As the kubelet's server answers an unknown, expired or used token.
   if (!found) return reply(conn, MHD_HTTP_NOT_FOUND, "404 page not found\n");
@@ -243,6 +276,12 @@ MHD_Result Server::Impl::handle(MHD_Connection* conn, const char* url, const cha
       return reply(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "stream server: a WebSocket upgrade must be a GET\n");
     const char* key = mhd->lookup_connection_value(conn, MHD_HEADER_KIND, "Sec-WebSocket-Key");
     const char* version = mhd->lookup_connection_value(conn, MHD_HEADER_KIND, "Sec-WebSocket-Version");
+    std::string accept;
+    try {
+      if (key) accept = ws::accept_key(trim(key));
+    } catch (const Error&) {
+      key = nullptr;  // not base64 of 16 bytes
+    }
     if (!key || !version || trim(version) != "13")
       return reply(conn, MHD_HTTP_BAD_REQUEST, "stream server: a WebSocket upgrade needs Sec-WebSocket-Key and "
                                                "Sec-WebSocket-Version 13\n",
@@ -274,7 +313,10 @@ MHD_Result Server::Impl::handle(MHD_Connection* conn, const char* url, const cha
       if (std::get<PortForwardTarget>(s.target).ports.empty())
         return reply(conn, MHD_HTTP_BAD_REQUEST, "query parameter \"port\" is required\n");
     }
-    std::string accept = ws::accept_key(trim(key));
+    // Base64 framing names a channel with one ASCII character from '0': 40 ports at most.
+    if (kind == Kind::portforward && s.protocol.find("base64") != std::string::npos &&
+        std::get<PortForwardTarget>(s.target).ports.size() > 40)
+      return reply(conn, MHD_HTTP_BAD_REQUEST, "stream server: at most 40 ports with base64 framing\n");
     r = mhd->create_response_for_upgrade(&upgrade_handler, this);
     if (!r) return MHD_NO;
     mhd->add_response_header(r, "Connection", "Upgrade");
@@ -296,18 +338,34 @@ void Server::Impl::upgraded(RequestState& state, const char* extra_in, size_t ex
   start.fd = sock;
   start.extra_in.assign(extra_in ? extra_in : "", extra_in ? extra_in_size : 0);
   std::lock_guard lk(mu);
+  if (state.holds_slot) {
+    state.holds_slot = false;
+    reserved--;
+  }
+  // After shutdown() took the sessions to join, no thread may start: it would outlive
+  // the server.
+  if (stopping) {
+    mhd->upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
+    return;
+  }
+  auto cancel = std::make_shared<UniqueFd>(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!*cancel) fail_errno("eventfd");
   start.stop_fd = stop_fd.get();
+  start.cancel_fd = cancel->get();
+  std::string subject = std::holds_alternative<PortForwardTarget>(start.target)
+                            ? std::get<PortForwardTarget>(start.target).sandbox_id
+                            : std::get<ProcessTarget>(start.target).container_id;
   auto done = std::make_shared<bool>(false);
   const MhdApi* api = mhd;
   // The thread hands the socket back to libmicrohttpd (which closes it) when the session
   // ends; `done` lets the server join it later.
-  sessions.push_back({std::thread([start = std::move(start), urh, api, done, this]() mutable {
+  sessions.push_back({std::thread([start = std::move(start), urh, api, done, cancel, this]() mutable {
                         run_session(std::move(start));
                         api->upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
                         std::lock_guard lk(mu);
                         *done = true;
                       }),
-                      done});
+                      done, std::move(subject), cancel});
 }
 
 void Server::Impl::reap_locked() {
@@ -362,21 +420,26 @@ void Server::Impl::start_locked() {
   // Before the upgrade, a connection is libmicrohttpd's: at most 32 KiB of request, 30 s
   // to send it, 256 connections, 32 from one address. After it, the session's limits
   // (idle and stream-creation timeouts, max_sessions) apply.
-  unsigned conn_limit = 256, per_ip = 32, timeout = 30;
+  // Upgraded connections count against both limits until their session ends, and the
+  // clients of a node (the kubelet, crictl) all come from one address: on loopback no
+  // per-address limit, elsewhere room for every session.
+  unsigned conn_limit = cfg.max_sessions + 128, timeout = 30;
+  bool loopback = (!v6 && (ntohl(a4.sin_addr.s_addr) >> 24) == 127) || (v6 && IN6_IS_ADDR_LOOPBACK(&a6.sin6_addr));
+  unsigned per_ip = loopback ? 0 : cfg.max_sessions + 32;
   size_t mem_limit = 32 * 1024;
   if (tls) {
     daemon = mhd->start_daemon(flags, cfg.port, nullptr, nullptr, &access_handler, this, MHD_OPTION_EXTERNAL_LOGGER,
                                &mhd_log, nullptr, MHD_OPTION_SOCK_ADDR, sa, MHD_OPTION_CONNECTION_LIMIT, conn_limit,
                                MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip, MHD_OPTION_CONNECTION_TIMEOUT, timeout,
                                MHD_OPTION_CONNECTION_MEMORY_LIMIT, mem_limit, MHD_OPTION_NOTIFY_COMPLETED,
-                               &request_completed, nullptr, MHD_OPTION_HTTPS_MEM_CERT, cert.c_str(),
+                               &request_completed, this, MHD_OPTION_HTTPS_MEM_CERT, cert.c_str(),
                                MHD_OPTION_HTTPS_MEM_KEY, key.c_str(), MHD_OPTION_END);
   } else {
     daemon = mhd->start_daemon(flags, cfg.port, nullptr, nullptr, &access_handler, this, MHD_OPTION_EXTERNAL_LOGGER,
                                &mhd_log, nullptr, MHD_OPTION_SOCK_ADDR, sa, MHD_OPTION_CONNECTION_LIMIT, conn_limit,
                                MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip, MHD_OPTION_CONNECTION_TIMEOUT, timeout,
                                MHD_OPTION_CONNECTION_MEMORY_LIMIT, mem_limit, MHD_OPTION_NOTIFY_COMPLETED,
-                               &request_completed, nullptr, MHD_OPTION_END);
+                               &request_completed, this, MHD_OPTION_END);
   }
   if (!daemon) {
     MhdLibrary::instance().release();
@@ -439,7 +502,19 @@ void Server::shutdown() {
     if (batch.empty()) break;
     for (auto& s : batch) s.thread.join();
   }
-  if (daemon) impl_->mhd->stop_daemon(daemon);
+  if (daemon) {
+    impl_->mhd->stop_daemon(daemon);
+    MhdLibrary::instance().release();
+  }
+}
+
+void Server::cancel(const std::string& id) {
+  std::lock_guard lk(impl_->mu);
+  for (auto& s : impl_->sessions)
+    if (s.subject == id && !*s.done) {
+      uint64_t one = 1;
+      (void)!::write(s.cancel->get(), &one, sizeof one);
+    }
 }
 
 Server::Counts Server::counts() const {

@@ -60,6 +60,10 @@ public:
   std::string attach(ProcessTarget target);
   std::string port_forward(PortForwardTarget target);
 
+  // Ends the sessions of a container or pod (its exec, attach and port-forward
+  // sessions), as when it stops.
+  void cancel(const std::string& id);
+
   // Refuses new requests, ends every session (closing its client connection, which
   // leaves no process: an exec's process gets the shim's hang-up handling), stops
   // listening. Idempotent.

@@ -1,5 +1,7 @@
 #include "cri/stream/session.hpp"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -32,7 +34,9 @@ void Loop::unwatch(int fd) {
 bool Loop::run_once(Clock::time_point deadline) {
   std::vector<pollfd> fds;
   fds.reserve(entries_.size());
-  for (const auto& e : entries_) fds.push_back({e.fd, e.events, 0});
+  // An entry with no events is not polled at all: poll would still report its hang-up,
+  // and a paused source that hung up would spin the loop.
+  for (const auto& e : entries_) fds.push_back({e.events ? e.fd : -1, e.events, 0});
   auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
   int n = ::poll(fds.data(), fds.size(), static_cast<int>(std::clamp<int64_t>(wait, 0, 60000)));
   if (n < 0 && errno != EINTR) fail_errno("poll");
@@ -50,6 +54,13 @@ bool Loop::run_once(Clock::time_point deadline) {
 
 ClientSocket::ClientSocket(int fd, Loop& loop, std::function<void()> on_input)
     : fd_(fd), loop_(loop), on_input_(std::move(on_input)) {
+  // A client whose machine vanished sends no FIN: keepalive finds it in minutes rather
+  // than the idle timeout's hours (fails harmlessly on TLS's socketpair).
+  int on = 1, idle = 60, interval = 10, count = 6;
+  ::setsockopt(fd_, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+  ::setsockopt(fd_, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+  ::setsockopt(fd_, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval);
+  ::setsockopt(fd_, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof count);
   loop_.watch(fd_, POLLIN, [this](short revents) {
     if (revents & POLLOUT) flush();
     if ((revents & (POLLIN | POLLHUP | POLLERR)) && input_) on_input_();
@@ -94,7 +105,10 @@ bool ClientSocket::read(std::string& into) {
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
     if (n <= 0) {
-      closed_ = true;
+      // End of input: the client may still read (a half-close), so writing goes on
+      // until a write fails.
+      eof_ = true;
+      input_ = false;
       update();
       return false;
     }
@@ -105,6 +119,7 @@ bool ClientSocket::read(std::string& into) {
 }
 
 void ClientSocket::want_input(bool on) {
+  on = on && !eof_;
   if (input_ == on) return;
   input_ = on;
   update();
@@ -125,7 +140,7 @@ void ClientSocket::linger(Clock::duration max) {
   }
   shutdown_write();
   char buf[4096];
-  while (!closed_ && Clock::now() < end) {
+  while (!closed_ && !eof_ && Clock::now() < end) {
     pollfd p{fd_, POLLIN, 0};
     if (::poll(&p, 1, 100) <= 0) continue;
     ssize_t n = ::recv(fd_, buf, sizeof buf, MSG_DONTWAIT);

@@ -26,6 +26,7 @@ enum class Wire { spdy, websocket };
 struct SessionStart {
   int fd = -1;            // the upgraded socket (owned by libmicrohttpd: never closed here)
   int stop_fd = -1;       // readable once the server shuts down
+  int cancel_fd = -1;     // readable once the session's container or pod goes away
   std::string extra_in;   // bytes the client sent after its request, before the upgrade
   Wire wire = Wire::spdy;
   std::string protocol;   // the negotiated subprotocol ("v4.channel.k8s.io", "portforward.k8s.io", ...)
@@ -74,7 +75,8 @@ public:
   void flush();
   bool congested() const { return out_.size() - sent_ > kHighWater; }
   bool drained() const { return sent_ == out_.size(); }
-  // Reads what is there (at most 64 KiB); false at end of file or on an error.
+  // Reads what is there (at most 64 KiB); false at end of file or on an error (then no
+  // more input is read; output still goes until a write fails: closed()).
   bool read(std::string& into);
   void want_input(bool on);
   bool closed() const { return closed_; }
@@ -91,7 +93,7 @@ private:
   std::function<void()> on_input_;
   std::string out_;
   size_t sent_ = 0;
-  bool input_ = true, closed_ = false;
+  bool input_ = true, closed_ = false, eof_ = false;
   Clock::time_point last_activity_ = Clock::now();
 };
 

@@ -430,7 +430,8 @@ void Monitor::attach_resize(std::string_view payload) {
 
 void Monitor::attach_client_closed(AttachClient& client) {
   // CRI StdinOnce: the first attach session owns stdin; its end closes it.
-  if (client.mode == AttachClient::Mode::attach && opts_.stdin_once && stdio_) stdio_->close_stdin();
+  if (client.mode == AttachClient::Mode::attach && client.owns_stdin && opts_.stdin_once && stdio_)
+    stdio_->close_stdin();
 }
 
 void Monitor::start_exec(AttachClient& client, std::string_view request) {

@@ -68,6 +68,7 @@ public:
   void want_writable(bool on);
 
   Mode mode = Mode::undecided;
+  bool owns_stdin = true;  // attach: its end closes a StdinOnce container's stdin
   ExecSession* exec = nullptr;
   bool input_paused = false;
 

@@ -36,6 +36,7 @@ inline constexpr size_t kMaxCtlLine = 256;
 namespace frame {
 // client -> shim
 inline constexpr char kAttach = 'a';     // first message: attach to the container's stdio
+                                         // (payload: {"stdin":bool,"tty":bool} or empty)
 inline constexpr char kExec = 'x';       // first message: run a process (payload: JSON request)
 inline constexpr char kStdin = 'i';      // bytes for stdin
 inline constexpr char kCloseStdin = 'c'; // end of stdin

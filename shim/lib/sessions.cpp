@@ -92,7 +92,8 @@ AttachClient::AttachClient(Monitor& monitor, UniqueFd fd) : monitor_(monitor), f
 
 void AttachClient::update_watch() {
   if (!fd_) return;
-  monitor_.loop().modify(fd_.get(), (input_paused ? 0 : EPOLLIN) | (want_writable_ ? EPOLLOUT : 0), &watch_);
+  uint32_t events = (input_paused ? 0u : uint32_t{EPOLLIN}) | (want_writable_ ? uint32_t{EPOLLOUT} : 0u);
+  monitor_.loop().modify(fd_.get(), events, &watch_);
 }
 
 void AttachClient::pause_input(bool paused) {
@@ -175,7 +176,19 @@ void AttachClient::handle_frame(char type, std::string_view payload) {
   try {
     switch (mode) {
     case Mode::undecided:
-      if (type == frame::kAttach) monitor_.attach(*this);
+      if (type == frame::kAttach) {
+        // Optional payload {"stdin":bool,"tty":bool}: a session without stdin, or with a
+        // tty (whose detach is not an end of input), does not own a StdinOnce stdin.
+        if (!payload.empty()) {
+          json req = json::parse(payload, nullptr, false);
+          auto flag = [&](const char* key, bool dflt) {
+            auto it = req.is_object() ? req.find(key) : req.end();
+            return it != req.end() && it->is_boolean() ? it->get<bool>() : dflt;
+          };
+          if (!flag("stdin", true) || flag("tty", false)) owns_stdin = false;
+        }
+        monitor_.attach(*this);
+      }
       else if (type == frame::kExec) monitor_.start_exec(*this, payload);
       else finish(frame::kFailed, "the first frame must be 'a' (attach) or 'x' (exec)");
       return;

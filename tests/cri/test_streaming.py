@@ -116,7 +116,8 @@ def test_exec_over_spdy_tty_resize_and_older_protocols(world, pod, spdy_client):
         url = exec_url(world, cid, ["sh", "-c", "echo out; exit 4"])
         rc, out, err, status = run_spdy(spdy_client, "exec", url, "-protocol", proto)
         assert (rc, out) == (1, b"out\n"), (proto, err)
-        assert status == b"command terminated with non-zero exit code: exit code 4"
+        assert status == b"command terminated with non-zero exit code: error executing command " \
+                         b"[sh -c echo out; exit 4], exit code 4"
 
 
 def test_attach_over_spdy_stdin_once(world, pod, spdy_client):
@@ -298,3 +299,74 @@ def test_tls_stream_server(make_world, tmp_path):
             got += data[1:]
     ws.close()
     assert got == b"over tls\n"
+
+
+def test_bad_websocket_handshakes_and_port_forward_with_a_refused_port(world, pod):
+    pod_id, cfg = pod
+    cid = world.run(pod_id, cfg, command=["sh", "-c", "mkdir /www; echo pong > /www/ping; exec httpd -f -p 8080 -h /www"])
+    # A key that is not base64 of 16 bytes: 400, and berthd serves on.
+    url = exec_url(world, cid, ["true"])
+    host, port = url.split("/")[2].split(":")
+    s = socket.create_connection((host, int(port)), timeout=10)
+    s.sendall(f"GET /{url.split('/', 3)[3]} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+              "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: x\r\n\r\n".encode())
+    assert s.recv(4096).startswith(b"HTTP/1.1 400")
+    s.close()
+    # Two ports, the first refused: its pair ends with the kubelet's error text, the second
+    # serves, and input for the ended one is dropped.
+    pod_lib.wait_for(lambda: "pong" in world.exec(cid, ["wget", "-qO-", "http://127.0.0.1:8080/ping"])[1],
+                     what="httpd")
+    url = world.rt.PortForward(world.pb2.PortForwardRequest(pod_sandbox_id=pod_id, port=[8081, 8080])).url
+    ws = websocket.create_connection(ws_url(url), subprotocols=["v4.channel.k8s.io"], timeout=30)
+    got = {}
+
+    def receive_until(pred):
+        while not pred():
+            op, data = ws.recv_data()
+            assert op != websocket.ABNF.OPCODE_CLOSE
+            got[data[0]] = got.get(data[0], b"") + data[1:]
+    receive_until(lambda: b"failed to connect to localhost:8081" in got.get(1, b""))
+    time.sleep(1.5)  # past the ended pair's grace: it is gone from the session
+    ws.send_binary(b"\x00late input for the refused port")
+    ws.send_binary(b"\x02GET /ping HTTP/1.0\r\n\r\n")
+    while True:
+        op, data = ws.recv_data()
+        if op == websocket.ABNF.OPCODE_CLOSE:
+            break
+        got[data[0]] = got.get(data[0], b"") + data[1:]
+    ws.close()
+    assert got[2].startswith(b"\x90\x1fHTTP/1.") and got[2].endswith(b"pong\n")
+    assert got[1].startswith(b"\x91\x1ferror forwarding port 8081 to pod " + pod_id.encode())
+
+
+def test_sessions_end_with_the_pod_and_with_berthd(world, spdy_client):
+    pod_id, cfg = world.run_pod()
+    sh = world.run(pod_id, cfg, command=["sh"], stdin=True, stdin_once=True)
+    # A stdout-only attach that ends leaves the StdinOnce container's stdin open.
+    url = world.rt.Attach(world.pb2.AttachRequest(container_id=sh, stdout=True)).url
+    p = subprocess.Popen([spdy_client, "exec", url, "-stderr=false"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(1)
+    p.kill()
+    p.wait()
+    time.sleep(1)
+    assert world.state(sh) == world.pb2.CONTAINER_RUNNING
+    # berthd stopping mid-exec: the client is told of a failure, not a success.
+    cid = world.run(pod_id, cfg, command=["sleep", "1000"])
+    url = exec_url(world, cid, ["sleep", "995"])
+    p = subprocess.Popen([spdy_client, "exec", url], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    pod_lib.wait_for(lambda: "sleep 995" in processes_in(world, cid), what="the exec'd sleep")
+    world.restart()
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == 1 and b"berthd is shutting down" in err, err
+    # A port-forward session with a live connection ends when its pod stops (and its
+    # network namespace is not held: make_world's leak check).
+    web = world.run(pod_id, cfg, command=["httpd", "-f", "-p", "8080", "-h", "/etc"])
+    pod_lib.wait_for(lambda: world.exec(web, ["wget", "-qO-", "http://127.0.0.1:8080/hostname"])[0] == 0,
+                     what="httpd")
+    url = world.rt.PortForward(world.pb2.PortForwardRequest(pod_sandbox_id=pod_id, port=[8080])).url
+    ws = websocket.create_connection(ws_url(url), subprotocols=["v4.channel.k8s.io"], timeout=30)
+    assert ws.recv_data()[1] == b"\x00\x90\x1f"
+    world.stop_pod(pod_id)
+    while ws.recv_data()[0] != websocket.ABNF.OPCODE_CLOSE:
+        pass
+    ws.close()
