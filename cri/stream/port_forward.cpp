@@ -241,20 +241,15 @@ public:
   using PortForwarder::PortForwarder;
 
   void client_input() override {
-    std::string in;
-    if (!start_.extra_in.empty()) in.swap(start_.extra_in);
-    bool open = client_.read(in);
-    std::vector<spdy::Frame> frames;
+    bool open;
     try {
-      codec_.feed(in, frames);
-    } catch (const Error& e) {
-      for (auto& f : frames) handle(f);
+      open = decode_client_input<spdy::Frame>(client_, start_.extra_in, codec_, [&](spdy::Frame& f) { handle(f); });
+    } catch (const Error&) {
       spdy::Codec::goaway(client_.out(), last_client_stream_, spdy::kGoAwayProtocolError);
       client_.flush();
       done_ = true;
       return;
     }
-    for (auto& f : frames) handle(f);
     if (!open) done_ = true;
   }
 
@@ -411,20 +406,15 @@ public:
   }
 
   void client_input() override {
-    std::string in;
-    if (!start_.extra_in.empty()) in.swap(start_.extra_in);
-    bool open = client_.read(in);
-    std::vector<ws::Message> messages;
+    bool open;
     try {
-      codec_.feed(in, messages);
+      open = decode_client_input<ws::Message>(client_, start_.extra_in, codec_, [&](ws::Message& m) { handle(m); });
     } catch (const ws::ProtocolError& e) {
-      for (auto& m : messages) handle(m);
       ws::Codec::close(client_.out(), e.close_code(), "protocol error");
       client_.flush();
       done_ = true;
       return;
     }
-    for (auto& m : messages) handle(m);
     if (!open) done_ = true;
   }
 

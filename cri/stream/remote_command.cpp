@@ -319,18 +319,13 @@ public:
   using RemoteCommand::RemoteCommand;
 
   void client_input() override {
-    std::string in;
-    if (!start_.extra_in.empty()) in.swap(start_.extra_in);
-    bool open = client_.read(in);
-    std::vector<spdy::Frame> frames;
+    bool open;
     try {
-      codec_.feed(in, frames);
+      open = decode_client_input<spdy::Frame>(client_, start_.extra_in, codec_, [&](spdy::Frame& f) { handle(f); });
     } catch (const Error& e) {
-      for (auto& f : frames) handle(f);
       protocol_error(e.what());
       return;
     }
-    for (auto& f : frames) handle(f);
     if (!open && !done()) {
       client_gone_ = true;
       end({false, 0, "the client closed the connection"});
@@ -452,14 +447,10 @@ public:
   }
 
   void client_input() override {
-    std::string in;
-    if (!start_.extra_in.empty()) in.swap(start_.extra_in);
-    bool open = client_.read(in);
-    std::vector<ws::Message> messages;
+    bool open;
     try {
-      codec_.feed(in, messages);
+      open = decode_client_input<ws::Message>(client_, start_.extra_in, codec_, [&](ws::Message& m) { handle(m); });
     } catch (const ws::ProtocolError& e) {
-      for (auto& m : messages) handle(m);
       if (!done()) {
         ws::Codec::close(client_.out(), e.close_code(), "protocol error");
         close_sent_ = true;  // finish() adds nothing after it
@@ -468,7 +459,6 @@ public:
       }
       return;
     }
-    for (auto& m : messages) handle(m);
     if (!open && !done()) end({false, 0, "the client closed the connection"});
   }
 

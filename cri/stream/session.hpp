@@ -97,4 +97,24 @@ private:
   Clock::time_point last_activity_ = Clock::now();
 };
 
+// Decodes what the client sent (first the bytes that came with its upgrade request) with
+// `codec` (spdy::Codec or ws::Codec, whose items are Item), handing each item to
+// `handle`; false at the client's end of input. A protocol violation is rethrown once
+// the items before it were handled.
+template <typename Item, typename Codec, typename Handle>
+bool decode_client_input(ClientSocket& client, std::string& extra_in, Codec& codec, Handle&& handle) {
+  std::string in;
+  in.swap(extra_in);
+  bool open = client.read(in);
+  std::vector<Item> items;
+  try {
+    codec.feed(in, items);
+  } catch (...) {
+    for (auto& item : items) handle(item);
+    throw;
+  }
+  for (auto& item : items) handle(item);
+  return open;
+}
+
 } // namespace berth::stream

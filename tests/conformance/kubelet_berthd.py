@@ -31,11 +31,12 @@ import time
 import urllib.parse
 import urllib.request
 
-import websocket  # Debian python3-websocket (websocket-client)
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(REPO, "tests", "agent"))
 import agent_lib as L  # noqa: E402  (Berthd, Cri, Registry, oci_image, wait_for)
+import stream_clients  # noqa: E402
+from stream_clients import build_spdy_client, run_spdy  # noqa: E402
 
 BUILD = os.path.join(REPO, "build")
 KUBELET = os.environ.get("KUBELET", "/var/tmp/berth-anchors/kubelet/kubelet")
@@ -92,39 +93,8 @@ def kubelet_path(kind, container=None, command=(), **flags):
 
 def kubelet_ws(path, to_send=(), protocol="v4.channel.k8s.io"):
     """A WebSocket session through the kubelet; returns ({channel: bytes}, messages in order)."""
-    ws = websocket.create_connection(f"wss://{KUBELET_API}{path}", subprotocols=[protocol], timeout=30,
+    return stream_clients.ws_session(f"wss://{KUBELET_API}{path}", protocol, to_send,
                                      sslopt={"cert_reqs": ssl.CERT_NONE, "check_hostname": False})
-    assert ws.getsubprotocol() == protocol, ws.getsubprotocol()
-    for ch, data in to_send:
-        ws.send_binary(bytes([ch]) + data)
-    got, order = {}, []
-    while True:
-        op, data = ws.recv_data(control_frame=False)
-        if op == websocket.ABNF.OPCODE_CLOSE:
-            break
-        order.append(data)
-        got[data[0]] = got.get(data[0], b"") + data[1:]
-    ws.close()
-    return got, order
-
-
-def build_spdy_client(work):
-    out = os.path.join(work, "spdy_client")
-    env = dict(os.environ, GOPATH="/usr/share/gocode", GO111MODULE="off", GOFLAGS="",
-               GOCACHE=os.path.join(work, "gocache"))
-    subprocess.run(["go", "build", "-o", out, "."], cwd=os.path.join(REPO, "tests", "cri", "spdy_client"), env=env,
-                   check=True, timeout=600)
-    return out
-
-
-def run_spdy(client, work, *args, input=b""):
-    """spdy_client through the kubelet; returns (exit code, stdout, stderr, error-stream payload)."""
-    status = os.path.join(work, "spdy-status")
-    if os.path.exists(status):
-        os.unlink(status)
-    args = list(args) + (["-status", status] if args[0] == "exec" else [])
-    p = subprocess.run([client, *args], input=input, capture_output=True, timeout=120)
-    return p.returncode, p.stdout, p.stderr, open(status, "rb").read() if os.path.exists(status) else b""
 
 
 def check_streaming(work, berthd_log):
@@ -155,14 +125,14 @@ def check_streaming(work, berthd_log):
     url = f"https://{KUBELET_API}" + kubelet_path("exec", "web", ["sh", "-c", "cat; exit 3"], input=True, output=True,
                                                   error=True)
     data = b"over spdy\n" + bytes(range(256)) * 400  # 100 KiB each way: many frames
-    rc, out, err, status = run_spdy(client, work, "exec", url, "-stdin", input=data)
+    rc, out, err, status = run_spdy(client, "exec", url, "-stdin", input=data)
     st = json.loads(status or b"{}")
     assert rc == 1 and out == data and st.get("reason") == "NonZeroExitCode", (rc, len(out), err, status)
     assert st["details"]["causes"] == [{"reason": "ExitCode", "message": "3"}], st
     print(f"   SPDY exec sh -c 'cat; exit 3', {len(data)} bytes in: {len(out)} bytes back, identical; "
           f"exit code {st['details']['causes'][0]['message']}")
     url = f"https://{KUBELET_API}" + kubelet_path("exec", "web", ["echo", "-n", "hello"], output=True, error=True)
-    rc, out, err, status = run_spdy(client, work, "exec", url)
+    rc, out, err, status = run_spdy(client, "exec", url)
     assert (rc, out, status) == (0, b"hello", b'{"metadata":{},"status":"Success"}'), (rc, out, err, status)
     print(f"   SPDY exec echo -n hello: {out!r}, status {status.decode()}")
 
@@ -170,7 +140,7 @@ def check_streaming(work, berthd_log):
     # connections on one session; then WebSocket with the port in the query.
     url = f"https://{KUBELET_API}" + kubelet_path("portForward")
     request = b"GET / HTTP/1.0\r\n\r\n"
-    rc, out, err, _ = run_spdy(client, work, "portforward", url, "8080", "3", input=request)
+    rc, out, err, _ = run_spdy(client, "portforward", url, "8080", "3", input=request)
     assert rc == 0 and out.count(b"HTTP/1.") == 3, (rc, out, err)
     assert out.count(b"hello from the kubelet over berthd") == 3 and b"error stream" not in out, out
     status_line, body = out.split(b"\r\n")[0].decode(), out.split(b"\r\n\r\n")[1].split(b"HTTP/")[0].strip()

@@ -9,7 +9,6 @@ import os
 import signal
 import socket
 import subprocess
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -19,18 +18,13 @@ import pytest
 import websocket
 
 import pod_lib
-
-HERE = os.path.dirname(os.path.abspath(__file__))
+import stream_clients
+from stream_clients import build_spdy_client, run_spdy
 
 
 @pytest.fixture(scope="session")
 def spdy_client(session_root):
-    out = os.path.join(session_root, "spdy_client")
-    env = dict(os.environ, GOPATH="/usr/share/gocode", GO111MODULE="off", GOFLAGS="",
-               GOCACHE=os.path.join(session_root, "gocache"))
-    subprocess.run(["go", "build", "-o", out, "."], cwd=os.path.join(HERE, "spdy_client"), env=env, check=True,
-                   timeout=600)
-    return out
+    return build_spdy_client(session_root)
 
 
 @pytest.fixture
@@ -44,36 +38,12 @@ def exec_url(world, cid, cmd, stdin=False, stdout=True, stderr=True, tty=False):
                                                tty=tty)).url
 
 
-def run_spdy(client, *args, input=b"", timeout=60):
-    """Runs spdy_client; returns (exit code, stdout, stderr, the error stream's payload)."""
-    with tempfile.NamedTemporaryFile() as status:
-        args = list(args)
-        if args[0] == "exec":
-            args += ["-status", status.name]
-        p = subprocess.run([client, *args], input=input, capture_output=True, timeout=timeout)
-        return p.returncode, p.stdout, p.stderr, open(status.name, "rb").read()
-
-
 def ws_url(url):
     return "ws" + url[len("http"):]
 
 
 def ws_session(url, protocol, to_send=(), timeout=30):
-    """Connects with websocket-client, sends the (channel, bytes) messages, collects
-    everything per channel until the server closes; returns ({channel: bytes}, first)."""
-    ws = websocket.create_connection(ws_url(url), subprotocols=[protocol], timeout=timeout)
-    assert ws.getsubprotocol() == protocol
-    for ch, data in to_send:
-        ws.send_binary(bytes([ch]) + data)
-    got, order = {}, []
-    while True:
-        op, data = ws.recv_data(control_frame=False)
-        if op == websocket.ABNF.OPCODE_CLOSE:
-            break
-        order.append(data)
-        got[data[0]] = got.get(data[0], b"") + data[1:]
-    ws.close()
-    return got, order
+    return stream_clients.ws_session(ws_url(url), protocol, to_send, timeout)
 
 
 def test_stream_server_starts_with_the_first_call_and_names_loopback(world, pod):
