@@ -1,5 +1,6 @@
 #include "cri/image/http.hpp"
 
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <climits>
@@ -178,6 +179,14 @@ int on_progress(void* p, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
   return 0;
 }
 
+// libcurl (7.88) opens its sockets without SOCK_CLOEXEC: a process spawned during a
+// download (berthd runs CNI plugins and the OCI runtime while pulls go on) would inherit
+// the registry connection and hold it open after the transfer is given up, so the
+// registry of a cancelled pull would go on sending into a socket nobody reads.
+curl_socket_t open_socket(void*, curlsocktype, curl_sockaddr* a) {
+  return ::socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+}
+
 } // namespace
 
 std::string url_encode(std::string_view s) {
@@ -221,6 +230,7 @@ HttpResponse http_request(const HttpRequest& req) {
   c.easy_setopt(h, CURLOPT_URL, req.url.c_str());
   c.easy_setopt(h, CURLOPT_HTTPHEADER, list);
   c.easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+  c.easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, open_socket);
   c.easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
   c.easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
   c.easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);

@@ -405,6 +405,63 @@ TEST_P(RootfsApiTest, ResolverStaysInsideAndCreates) {
   EXPECT_EQ(entries, 0);
 }
 
+// The two resolvers keep the same rules: openat2(RESOLVE_IN_ROOT) where the kernel has it
+// (5.6), the userspace walk where it answers ENOSYS (legacy: forced through kernel_apis(),
+// as the ENOSYS answer does). ".." in the path itself stops at the root, links are expanded
+// before a ".." that follows them, and a lookup follows at most 40 links (the kernel's
+// MAXSYMLINKS): a chain of 40 resolves, one of 41 is ELOOP.
+TEST_P(RootfsApiTest, ResolverStopsDotDotAtTheRootAndBoundsLinks) {
+  struct Restore {
+    ~Restore() { mnt::kernel_apis().openat2 = true; }
+  } restore;
+  TempDir tmp;
+  std::string root = tmp / "root", outside = tmp / "outside";
+  mkdir_p(root + "/a/b");
+  mkdir_p(root + "/x");
+  mkdir_p(outside);
+  ASSERT_EQ(::symlink("/a", (root + "/l40").c_str()), 0);  // l1 -> l2 -> ... -> l40 -> /a
+  for (int i = 39; i >= 0; --i) {
+    std::string target = std::to_string(i + 1), link = root + "/l" + std::to_string(i);
+    target.insert(0, 1, 'l');  // not "l" + ...: a false -Wrestrict of GCC 12
+    ASSERT_EQ(::symlink(target.c_str(), link.c_str()), 0);
+  }
+  ASSERT_EQ(::symlink("/a", (root + "/a/b/abs").c_str()), 0);
+  ASSERT_EQ(::symlink("../../../../../../../../..", (root + "/a/b/up").c_str()), 0);
+  UniqueFd root_fd(::open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (GetParam() == Api::legacy) mnt::kernel_apis().openat2 = false;
+  auto ino = [](const mnt::Resolved& r) {
+    struct stat st {};
+    ::fstat(r.fd.get(), &st);
+    return st.st_ino;
+  };
+  auto code_of = [&](const std::string& path) {
+    try {
+      mnt::open_in_root(root_fd.get(), path, mnt::Create::no);
+    } catch (const Error& e) {
+      return e.code();
+    }
+    return 0;
+  };
+
+  // ".." above the root, in the path and through a relative link.
+  auto r = mnt::open_in_root(root_fd.get(), "/../../../../../.." + outside + "/f", mnt::Create::file);
+  EXPECT_FALSE(r.existed);
+  EXPECT_TRUE(S_ISREG(stat_of(root + outside + "/f").st_mode));
+  EXPECT_EQ(ino(mnt::open_in_root(root_fd.get(), "a/b/../../../../..", mnt::Create::no)), stat_of(root).st_ino);
+  EXPECT_EQ(ino(mnt::open_in_root(root_fd.get(), "/a/b/up/x", mnt::Create::no)), stat_of(root + "/x").st_ino);
+  // "abs/.." is the parent of /a (the root), not /a/b: the link is followed first.
+  EXPECT_EQ(ino(mnt::open_in_root(root_fd.get(), "/a/b/abs/../x", mnt::Create::no)), stat_of(root + "/x").st_ino);
+
+  // 40 links are followed, the 41st is refused, as by the kernel.
+  EXPECT_EQ(ino(mnt::open_in_root(root_fd.get(), "/l1/b", mnt::Create::no)), stat_of(root + "/a/b").st_ino);
+  EXPECT_EQ(code_of("/l0/b"), ELOOP);
+  EXPECT_EQ(code_of("/l0"), ELOOP);
+
+  // The modern variant did use openat2: no ENOSYS switched it to the walk on this kernel.
+  EXPECT_EQ(mnt::kernel_apis().openat2, GetParam() == Api::modern);
+  EXPECT_TRUE(std::filesystem::is_empty(outside));
+}
+
 // ---- mounting ---------------------------------------------------------------------
 
 TEST_P(RootfsApiTest, PreparesMountsDevicesAndLinks) {

@@ -13,7 +13,10 @@ Library (tests/cri and cri/image/tests):
 
 A route: status, headers, body (bytes) or a generated body (`size` bytes of `fill`),
 `rate` (bytes per second, 0: at once), `delay` (seconds before answering). Every finished
-or broken response is logged in reg.log as {"path", "status", "sent", "complete"}.
+or broken response is logged in reg.log as {"path", "status", "sent", "size", "complete",
+"end"}; "end" says why it ended: "complete", "peer closed" (the client closed or reset the
+connection: a failed write, or seen while trickling), "stopping", "deadline" or "write
+failed: ...".
 
 CLI (for the GoogleTest suites): prints one JSON line {"addr", ...scenario details} and
 serves until stdin closes:
@@ -27,6 +30,7 @@ import hashlib
 import http.server
 import json
 import os
+import select
 import sys
 import threading
 import time
@@ -112,17 +116,35 @@ class HostileRegistry:
             def log_message(self, *a):
                 pass
 
-            def _record(self, path, status, sent, complete):
+            def _record(self, path, status, sent, size, end):
                 with reg.lock:
-                    reg.log.append({"path": path, "status": status, "sent": sent, "complete": complete,
+                    reg.log.append({"path": path, "status": status, "sent": sent, "size": size,
+                                    "complete": end == "complete", "end": end,
                                     "method": self.command, "headers": dict(self.headers.items())})
+
+            def _peer_closed_within(self, seconds):
+                """Waits `seconds` between two trickled writes; True as soon as the client has
+                closed or reset the connection. A write alone notices late or never: the first
+                one after the close still succeeds into the socket buffer (the kernel answers
+                it with a RST, only the next write fails)."""
+                p = select.poll()
+                p.register(self.connection, select.POLLRDHUP | select.POLLHUP | select.POLLERR)
+                until = time.monotonic() + seconds
+                while not reg.stopping.is_set():
+                    left = until - time.monotonic()
+                    if left <= 0:
+                        return False
+                    if p.poll(min(left, 0.05) * 1000):
+                        return True
+                return False
 
             def handle_any(self):
                 path = self.path
                 if path == "/_log":  # for the GoogleTest suites
                     with reg.lock:
-                        body = json.dumps({"log": [{k: e[k] for k in ("path", "status", "sent", "complete")}
-                                                   for e in reg.log], "started": list(reg.started)}).encode()
+                        keys = ("path", "status", "sent", "size", "complete", "end")
+                        body = json.dumps({"log": [{k: e[k] for k in keys} for e in reg.log],
+                                           "started": list(reg.started)}).encode()
                     self.send_response(200)
                     self.send_header("Content-Length", str(len(body)))
                     self.end_headers()
@@ -142,6 +164,7 @@ class HostileRegistry:
                     reg.stopping.wait(route.delay)
                 size = route.size if route.size is not None else len(route.body)
                 sent = 0
+                end = "complete"
                 try:
                     self.send_response(route.status)
                     for k, v in route.headers.items():
@@ -149,11 +172,14 @@ class HostileRegistry:
                     self.send_header("Content-Length", str(size))
                     self.end_headers()
                     if self.command == "HEAD":
-                        self._record(path, route.status, 0, True)
+                        self._record(path, route.status, 0, size, "complete")
                         return
                     deadline = time.monotonic() + MAX_SECONDS
                     chunk = 1 if route.rate and route.rate < 64 else 64 << 10
-                    while sent < size and not reg.stopping.is_set() and time.monotonic() < deadline:
+                    while sent < size:
+                        if reg.stopping.is_set() or time.monotonic() >= deadline:
+                            end = "stopping" if reg.stopping.is_set() else "deadline"
+                            break
                         n = min(chunk, size - sent)
                         if route.size is not None:
                             data = (route.fill * (n // len(route.fill) + 1))[:n]
@@ -162,11 +188,14 @@ class HostileRegistry:
                         self.wfile.write(data)
                         self.wfile.flush()
                         sent += n
-                        if route.rate:
-                            reg.stopping.wait(n / route.rate)
-                except (BrokenPipeError, ConnectionResetError, OSError):
-                    self.close_connection = True
-                self._record(path, route.status, sent, sent >= size)
+                        if route.rate and sent < size and self._peer_closed_within(n / route.rate):
+                            end = "peer closed"
+                            break
+                except (BrokenPipeError, ConnectionResetError):
+                    end = "peer closed"
+                except OSError as e:
+                    end = "write failed: " + (e.strerror or str(e))
+                self._record(path, route.status, sent, size, end)
                 if sent < size:
                     self.close_connection = True
 
