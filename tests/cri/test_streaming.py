@@ -208,9 +208,19 @@ def processes_in(world, cid):
     return out
 
 
+def fds_and_threads(pid):
+    with open(f"/proc/{pid}/status") as f:
+        threads = next(int(line.split()[1]) for line in f if line.startswith("Threads:"))
+    return len(os.listdir(f"/proc/{pid}/fd")), threads
+
+
 def test_hostile_and_vanishing_clients_leave_nothing(world, pod, spdy_client):
     pod_id, cfg = pod
     cid = world.run(pod_id, cfg, command=["sleep", "1000"])
+    # The baseline with the stream server running and one session done.
+    assert run_spdy(spdy_client, "exec", exec_url(world, cid, ["true"]))[0] == 0
+    time.sleep(0.5)
+    baseline = fds_and_threads(world.berthd.proc.pid)
     # Garbage instead of SPDY frames after a valid upgrade: the session ends.
     url = exec_url(world, cid, ["sleep", "997"])
     host, port = url.split("/")[2].split(":")
@@ -244,9 +254,11 @@ def test_hostile_and_vanishing_clients_leave_nothing(world, pod, spdy_client):
     ws.sock.shutdown(socket.SHUT_RDWR)
     ws.sock.close()
     pod_lib.wait_for(lambda: "sleep 999" not in processes_in(world, cid), what="the exec'd sleep killed")
-    # The daemon serves on.
+    # The daemon serves on, with no fd or thread left of those sessions.
     rc, out, _, _ = run_spdy(spdy_client, "exec", exec_url(world, cid, ["echo", "still serving"]))
     assert (rc, out) == (0, b"still serving\n")
+    pod_lib.wait_for(lambda: fds_and_threads(world.berthd.proc.pid) == baseline, timeout=10,
+                     what=f"berthd's fds and threads back to {baseline}")
 
 
 def test_tls_stream_server(make_world, tmp_path):
