@@ -46,7 +46,9 @@ void StdioPump::on_event(int tag, uint32_t events) {
 }
 
 bool StdioPump::read_some(UniqueFd& fd, Stream stream, int max_reads) {
-  for (int i = 0; i < max_reads && fd; i++) {
+  // A sink that could not take a chunk pauses the pump while it holds it: reading on
+  // would hand it the next chunk over the held one (lost output).
+  for (int i = 0; i < max_reads && fd && !paused_; i++) {
     ssize_t n = ::read(fd.get(), g_read_buffer, sizeof g_read_buffer);
     if (n > 0) {
       sink_.on_output(stream, {g_read_buffer, static_cast<size_t>(n)});
