@@ -231,15 +231,7 @@ def main():
             node[d.name]["relist"] = node_figures(d, pods, 10, d.pb2.CONTAINER, 4, 200)
             d.clean()
     finally:
-        for d in daemons:
-            try:
-                d.clean()
-            except Exception as e:  # noqa: BLE001
-                print(f"{d.name}: cleanup: {e}", file=sys.stderr)
-            d.stop()
-            if getattr(d, "state_dir", None):
-                shutil.rmtree(d.state_dir, ignore_errors=True)
-        reg.cleanup()
+        stop_daemons(daemons, reg)
         for b in ("bt-bench-b", "bt-bench-c"):
             subprocess.run(["ip", "link", "del", b], stderr=subprocess.DEVNULL)
         remove_cgroup_tree("berth-bench")
@@ -357,6 +349,19 @@ def make_containerd(work, reg, cni_bin):
 ''')
     return Daemon("containerd", ["containerd", "--config", cfg], f"{d}/containerd.sock", f"{d}/containerd.log",
                   env=daemon_env())
+
+
+def stop_daemons(daemons, reg):
+    """Removes every pod of each daemon, stops it, drops its state dir; stops the registry."""
+    for d in daemons:
+        try:
+            d.clean()
+        except Exception as e:  # noqa: BLE001
+            print(f"{d.name}: cleanup: {e}", file=sys.stderr)
+        d.stop()
+        if getattr(d, "state_dir", None):
+            shutil.rmtree(d.state_dir, ignore_errors=True)
+    reg.cleanup()
 
 
 def remove_cgroup_tree(name):

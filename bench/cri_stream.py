@@ -39,7 +39,7 @@ sys.path.insert(0, HERE)
 
 import cri_runtime  # noqa: E402  (puts tests/cri and tests/lib on sys.path)
 from cri_runtime import (REPO, UNLOAD_AFTER_PULL, cni_conflist, cpu_ticks, make_berthd, make_containerd,  # noqa: E402
-                         pause_tar, remove_cgroup_tree)
+                         pause_tar, remove_cgroup_tree, stop_daemons)
 from benchlib import memory  # noqa: E402
 
 import oci_image  # noqa: E402
@@ -375,15 +375,7 @@ def main():
             results["after"][st.d.name]["container_processes"] = [
                 line for line in out.decode(errors="replace").strip().split("\n")[1:] if "ps -o pid,args" not in line]
     finally:
-        for d in daemons:
-            try:
-                d.clean()
-            except Exception as e:  # noqa: BLE001
-                print(f"{d.name}: cleanup: {e}", file=sys.stderr)
-            d.stop()
-            if getattr(d, "state_dir", None):
-                shutil.rmtree(d.state_dir, ignore_errors=True)
-        reg.cleanup()
+        stop_daemons(daemons, reg)
         for bridge, _ in NETS.values():
             subprocess.run(["ip", "link", "del", bridge], stderr=subprocess.DEVNULL)
         remove_cgroup_tree(CGROUP_TOP)

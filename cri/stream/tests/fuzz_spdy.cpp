@@ -14,41 +14,14 @@
 
 #include "common/error.hpp"
 #include "cri/stream/spdy.hpp"
+#include "cri/stream/tests/spdy_frames.hpp"
 #include "tests/lib/fuzz.hpp"
 
 namespace berth::stream::spdy {
 namespace {
 
-std::string be32(uint32_t v) {
-  return {static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8), static_cast<char>(v)};
-}
+using namespace wire_test;
 
-std::string control(uint16_t type, uint8_t flags, std::string_view payload) {
-  std::string s = be32(0x80030000u | type);
-  s += be32(uint32_t{flags} << 24 | payload.size());
-  s += payload;
-  return s;
-}
-
-// A header block as zlib stored blocks (the connection's first block carries the zlib
-// header naming the SPDY dictionary).
-std::string stored(std::string_view raw, bool first) {
-  std::string s = first ? std::string("\x78\xbb\xe3\xc6\xa7\xc2", 6) : std::string();
-  size_t n = raw.size();
-  s += '\0';
-  s += static_cast<char>(n & 0xff);
-  s += static_cast<char>(n >> 8);
-  s += static_cast<char>(~n & 0xff);
-  s += static_cast<char>((~n >> 8) & 0xff);
-  s += raw;
-  return s;
-}
-
-std::string raw_block(const HeaderList& headers) {
-  std::string s = be32(headers.size());
-  for (const auto& [n, v] : headers) s += be32(n.size()) + n + be32(v.size()) + v;
-  return s;
-}
 
 std::vector<std::string> seeds() {
   std::vector<std::string> out;
@@ -118,28 +91,6 @@ const std::vector<std::string> kTokens = {std::string("\x80\x03\x00\x01", 4),
                                           "connection",
                                           "A"};
 
-std::vector<Frame> merged(std::vector<Frame> in) {
-  std::vector<Frame> out;
-  for (auto& f : in) {
-    if (f.type == FrameType::data && !out.empty() && out.back().type == FrameType::data &&
-        out.back().stream_id == f.stream_id && !out.back().fin) {
-      out.back().data += f.data;
-      out.back().fin = f.fin;
-      continue;
-    }
-    out.push_back(std::move(f));
-  }
-  return out;
-}
-
-bool same(const Frame& a, const Frame& b) {
-  return a.type == b.type && a.stream_id == b.stream_id && a.associated_id == b.associated_id &&
-         a.priority == b.priority && a.slot == b.slot && a.fin == b.fin && a.unidirectional == b.unidirectional &&
-         a.clear_settings == b.clear_settings && a.headers == b.headers && a.data == b.data && a.status == b.status &&
-         a.delta == b.delta && a.ping_id == b.ping_id && a.settings == b.settings;
-}
-
-// What every decoded frame promises, whatever the input.
 void check_frame(const Frame& f, const Limits& limits) {
   auto broken = [&](const char* what) {
     throw std::logic_error(std::string(frame_type_name(f.type)) + " frame breaks an invariant: " + what);
