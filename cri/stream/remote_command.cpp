@@ -12,7 +12,6 @@
 
 #include <array>
 #include <deque>
-#include <map>
 
 #include <fmt/format.h>
 
@@ -180,7 +179,7 @@ class RemoteCommand {
 public:
   RemoteCommand(SessionStart& start, Loop& loop, ClientSocket& client)
       : start_(start), target_(std::get<ProcessTarget>(start.target)), version_(protocol_version(start.protocol)),
-        loop_(loop), client_(client),
+        client_(client),
         shim_(loop, [this](char t, std::string_view p) { shim_frame(t, p); },
               [this] { end({false, 0, "the container's shim closed the connection (the container is gone)"}); }) {}
   virtual ~RemoteCommand() = default;
@@ -260,7 +259,6 @@ protected:
   SessionStart& start_;
   const ProcessTarget& target_;
   const int version_;
-  Loop& loop_;
   ClientSocket& client_;
 
 private:
