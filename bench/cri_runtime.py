@@ -190,16 +190,7 @@ def main():
         oci_image.push(busybox, reg.addr, "library/busybox:latest")
         pause = oci_image.Layer(pause_tar(), "gzip")
         oci_image.push(oci_image.Image([pause], cmd=["/pause"]), reg.addr, "berth/pause:1")
-        cni_bin = os.path.join(work, "cni-bin")
-        os.makedirs(cni_bin)
-        for src, name in ((os.path.join(BUILD, "cni", "berth-bridge"), "berth-bridge"),
-                          ("/usr/lib/cni/portmap", "portmap"), ("/usr/lib/cni/loopback", "loopback")):
-            os.symlink(src, os.path.join(cni_bin, name))
-        wanted = args.daemons.split(",")
-        if "berthd" in wanted:
-            daemons.append(make_berthd(work, reg, cni_bin, args.log_level))
-        if "containerd" in wanted:
-            daemons.append(make_containerd(work, reg, cni_bin))
+        daemons += make_daemons(work, reg, args.daemons.split(","), args.log_level)
         for d in daemons:
             d.start()
             d.c.pull("busybox")
@@ -299,6 +290,22 @@ def cni_conflist(path, name, bridge, subnet, ipam):
              "ipam": {"type": "host-local", "dataDir": ipam, "ranges": [[{"subnet": subnet}]],
                       "routes": [{"dst": "0.0.0.0/0"}]}},
             {"type": "portmap", "capabilities": {"portMappings": True}}]}, f)
+
+
+def make_daemons(work, reg, wanted, log_level):
+    """The daemons named in `wanted` (berthd, containerd), not started, sharing one CNI
+    plugin directory (berth-bridge from BUILD, the reference portmap and loopback)."""
+    cni_bin = os.path.join(work, "cni-bin")
+    os.makedirs(cni_bin)
+    for src, name in ((os.path.join(BUILD, "cni", "berth-bridge"), "berth-bridge"),
+                      ("/usr/lib/cni/portmap", "portmap"), ("/usr/lib/cni/loopback", "loopback")):
+        os.symlink(src, os.path.join(cni_bin, name))
+    daemons = []
+    if "berthd" in wanted:
+        daemons.append(make_berthd(work, reg, cni_bin, log_level))
+    if "containerd" in wanted:
+        daemons.append(make_containerd(work, reg, cni_bin))
+    return daemons
 
 
 def make_berthd(work, reg, cni_bin, log_level):

@@ -38,7 +38,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import cri_runtime  # noqa: E402  (puts tests/cri and tests/lib on sys.path)
-from cri_runtime import (REPO, UNLOAD_AFTER_PULL, cni_conflist, cpu_ticks, make_berthd, make_containerd,  # noqa: E402
+from cri_runtime import (REPO, UNLOAD_AFTER_PULL, cni_conflist, cpu_ticks, make_daemons,  # noqa: E402
                          pause_tar, remove_cgroup_tree, stop_daemons)
 from benchlib import memory  # noqa: E402
 
@@ -93,7 +93,7 @@ def git_head():
 
 def snapshot_build(build, work):
     """Copies the binaries berthd runs into work/build (same layout), so that a rebuild of
-    `build` during the run changes nothing; make_berthd then uses the copy."""
+    `build` during the run changes nothing; make_daemons then uses the copy."""
     snap = os.path.join(work, "build")
     for rel in BINARIES:
         os.makedirs(os.path.dirname(os.path.join(snap, rel)), exist_ok=True)
@@ -319,16 +319,7 @@ def main():
         oci_image.push(oci_image.build_image("busybox-all"), reg.addr, "library/busybox:latest")
         oci_image.push(oci_image.Image([oci_image.Layer(pause_tar(), "gzip")], cmd=["/pause"]), reg.addr,
                        "berth/pause:1")
-        cni_bin = os.path.join(work, "cni-bin")
-        os.makedirs(cni_bin)
-        for src, name in ((os.path.join(cri_runtime.BUILD, "cni", "berth-bridge"), "berth-bridge"),
-                          ("/usr/lib/cni/portmap", "portmap"), ("/usr/lib/cni/loopback", "loopback")):
-            os.symlink(src, os.path.join(cni_bin, name))
-        wanted = args.daemons.split(",")
-        if "berthd" in wanted:
-            daemons.append(make_berthd(work, reg, cni_bin, args.log_level))
-        if "containerd" in wanted:
-            daemons.append(make_containerd(work, reg, cni_bin))
+        daemons += make_daemons(work, reg, args.daemons.split(","), args.log_level)
         for d in daemons:  # our own bridge and subnet, written over make_*'s
             short = "b" if d.name == "berthd" else "c"
             bridge, subnet = NETS[d.name]

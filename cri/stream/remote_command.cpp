@@ -349,11 +349,11 @@ private:
       codec_.syn_reply(client_.out(), f.stream_id, {}, false);
       auto type = spdy::find_header(f.headers, "streamtype");
       if (auto role = type ? role_from_name(*type) : std::nullopt) {
-        if (!ids_[*role]) count_++;
         ids_[*role] = f.stream_id;
         if (f.fin && *role == kStdin) stdin_fin_ = true;
       }
-      if (count_ >= expected()) {
+      if (static_cast<size_t>(std::count_if(ids_.begin(), ids_.end(), [](uint32_t id) { return id != 0; })) >=
+          expected()) {
         start_command();
         if (stdin_fin_) client_stdin_closed();
       }
@@ -426,7 +426,6 @@ private:
   spdy::Codec codec_;
   std::array<uint32_t, kRoles> ids_{};
   std::array<bool, kRoles> finished_{}, reset_{};
-  size_t count_ = 0;
   uint32_t last_client_stream_ = 0;
   bool stdin_fin_ = false, client_gone_ = false;
 };

@@ -517,11 +517,4 @@ void Server::cancel(const std::string& id) {
     }
 }
 
-Server::Counts Server::counts() const {
-  std::lock_guard lk(impl_->mu);
-  impl_->reap_locked();
-  impl_->expire_locked(Clock::now());
-  return {impl_->pending.size(), impl_->sessions.size()};
-}
-
 } // namespace berth::stream

@@ -64,15 +64,9 @@ public:
   // sessions), as when it stops.
   void cancel(const std::string& id);
 
-  // Refuses new requests, ends every session (closing its client connection, which
-  // leaves no process: an exec's process gets the shim's hang-up handling), stops
-  // listening. Idempotent.
+  // Refuses new requests, ends every session (the client is told; the shim kills an exec
+  // whose client is gone, so no process is left), stops listening. Idempotent.
   void shutdown();
-
-  struct Counts {
-    size_t pending = 0, sessions = 0;
-  };
-  Counts counts() const;
 
   struct Impl;
 
