@@ -296,7 +296,7 @@ struct FlagSpec {
 };
 
 constexpr FlagSpec kFlags[] = {
-    {"config", "PATH", "configuration file (default /etc/berthd/config.toml, optional)"},
+    {"config", "PATH", "configuration file (default " BERTH_SYSCONFDIR "/berth/berthd.toml, optional)"},
     {"root", "DIR", "persistent state: images, content, snapshots (default /var/lib/berthd)"},
     {"state-dir", "DIR", "runtime files: socket, lock (default /run/berthd)"},
     {"address", "PATH", "gRPC unix socket (default <state-dir>/berthd.sock)"},

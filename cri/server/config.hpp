@@ -15,7 +15,7 @@
 
 namespace berth::cri {
 
-inline constexpr const char* kDefaultConfigPath = "/etc/berthd/config.toml";
+inline constexpr const char* kDefaultConfigPath = BERTH_SYSCONFDIR "/berth/berthd.toml";
 
 // [runtime.handlers.NAME]: a runc-compatible runtime a RuntimeClass can name.
 struct HandlerConfig {
@@ -71,7 +71,7 @@ struct Config {
 };
 
 // Reads and validates a TOML file on top of `base`. Errors name the file, the key
-// and its line: "/etc/berthd/config.toml:4: grpc.adress: unknown key".
+// and its line: "/etc/berth/berthd.toml:4: grpc.adress: unknown key".
 Config load_config_file(const std::string& path, Config base = {});
 
 // Command line. Flags override the file: parse_command_line records them, then the
