@@ -44,6 +44,19 @@ echo "== cgroup v2 tests (pure cgroup v2 kernel in a qemu micro-VM)"
 tests/vm/setup.sh || echo "vm: setup failed (cgroup v2 tests will be reported as skipped)"
 tests/vm/run-cgroup-tests.sh --junitxml="$results/vm-cgroupv2.xml" -q -rfE || status=1
 
+echo "== Debian package (dpkg-buildpackage; contents, install and purge in a throwaway root)"
+deb=""
+if tests/package/build-deb.sh "$results/deb"; then
+  deb=$(ls "$results"/deb/berth_*.deb | head -n1)
+  BERTH_DEB=$deb tests/package/run.sh --junitxml="$results/package.xml" -q -rfE || status=1
+else
+  echo "package: the build failed"
+  status=1
+fi
+
+echo "== systemd node (systemd as PID 1 on pure cgroup v2 in a micro-VM: the .deb, its units, a static pod)"
+tests/vm/run-systemd-node.sh ${deb:+--deb "$deb"} --junitxml="$results/vm-systemd.xml" -rfE || status=1
+
 echo "== interop tests (containerd, podman and conmon driving berth; runc as control)"
 tests/interop/run.sh --junitxml="$results/interop.xml" -q -rfE || status=1
 
