@@ -39,6 +39,7 @@ Keeps the pods described by static pod manifests running through a CRI v1 runtim
   --pod-logs-dir DIR                 container logs (default /var/log/pods)
   --root-dir DIR                     emptyDir volumes (default /var/lib/berthlet)
   --cgroup-root PATH                 pods live under PATH/kubepods (default /)
+  --cgroup-driver cgroupfs|systemd   how pod cgroups are made; as the runtime's (default cgroupfs)
   --v, --debug                       debug log
   --version, --help
 )";
@@ -47,7 +48,7 @@ Keeps the pods described by static pod manifests running through a CRI v1 runtim
 
 int main(int argc, char** argv) {
   enum {
-    kConfig = 256, kManifest, kFileCheck, kEndpoint, kTimeout, kNode, kAddress, kPort, kLogs, kRoot, kCgroup,
+    kConfig = 256, kManifest, kFileCheck, kEndpoint, kTimeout, kNode, kAddress, kPort, kLogs, kRoot, kCgroup, kCgroupDriver,
     kDebug, kVersion, kHelp
   };
   static const struct option opts[] = {
@@ -63,11 +64,14 @@ int main(int argc, char** argv) {
       {"pod-logs-dir", required_argument, nullptr, kLogs},
       {"root-dir", required_argument, nullptr, kRoot},
       {"cgroup-root", required_argument, nullptr, kCgroup},
+      {"cgroup-driver", required_argument, nullptr, kCgroupDriver},
       {"v", optional_argument, nullptr, kDebug},
       {"debug", no_argument, nullptr, kDebug},
       {"version", no_argument, nullptr, kVersion},
       {"help", no_argument, nullptr, kHelp},
       {nullptr, 0, nullptr, 0}};
+  // systemd's notify socket and watchdog are berthlet's alone, not its probes' or hooks'.
+  berth::claim_systemd_notify_environment();
   // Blocked before any thread exists (gRPC, the status endpoint, pod workers), so that
   // only the event loop's signalfd receives them.
   sigset_t mask;
@@ -118,6 +122,7 @@ int main(int argc, char** argv) {
       case kLogs: cfg.pod_logs_dir = v; break;
       case kRoot: cfg.root_dir = v; break;
       case kCgroup: cfg.cgroup_root = v; break;
+      case kCgroupDriver: cfg.cgroup_driver = parse_cgroup_driver(v); break;
       case kDebug: set_log_debug(true); break;
       case kVersion: std::printf("berthlet %s\n", BERTH_VERSION); return 0;
       case kHelp: std::fputs(kUsage, stdout); return 0;

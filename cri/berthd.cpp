@@ -8,6 +8,7 @@
 #include "common/error.hpp"
 #include "common/fs.hpp"
 #include "common/log.hpp"
+#include "common/sd_notify.hpp"
 #include "cri/server/config.hpp"
 #include "cri/server/daemon.hpp"
 #include "common/daemon_log.hpp"
@@ -18,6 +19,8 @@ int main(int argc, char** argv) {
   // A handful of malloc arenas instead of 8 per core: the pull threads' buffers are
   // returned to two heaps that the next pull reuses, which keeps the RSS after pulls low.
   mallopt(M_ARENA_MAX, 2);
+  // systemd's notify socket and watchdog are berthd's alone: not its shims' or containers'.
+  berth::claim_systemd_notify_environment();
   try {
     CommandLine cl = parse_command_line(argc, argv);
     if (cl.help) {

@@ -3,7 +3,7 @@
 set -euo pipefail
 
 packages=(
-  meson ninja-build g++ pkg-config python3
+  meson ninja-build g++ pkg-config python3 ccache
   libseccomp-dev libcap-dev libfmt-dev nlohmann-json3-dev libsystemd-dev
   libgtest-dev libgmock-dev
   busybox-static python3-pytest iproute2 jq util-linux procps time

@@ -12,6 +12,7 @@
 #include "agent/lib/cri_convert.hpp"
 #include "agent/lib/log.hpp"
 #include "common/error.hpp"
+#include "common/sd_notify.hpp"
 
 namespace berth::agent {
 namespace {
@@ -283,9 +284,13 @@ void Agent::run(const std::function<void()>& on_ready) {
   if (!sigfd) fail_errno("signalfd");
   auto scan_timer = make_timer(config_.file_check_frequency);
   auto relist_timer = make_timer(config_.relist_period);
+  // systemd's watchdog (WatchdogSec=) is pinged from this loop: a loop that is stuck
+  // (longer than a relist's 30 s deadline) gets berthlet restarted.
+  auto watchdog = watchdog_ping_interval();
+  auto watchdog_timer = make_timer(watchdog.value_or(std::chrono::hours(24)));
   UniqueFd ep(::epoll_create1(EPOLL_CLOEXEC));
   if (!ep) fail_errno("epoll_create1");
-  for (int fd : {sigfd.get(), scan_timer.get(), relist_timer.get(), watcher_.fd()}) {
+  for (int fd : {sigfd.get(), scan_timer.get(), relist_timer.get(), watcher_.fd(), watchdog_timer.get()}) {
     struct epoll_event ev = {};
     ev.events = EPOLLIN;
     ev.data.fd = fd;
@@ -324,6 +329,9 @@ void Agent::run(const std::function<void()>& on_ready) {
       } else if (fd == scan_timer.get()) {
         drain_timer(fd);
         scan_manifests();
+      } else if (fd == watchdog_timer.get()) {
+        drain_timer(fd);
+        if (watchdog) notify_systemd("WATCHDOG=1");
       } else if (fd == relist_timer.get()) {
         drain_timer(fd);
         relist();

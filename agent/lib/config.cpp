@@ -37,6 +37,12 @@ std::chrono::milliseconds parse_duration(std::string_view text) {
   return std::chrono::milliseconds(static_cast<int64_t>(total_ms));
 }
 
+CgroupDriver parse_cgroup_driver(std::string_view text) {
+  if (text == "cgroupfs") return CgroupDriver::cgroupfs;
+  if (text == "systemd") return CgroupDriver::systemd;
+  fail("cgroup driver {:?}: must be cgroupfs or systemd", text);
+}
+
 Config config_from_yaml(const std::string& text, const std::string& origin) {
   return with_context(origin, [&] {
     Config c;
@@ -46,7 +52,7 @@ Config config_from_yaml(const std::string& text, const std::string& origin) {
     static const std::vector<std::string> known = {
         "kind", "apiVersion", "staticPodPath", "staticPodPaths", "fileCheckFrequency",
         "containerRuntimeEndpoint", "runtimeRequestTimeout", "nodeName", "address", "readOnlyPort",
-        "podLogsDir", "cgroupRoot", "resolvConf", "clusterDNS", "clusterDomain", "rootDir",
+        "podLogsDir", "cgroupRoot", "cgroupDriver", "resolvConf", "clusterDNS", "clusterDomain", "rootDir",
         "runtimeRelistPeriod"};
     v.each_member([&](const std::string& key, const JsonView& f) {
       if (std::find(known.begin(), known.end(), key) == known.end()) f.bad("unknown field");
@@ -75,6 +81,14 @@ Config config_from_yaml(const std::string& text, const std::string& origin) {
     }
     c.pod_logs_dir = v.opt_string("podLogsDir").value_or(c.pod_logs_dir);
     c.cgroup_root = v.opt_string("cgroupRoot").value_or(c.cgroup_root);
+    if (auto d = v["cgroupDriver"]; d.present()) {
+      try {
+        c.cgroup_driver = parse_cgroup_driver(d.as_string());
+      } catch (Error& e) {
+        e.wrap(d.path());
+        throw;
+      }
+    }
     c.resolv_conf = v.opt_string("resolvConf").value_or(c.resolv_conf);
     c.cluster_dns = v.string_list("clusterDNS");
     c.cluster_domain = v.opt_string("clusterDomain").value_or("");
@@ -112,6 +126,12 @@ void finalize_config(Config& c) {
   if (c.file_check_frequency.count() < 100) fail("fileCheckFrequency: must be at least 100ms");
   if (c.relist_period.count() < 100) fail("runtimeRelistPeriod: must be at least 100ms");
   if (c.cgroup_root.empty() || c.cgroup_root[0] != '/') fail("cgroupRoot {:?}: must be an absolute path", c.cgroup_root);
+  for (auto& part : split(c.cgroup_root, '/'))
+    if (part == "..") fail("cgroupRoot {:?}: must not contain '..'", c.cgroup_root);
+  // systemd names a slice by its whole path: the root is one slice ("/" or "/x.slice").
+  if (c.cgroup_driver == CgroupDriver::systemd && c.cgroup_root != "/" &&
+      (c.cgroup_root.find('/', 1) != std::string::npos || !c.cgroup_root.ends_with(".slice")))
+    fail("cgroupRoot {:?}: with cgroupDriver systemd it must be \"/\" or one slice (\"/name.slice\")", c.cgroup_root);
   auto ep = c.runtime_endpoint;
   if (ep.starts_with("/")) c.runtime_endpoint = "unix://" + ep;
   else if (!ep.starts_with("unix://")) fail("containerRuntimeEndpoint {:?}: only unix:// endpoints are supported", ep);

@@ -8,6 +8,10 @@
 
 namespace berth::agent {
 
+// How pod and container cgroups are named and made (the kubelet's cgroupDriver): plain
+// directories, or systemd slices and scopes. Must match the CRI runtime's driver.
+enum class CgroupDriver { cgroupfs, systemd };
+
 struct Config {
   std::vector<std::string> static_pod_paths{"/etc/kubernetes/manifests"};
   std::chrono::milliseconds file_check_frequency{20000};
@@ -18,6 +22,7 @@ struct Config {
   int read_only_port = 10255; // 0: no status endpoint
   std::string pod_logs_dir = "/var/log/pods";
   std::string cgroup_root = "/"; // pods live under <cgroupRoot>/kubepods
+  CgroupDriver cgroup_driver = CgroupDriver::cgroupfs;
   std::string resolv_conf = "/etc/resolv.conf";
   std::vector<std::string> cluster_dns;
   std::string cluster_domain;
@@ -27,6 +32,8 @@ struct Config {
 
 // Go-style duration: "20s", "1m30s", "500ms", "2h". Throws berth::Error.
 std::chrono::milliseconds parse_duration(std::string_view text);
+
+CgroupDriver parse_cgroup_driver(std::string_view text); // throws naming the value
 
 // Reads a config file over the defaults. Throws berth::Error naming the field.
 Config load_config(const std::string& path);

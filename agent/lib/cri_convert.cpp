@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "agent/lib/pod_cgroup.hpp"
 #include "common/fs.hpp"
 
 namespace berth::agent {
@@ -117,14 +118,6 @@ int64_t oom_score_adj(const std::string& qos, const Resources& r, int64_t memory
   int64_t request = r.memory_request.value_or(0);
   int64_t adj = memory_capacity > 0 ? 1000 - (1000 * request) / memory_capacity : 1000;
   return std::clamp<int64_t>(adj, 2, 999);
-}
-
-std::string pod_cgroup_parent(const Config& cfg, const Pod& pod) {
-  std::string base = path_join(cfg.cgroup_root, "kubepods");
-  auto qos = qos_class(pod.spec);
-  if (qos == "Burstable") base = path_join(base, "burstable");
-  else if (qos == "BestEffort") base = path_join(base, "besteffort");
-  return path_join(base, "pod" + pod.uid);
 }
 
 std::string pod_log_dir(const Config& cfg, const Pod& pod) {

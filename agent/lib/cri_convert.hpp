@@ -30,8 +30,6 @@ CpuConversion convert_cpu(const Resources& r);
 // The kubelet's OOM score: Guaranteed -997, BestEffort 1000, Burstable by memory request.
 int64_t oom_score_adj(const std::string& qos, const Resources& r, int64_t memory_capacity);
 
-// <cgroupRoot>/kubepods[/burstable|/besteffort]/pod<uid>
-std::string pod_cgroup_parent(const Config& cfg, const Pod& pod);
 // <podLogsDir>/<namespace>_<name>_<uid>
 std::string pod_log_dir(const Config& cfg, const Pod& pod);
 

@@ -7,6 +7,7 @@
 #include "agent/lib/cri_convert.hpp"
 #include "agent/lib/fs_beneath.hpp"
 #include "agent/lib/log.hpp"
+#include "agent/lib/pod_cgroup.hpp"
 #include "agent/lib/volumes.hpp"
 #include "common/error.hpp"
 #include "common/fs.hpp"

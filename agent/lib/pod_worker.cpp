@@ -4,6 +4,7 @@
 
 #include "agent/lib/cri_convert.hpp"
 #include "agent/lib/log.hpp"
+#include "agent/lib/pod_cgroup.hpp"
 #include "agent/lib/volumes.hpp"
 #include "common/error.hpp"
 #include "common/fs.hpp"
@@ -161,6 +162,8 @@ bool PodWorker::ensure_sandbox(std::vector<cri::PodSandbox>& sandboxes) {
   }
   uint32_t attempt = sandboxes.empty() ? 0 : sandboxes[0].metadata().attempt() + 1;
   setup_volumes(ctx_.config, pod);
+  // The pod's cgroup with its summed limits exists before anything runs in it.
+  ensure_pod_cgroup(ctx_.config, pod);
   sandbox_config_ = sandbox_config(ctx_.config, pod, attempt);
   mkdir_p(sandbox_config_.log_directory(), 0755);
   auto id = ctx_.cri.run_pod_sandbox(sandbox_config_);

@@ -233,23 +233,4 @@ void teardown_volumes(const Config& cfg, const std::string& uid) {
   });
 }
 
-void remove_pod_cgroups(const Config& cfg, const std::string& uid) {
-  if (!valid_pod_uid(uid)) return;
-  auto mountinfo = try_read_file("/proc/self/mountinfo");
-  if (!mountinfo) return;
-  for (auto& line : split(*mountinfo, '\n')) {
-    auto dash = line.find(" - ");
-    if (dash == std::string::npos) continue;
-    auto fstype = split(line.substr(dash + 3), ' ');
-    if (fstype.empty() || (fstype[0] != "cgroup" && fstype[0] != "cgroup2")) continue;
-    auto fields = split(line.substr(0, dash), ' ');
-    if (fields.size() < 5) continue;
-    auto base = path_join(path_join(fields[4], cfg.cgroup_root), "kubepods");
-    for (auto* qos : {"", "burstable", "besteffort"}) {
-      auto dir = path_join(*qos ? path_join(base, qos) : base, "pod" + uid);
-      ::rmdir(dir.c_str());
-    }
-  }
-}
-
 } // namespace berth::agent

@@ -37,10 +37,6 @@ std::string etc_hosts_content(const Config& cfg, const Pod& pod, const std::stri
 // touched). A UID that is not valid (see valid_pod_uid) removes nothing and throws.
 void teardown_volumes(const Config& cfg, const std::string& uid);
 
-// Removes the (empty) pod<uid> cgroup directories under <cgroupRoot>/kubepods in every
-// mounted hierarchy; the runtime removes the containers' own cgroups.
-void remove_pod_cgroups(const Config& cfg, const std::string& uid);
-
 std::string pod_dir_path(const Config& cfg, const std::string& uid);
 std::string empty_dir_path(const Config& cfg, const std::string& uid, const std::string& volume);
 

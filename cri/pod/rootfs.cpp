@@ -4,6 +4,8 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 
+#include <cstring>
+
 #include <fmt/format.h>
 
 #include "common/error.hpp"
@@ -33,7 +35,15 @@ void mount_rootfs(const std::vector<image::Mount>& mounts, const std::string& ta
   // mount(2) takes one page of options: deep images need the new mount API's
   // per-option fsconfig, which berthd does not use yet.
   if (data.size() >= 4096) fail_code(E2BIG, "mount overlay on {}: the layer list is {} bytes (more than a page)", target, data.size());
-  if (::mount("overlay", target.c_str(), "overlay", 0, data.c_str()) < 0) fail_errno("mount overlay on {}", target);
+  if (::mount("overlay", target.c_str(), "overlay", 0, data.c_str()) < 0) {
+    // The kernel's EINVAL is a refusal of the layers (an upper dir on overlayfs or on a
+    // filesystem without d_type, say), not a bad request: its text stays in the message.
+    int err = errno;
+    if (err == EINVAL)
+      fail_code(EIO, "mount overlay on {}: {} (is the snapshot directory on a filesystem overlayfs accepts as its "
+                "upper layer? not overlayfs, not a filesystem without d_type)", target, std::strerror(err));
+    fail_code(err, "mount overlay on {}", target);
+  }
 }
 
 bool is_mount_point(const std::string& path) {

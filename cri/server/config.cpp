@@ -1,5 +1,7 @@
 #include "cri/server/config.hpp"
 
+#include "berth_paths.h"  // BERTH_SYSCONFDIR: generated for the install prefix
+
 #include <set>
 #include <string_view>
 
@@ -9,6 +11,9 @@
 #include "common/fs.hpp"
 
 namespace berth::cri {
+
+const char* const kDefaultConfigPath = BERTH_SYSCONFDIR "/berth/berthd.toml";
+
 namespace {
 
 // Reads one TOML table against a fixed set of keys: every getter marks its key as

@@ -15,7 +15,8 @@
 
 namespace berth::cri {
 
-inline constexpr const char* kDefaultConfigPath = BERTH_SYSCONFDIR "/berth/berthd.toml";
+// <sysconfdir>/berth/berthd.toml of the install prefix (/etc/berth/berthd.toml with /usr).
+extern const char* const kDefaultConfigPath;
 
 // [runtime.handlers.NAME]: a runc-compatible runtime a RuntimeClass can name.
 struct HandlerConfig {

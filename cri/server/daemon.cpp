@@ -88,10 +88,29 @@ std::unique_ptr<grpc::Server> start_server(const Config& cfg, const std::string&
   return server;
 }
 
-int wait_for_stop_signal(const sigset_t& set) {
+// Waits for SIGTERM or SIGINT. Under a systemd watchdog (WatchdogSec=) it wakes every
+// half period and pings while the runtime answers: a deadlocked or stopped berthd stops
+// pinging and systemd restarts it.
+int wait_for_stop_signal(const sigset_t& set, const Runtime& runtime) {
+  auto ping = watchdog_ping_interval();
+  if (ping) dlog::info("systemd watchdog on", {{"ping_ms", std::to_string(ping->count())}});
+  bool warned = false;
   for (;;) {
     siginfo_t info;
-    int sig = ::sigwaitinfo(&set, &info);
+    int sig;
+    if (ping) {
+      struct timespec ts = {static_cast<time_t>(ping->count() / 1000), static_cast<long>(ping->count() % 1000) * 1000000};
+      sig = ::sigtimedwait(&set, &info, &ts);
+      if (sig < 0 && errno == EAGAIN) {
+        bool ok = runtime.responsive(*ping / 2);
+        if (ok) notify_systemd("WATCHDOG=1");
+        else if (!warned) dlog::warn("runtime state locked for too long: not pinging the systemd watchdog");
+        warned = !ok;
+        continue;
+      }
+    } else {
+      sig = ::sigwaitinfo(&set, &info);
+    }
     if (sig < 0) {
       if (errno == EINTR) continue;
       fail_errno("sigwaitinfo");
@@ -182,7 +201,7 @@ int run_daemon(const Config& cfg) {
   dlog::info("serving", {{"socket", socket}, {"root", cfg.root}, {"version", BERTH_VERSION},
                          {"startup_ms", std::to_string(ms.count())}});
 
-  int sig = wait_for_stop_signal(stop_signals);
+  int sig = wait_for_stop_signal(stop_signals, *runtime);
   dlog::info("shutting down", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
   notify_systemd("STOPPING=1\nSTATUS=shutting down");
   {

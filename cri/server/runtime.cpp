@@ -4,6 +4,8 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include <thread>
+
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
@@ -325,6 +327,18 @@ void Runtime::on_exit(const std::string& id) {
     dlog::info("pod's pause process exited", {{"sandbox", id}, {"exit_code", std::to_string(exit->exit_code)}});
     emit(runtime::v1::CONTAINER_STOPPED_EVENT, id, id);
   }
+}
+
+bool Runtime::responsive(std::chrono::milliseconds within) const {
+  auto deadline = std::chrono::steady_clock::now() + within;
+  do {
+    if (index_mu_.try_lock_shared()) {
+      index_mu_.unlock_shared();
+      return true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  } while (std::chrono::steady_clock::now() < deadline);
+  return false;
 }
 
 } // namespace berth::cri

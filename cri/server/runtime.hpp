@@ -131,6 +131,9 @@ public:
   // The stream server of Exec, Attach and PortForward (started at the first of them).
   stream::Server& streams() { return streams_; }
   bool stopping() const { return stopping_; }
+  // For the service watchdog: the index of pods and containers can be read within
+  // `within` (no call holds it forever).
+  bool responsive(std::chrono::milliseconds within) const;
 
   // The exit file of `id` appeared (or "" after lost inotify events: rescan).
   void on_exit(const std::string& id);

@@ -9,6 +9,9 @@
 //       ControlGroup. With --hold, the scope's first process is this program itself: it
 //       stays in the scope until its stdin is closed, so that berth can clone the
 //       container's init into an existing cgroup (CLONE_INTO_CGROUP) before it leaves.
+//   berth-systemd start-slice --unit U.slice [--description D] [--property ...]...
+//       The same for a slice (berthlet's pod slices): no processes; a slice that is
+//       already active gets the properties instead (SetUnitProperties).
 //   berth-systemd stop --unit U                StopUnit and wait; a missing unit is fine
 //   berth-systemd set-properties --unit U [--property NAME=SIG:VALUE]...
 //       SetUnitProperties(U, runtime=true, ...)
@@ -177,6 +180,8 @@ void reset_failed(Bus& b, const std::string& unit) {
   sd_bus_call_method(b.bus, kDest, kPath, kManager, "ResetFailedUnit", &err.e, nullptr, "s", unit.c_str());
 }
 
+bool is_slice(const std::string& unit) { return unit.size() > 6 && unit.ends_with(".slice"); }
+
 std::string control_group(Bus& b, const std::string& unit) {
   BusError err;
   Message reply;
@@ -186,8 +191,8 @@ std::string control_group(Bus& b, const std::string& unit) {
   check(sd_bus_message_read(reply.m, "o", &object), "read GetUnit reply");
   char* cg = nullptr;
   BusError err2;
-  r = sd_bus_get_property_string(b.bus, kDest, object, "org.freedesktop.systemd1.Scope", "ControlGroup", &err2.e,
-                                 &cg);
+  const char* iface = is_slice(unit) ? "org.freedesktop.systemd1.Slice" : "org.freedesktop.systemd1.Scope";
+  r = sd_bus_get_property_string(b.bus, kDest, object, iface, "ControlGroup", &err2.e, &cg);
   if (r < 0) throw Failure("get ControlGroup of " + unit + ": " + err2.message(r));
   std::string out = cg ? cg : "";
   free(cg);
@@ -201,8 +206,13 @@ struct Args {
   std::vector<Property> properties;
 };
 
-int start_scope(const Args& a) {
-  if (a.unit.empty() || (a.pid <= 0 && !a.hold)) throw Failure("start-scope needs --unit and --pid or --hold");
+int set_properties(const Args& a);
+
+int start_unit(const Args& a) {
+  bool slice = a.command == "start-slice";
+  if (slice && !is_slice(a.unit)) throw Failure("start-slice needs --unit NAME.slice");
+  if (!slice && (a.unit.empty() || (a.pid <= 0 && !a.hold)))
+    throw Failure("start-scope needs --unit and --pid or --hold");
   Bus b;
   open_bus(b);
   watch_jobs(b);
@@ -216,13 +226,19 @@ int start_scope(const Args& a) {
     check(sd_bus_message_open_container(m.m, 'a', "(sv)"), "StartTransientUnit");
     if (!a.slice.empty()) append_property(m.m, {"Slice", "s", a.slice});
     if (!a.description.empty()) append_property(m.m, {"Description", "s", a.description});
-    append_property(m.m, {"PIDs", "au", std::to_string(pid)});
+    if (!slice) append_property(m.m, {"PIDs", "au", std::to_string(pid)});
     for (auto& p : a.properties) append_property(m.m, p);
     check(sd_bus_message_close_container(m.m), "StartTransientUnit");
     check(sd_bus_message_append(m.m, "a(sa(sv))", 0), "StartTransientUnit");
     BusError err;
     Message reply;
     int r = sd_bus_call(b.bus, m.m, 0, &err.e, &reply.m);
+    if (r < 0 && slice && err.is("org.freedesktop.systemd1.UnitExists")) {
+      // berthlet restarted, or the pod's containers made the slice first.
+      set_properties(a);
+      std::printf("%s\n", control_group(b, a.unit).c_str());
+      return 0;
+    }
     if (r < 0 && err.is("org.freedesktop.systemd1.UnitExists") && attempt == 0) {
       reset_failed(b, a.unit); // a failed leftover of the same name blocks the name
       continue;
@@ -323,12 +339,12 @@ int main(int argc, char** argv) {
     a = parse_args(argc, argv);
   } catch (const std::exception& e) {
     std::fprintf(stderr,
-                 "berth-systemd: %s\nusage: berth-systemd start-scope|stop|set-properties --unit UNIT [options]\n",
+                 "berth-systemd: %s\nusage: berth-systemd start-scope|start-slice|stop|set-properties --unit UNIT [options]\n",
                  e.what());
     return 2;
   }
   try {
-    if (a.command == "start-scope") return start_scope(a);
+    if (a.command == "start-scope" || a.command == "start-slice") return start_unit(a);
     if (a.command == "stop") return stop(a);
     if (a.command == "set-properties") return set_properties(a);
     std::fprintf(stderr, "berth-systemd: unknown command %s\n", a.command.c_str());

@@ -238,3 +238,35 @@ def test_runtime_settings_are_checked(workdir):
     assert "/no/such/runtime" in err
     _, err = _config_error(workdir, '[cni]\nconf_dirs = "/etc/cni"\n')
     assert "cni.conf_dirs: unknown key" in err
+
+
+def test_notify_socket_and_watchdog_stay_berthds(make_world, notify_socket):
+    """Under systemd (Type=notify, WatchdogSec=) berthd pings the watchdog, and neither its
+    shims nor the OCI runtime nor the containers inherit NOTIFY_SOCKET: a runtime that saw
+    it would wait for the container's READY=1 (runc's sd-notify relay) and StartContainer
+    would hang."""
+    path, receive = notify_socket
+    w = make_world(start=False)
+    w.berthd.env = {"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "1000000"}
+    w.up()
+    messages = [receive(10) for _ in range(3)]
+    assert any("READY=1" in m for m in messages), messages
+    assert "WATCHDOG=1" in receive(5).splitlines()  # every WATCHDOG_USEC/2
+    w.client.pull("busybox")
+    pod_id, cfg = w.run_pod()
+    t0 = time.monotonic()
+    cid = w.run(pod_id, cfg, command=["sleep", "1000"])
+    assert time.monotonic() - t0 < 20
+    pid = json.loads(w.status(cid, verbose=True).info["info"])["pid"]
+    shims = [int(p) for p in os.listdir("/proc") if p.isdigit() and cid.encode() in _cmdline(p)]
+    assert shims, "no berth-shim for the container"
+    for p in [pid] + shims:
+        environ = open(f"/proc/{p}/environ", "rb").read().split(b"\0")
+        assert not [e for e in environ if e.startswith((b"NOTIFY_SOCKET=", b"WATCHDOG_"))], p
+
+
+def _cmdline(pid):
+    try:
+        return open(f"/proc/{pid}/cmdline", "rb").read()
+    except OSError:
+        return b""

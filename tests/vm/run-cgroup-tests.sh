@@ -26,10 +26,8 @@ repo=$(cd "$here/../.." && pwd)
 vmrun=${VMRUN:-$here/vmrun}  # VMRUN: a stand-in, for the runner's own tests
 runtime=${RUNTIME:-$repo/build/runtime/berth}
 
-say() { echo "vm: $*"; }
-
-# The JUnit report path (if any) and whether the caller narrowed the selection: a suite
-# that did not run must still show in the summary, as skipped (counted) or failed.
+suite=vm-cgroupv2
+what="cgroup v2 tests"
 junit=""
 selected=0
 prev=""
@@ -42,38 +40,9 @@ for a in "$@"; do
   prev=$a
 done
 [[ -n $junit && $junit != /* ]] && junit=$PWD/$junit
-# report_outcome skipped|failure MESSAGE: a one-case JUnit report when pytest wrote none.
-report_outcome() {
-  [[ -n $junit && ! -s $junit ]] || return 0
-  local kind=$1 msg=${2//\"/&quot;}
-  mkdir -p "$(dirname "$junit")"
-  printf '<?xml version="1.0" encoding="utf-8"?>\n<testsuites><testsuite name="vm-cgroupv2" tests="1" failures="%d" errors="0" skipped="%d">\n<testcase classname="tests.vm" name="cgroup_v2_suite"><%s message="%s"/></testcase>\n</testsuite></testsuites>\n' \
-    "$([[ $kind == failure ]] && echo 1 || echo 0)" "$([[ $kind == skipped ]] && echo 1 || echo 0)" "$kind" "$msg" >"$junit"
-}
-
-if [[ $(id -u) != 0 ]]; then
-  say "cgroup v2 tests SKIPPED (must run as root)"
-  report_outcome skipped "must run as root"
-  exit 0
-fi
-
-probe_err=$(mktemp /tmp/vm-probe.XXXXXX) || { say "cannot create a temp file"; exit 2; }
-trap 'rm -f "$probe_err"' EXIT
-"$vmrun" --probe >/dev/null 2>"$probe_err"
-prc=$?
-if ((prc == 77)); then
-  reason=$(sed -n 's/^vmrun: //p' "$probe_err" | head -n1)
-  say "cgroup v2 tests SKIPPED (${reason:-the VM harness cannot run here})"
-  report_outcome skipped "${reason:-the VM harness cannot run here}"
-  exit 0
-elif ((prc != 0)); then
-  say "the VM harness is installed but the probe guest failed (vmrun --probe exit $prc):"
-  sed 's/^/  /' "$probe_err"
-  report_outcome failure "the probe guest failed (vmrun --probe exit $prc)"
-  exit 1
-fi
-# a successful probe is silent, unless a boot had to be retried
-[[ -s $probe_err ]] && sed 's/^/  probe: /' "$probe_err"
+# shellcheck source=tests/vm/runner-lib.sh
+. "$here/runner-lib.sh"
+probe_or_skip
 
 if [[ ! -x $runtime ]]; then
   say "runtime $runtime not found or not executable (scripts/build.sh, or set RUNTIME)"
@@ -151,20 +120,9 @@ case $rc in
       rc=1
     fi
     ;;
-  77)
-    say "cgroup v2 tests SKIPPED (the VM harness cannot run here)"
-    report_outcome skipped "the VM harness cannot run here"
-    rc=0
-    ;;
-  124)
-    say "cgroup v2 tests TIMED OUT after ${VM_TIMEOUT:-3600} s"
-    report_outcome failure "timed out after ${VM_TIMEOUT:-3600} s"
-    rc=1
-    ;;
-  125)
-    say "cgroup v2 tests: the VM failed"
-    report_outcome failure "the VM failed"
-    rc=1
+  *)
+    vm_status_outcome "$rc" "${VM_TIMEOUT:-3600}"
+    rc=$?
     ;;
 esac
 exit $rc
