@@ -17,13 +17,14 @@ _berthlet() {
       COMPREPLY=($(compgen -W "unix:///run/berthd/berthd.sock unix:///run/containerd/containerd.sock" -- "$cur"))
       declare -F __ltrim_colon_completions >/dev/null && __ltrim_colon_completions "$cur"
       return ;;
+    --cgroup-driver) COMPREPLY=($(compgen -W "cgroupfs systemd" -- "$cur")); return ;;
     --file-check-frequency | --runtime-request-timeout | --hostname-override | --node-name | --address | \
       --read-only-port | --cgroup-root) return ;;
   esac
   $split && return
   COMPREPLY=($(compgen -W "--config --pod-manifest-path --file-check-frequency --container-runtime-endpoint
     --runtime-request-timeout --hostname-override --node-name --address --read-only-port --pod-logs-dir --root-dir
-    --cgroup-root --v --debug --version --help" -- "$cur"))
+    --cgroup-root --cgroup-driver --v --debug --version --help" -- "$cur"))
 }
 
 complete -F _berthlet berthlet

@@ -37,14 +37,17 @@ if [ ${#tools[@]} -gt 0 ]; then
   apt_install "${tools[@]}" || die "cannot install ${tools[*]}"
 fi
 
+# The checkout may belong to another user than the one building (CI as root).
+git_() { git -c safe.directory="$repo" -C "$repo" "$@"; }
+git_ rev-parse --git-dir >/dev/null 2>&1 || die "$repo is not a git checkout (the file list comes from git)"
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/berth-deb.XXXXXX") || die "mktemp failed"
 trap 'rm -rf "$tmp"' EXIT
 trap 'exit 130' INT TERM HUP
 src=$tmp/berth
 mkdir "$src"
 # Files deleted in the working tree but still in the index are skipped.
-git -C "$repo" ls-files -z --cached --others --exclude-standard |
-  (cd "$repo" && while IFS= read -r -d '' f; do [ -e "$f" ] && printf '%s\0' "$f"; done) |
+git_ ls-files -z --cached --others --exclude-standard |
+  (cd "$repo" && while IFS= read -r -d '' f; do { [ -e "$f" ] || [ -L "$f" ]; } && printf '%s\0' "$f"; done) |
   tar -C "$repo" --null -T - -cf - | tar -C "$src" -xf - || die "cannot copy the source tree"
 
 # Build-Depends from debian/control: dpkg-checkbuilddeps says what is missing, apt-get
@@ -60,10 +63,10 @@ if ! dpkg-checkbuilddeps 2>/dev/null; then
 fi
 
 # The log, each line prefixed with the seconds since the start (where the time goes),
-# is kept in OUTDIR.
+# is kept in OUTDIR. No -dbgsym package: only berth_*.deb leaves the temp dir.
 log=$out/berth-build.log
 echo "build-deb: dpkg-buildpackage in $src, log in $log" >&2
-DEB_BUILD_OPTIONS="nocheck parallel=2" dpkg-buildpackage -us -uc -b 2>&1 |
+DEB_BUILD_OPTIONS="nocheck parallel=2 noautodbgsym" dpkg-buildpackage -us -uc -b 2>&1 |
   while IFS= read -r line; do printf '%5d %s\n' $((SECONDS - start)) "$line"; done >"$log"
 if [ "${PIPESTATUS[0]}" != 0 ]; then
   tail -n 30 "$log" >&2
