@@ -6,7 +6,8 @@
 # Installs the missing build dependencies with apt-get (root), copies the files git
 # lists (tracked, plus untracked ones not ignored: the working tree as it is, and a
 # clean clone the same) into a temp dir, runs dpkg-buildpackage there and moves the
-# .deb into OUTDIR. The build writes nothing outside the temp dir, which is removed.
+# .deb into OUTDIR. The build writes nothing outside the temp dir, which is removed,
+# but to the compiler cache (ccache, when installed; shared with scripts/build.sh).
 set -u
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -60,6 +61,12 @@ if ! dpkg-checkbuilddeps 2>/dev/null; then
   bd=(apt-get build-dep -y -qq --no-install-recommends "$src")
   "${bd[@]}" >/dev/null 2>&1 || { apt-get update -qq >/dev/null 2>&1; "${bd[@]}" >/dev/null; }
   dpkg-checkbuilddeps || die "build dependencies still unmet (see above)"
+fi
+
+# meson compiles through ccache when it is installed. The package's objects are those of
+# scripts/build.sh (debian/rules builds with upstream's flags), so its cache serves both.
+if [ -z "${CCACHE_DIR:-}" ] && { [ "$(id -u)" = 0 ] || [ -w /var/cache/berth-ccache ]; }; then
+  export CCACHE_DIR=/var/cache/berth-ccache
 fi
 
 # The log, each line prefixed with the seconds since the start (where the time goes),
