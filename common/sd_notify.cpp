@@ -17,32 +17,32 @@ namespace berth {
 
 namespace {
 
+// systemd's variables, read once: claim_systemd_notify_environment() then removes them
+// from the environment, and the functions below keep working from this copy.
 struct NotifyEnvironment {
-  bool claimed = false;
   std::optional<std::string> socket, watchdog_usec, watchdog_pid;
 };
-NotifyEnvironment g_env;
 
-std::optional<std::string> env_value(const char* name, const std::optional<std::string>& claimed) {
-  if (g_env.claimed) return claimed;
-  const char* v = std::getenv(name);
-  return v ? std::optional<std::string>(v) : std::nullopt;
+const NotifyEnvironment& notify_environment() {
+  static const NotifyEnvironment env = [] {
+    auto get = [](const char* name) {
+      const char* v = std::getenv(name);
+      return v ? std::optional<std::string>(v) : std::nullopt;
+    };
+    return NotifyEnvironment{get("NOTIFY_SOCKET"), get("WATCHDOG_USEC"), get("WATCHDOG_PID")};
+  }();
+  return env;
 }
 
 } // namespace
 
 void claim_systemd_notify_environment() {
-  if (g_env.claimed) return;
-  for (auto [name, slot] : {std::pair{"NOTIFY_SOCKET", &g_env.socket}, std::pair{"WATCHDOG_USEC", &g_env.watchdog_usec},
-                            std::pair{"WATCHDOG_PID", &g_env.watchdog_pid}}) {
-    if (const char* v = std::getenv(name)) *slot = v;
-    ::unsetenv(name);
-  }
-  g_env.claimed = true;
+  notify_environment();
+  for (const char* name : {"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"}) ::unsetenv(name);
 }
 
 bool notify_systemd(std::string_view state) {
-  auto socket = env_value("NOTIFY_SOCKET", g_env.socket);
+  const auto& socket = notify_environment().socket;
   if (!socket || socket->empty()) return false;
   const char* path = socket->c_str();
   if (path[0] != '/' && path[0] != '@') return false;
@@ -60,9 +60,10 @@ bool notify_systemd(std::string_view state) {
 }
 
 std::optional<std::chrono::milliseconds> watchdog_ping_interval() {
-  auto usec = env_value("WATCHDOG_USEC", g_env.watchdog_usec);
+  const auto& env = notify_environment();
+  const auto& usec = env.watchdog_usec;
   if (!usec) return std::nullopt;
-  if (auto pid = env_value("WATCHDOG_PID", g_env.watchdog_pid); pid && parse_int(*pid) != ::getpid()) return std::nullopt;
+  if (env.watchdog_pid && parse_int(*env.watchdog_pid) != ::getpid()) return std::nullopt;
   auto v = parse_uint(*usec);
   if (!v || *v == 0) return std::nullopt;
   return std::chrono::milliseconds(std::max<uint64_t>(1, *v / 2000));

@@ -212,4 +212,12 @@ std::string find_executable(const std::string& name, const std::vector<std::stri
   fail("failed to find \"{}\" in [{}]", name, fmt::join(dirs, " "));
 }
 
+std::string executable_dir() {
+  char buf[4096];
+  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) return "";
+  std::string p(buf, static_cast<size_t>(n));
+  return p.substr(0, p.rfind('/'));
+}
+
 } // namespace berth

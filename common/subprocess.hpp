@@ -38,6 +38,10 @@ struct CommandResult {
 CommandResult run_command(const std::string& path, const std::vector<std::string>& args,
                           const RunOptions& opts = {});
 
+// The directory of this process's executable (/proc/self/exe), "" when unknown: where a
+// binary finds the helpers installed next to it.
+std::string executable_dir();
+
 // The directories of $PATH, as execvp(3) searches them (its default list when unset).
 std::vector<std::string> path_dirs();
 

@@ -1,6 +1,5 @@
 #include "agent/lib/pod_cgroup.hpp"
 
-#include <limits.h>
 #include <linux/magic.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -60,13 +59,7 @@ std::string pod_dir(const Config& cfg, const char* qos, const std::string& uid) 
 std::string systemd_helper() {
   if (const char* env = ::getenv("BERTH_SYSTEMD_HELPER"); env && *env) return env;
   std::vector<std::string> dirs;
-  char exe[PATH_MAX];
-  if (ssize_t n = ::readlink("/proc/self/exe", exe, sizeof exe - 1); n > 0) {
-    std::string dir(exe, static_cast<size_t>(n));
-    dir.resize(dir.rfind('/'));
-    dirs.push_back(dir);
-    dirs.push_back(dir + "/../runtime/systemd");
-  }
+  if (std::string dir = executable_dir(); !dir.empty()) dirs = {dir, dir + "/../runtime/systemd"};
   for (auto& d : path_dirs()) dirs.push_back(d);
   return find_executable("berth-systemd", dirs);
 }

@@ -21,14 +21,6 @@ namespace {
 using runtime::v1::ContainerEventResponse;
 using runtime::v1::ContainerEventType;
 
-std::string self_dir() {
-  char buf[4096];
-  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
-  if (n <= 0) return "";
-  std::string p(buf, static_cast<size_t>(n));
-  return p.substr(0, p.rfind('/'));
-}
-
 NetworkSettings network_settings(const Config& cfg);
 
 } // namespace
@@ -37,7 +29,7 @@ NetworkSettings network_settings(const Config& cfg);
 // <prefix>/libexec/berth, then in PATH.
 std::string locate_helper(const std::string& name, const char* what) {
   if (name.find('/') != std::string::npos) return with_context(what, [&] { return find_executable(name, {}); });
-  std::string dir = self_dir();
+  std::string dir = executable_dir();
   std::vector<std::string> dirs = {dir, dir + "/../libexec/berth", dir + "/../lib/berth"};
   for (auto& d : path_dirs()) dirs.push_back(d);
   return with_context(what, [&] { return find_executable(name, dirs); });

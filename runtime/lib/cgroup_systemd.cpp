@@ -145,14 +145,9 @@ namespace {
 // runtime/systemd/), then PATH.
 std::string find_helper() {
   if (const char* env = ::getenv("BERTH_SYSTEMD_HELPER"); env && *env) return env;
-  char exe[PATH_MAX];
-  ssize_t n = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
-  if (n > 0) {
-    std::string dir(exe, static_cast<size_t>(n));
-    dir = dir.substr(0, dir.rfind('/'));
+  if (std::string dir = executable_dir(); !dir.empty())
     for (const char* rel : {"/berth-systemd", "/systemd/berth-systemd"})
       if (::access((dir + rel).c_str(), X_OK) == 0) return dir + rel;
-  }
   for (auto& dir : path_dirs())
     if (::access((dir + "/berth-systemd").c_str(), X_OK) == 0) return dir + "/berth-systemd";
   return "";
