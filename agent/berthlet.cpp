@@ -17,8 +17,9 @@
 #include "common/error.hpp"
 #include "common/fd.hpp"
 #include "common/fs.hpp"
-#include "common/log.hpp"
+#include "common/daemon_log.hpp"
 #include "common/sd_notify.hpp"
+#include "common/version.hpp"
 
 using namespace berth::agent;
 
@@ -41,6 +42,7 @@ Keeps the pods described by static pod manifests running through a CRI v1 runtim
   --cgroup-root PATH                 pods live under PATH/kubepods (default /)
   --cgroup-driver cgroupfs|systemd   how pod cgroups are made; as the runtime's (default cgroupfs)
   --v, --debug                       debug log
+  --logging-format text|json         log lines as logfmt (default) or JSON, as berthd's
   --version, --help
 )";
 
@@ -49,7 +51,7 @@ Keeps the pods described by static pod manifests running through a CRI v1 runtim
 int main(int argc, char** argv) {
   enum {
     kConfig = 256, kManifest, kFileCheck, kEndpoint, kTimeout, kNode, kAddress, kPort, kLogs, kRoot, kCgroup, kCgroupDriver,
-    kDebug, kVersion, kHelp
+    kDebug, kLogFormat, kVersion, kHelp
   };
   static const struct option opts[] = {
       {"config", required_argument, nullptr, kConfig},
@@ -67,6 +69,7 @@ int main(int argc, char** argv) {
       {"cgroup-driver", required_argument, nullptr, kCgroupDriver},
       {"v", optional_argument, nullptr, kDebug},
       {"debug", no_argument, nullptr, kDebug},
+      {"logging-format", required_argument, nullptr, kLogFormat},
       {"version", no_argument, nullptr, kVersion},
       {"help", no_argument, nullptr, kHelp},
       {nullptr, 0, nullptr, 0}};
@@ -98,9 +101,12 @@ int main(int argc, char** argv) {
     }
     Config cfg = config_path.empty() ? Config{} : load_config(config_path);
     bool manifests_from_flags = false;
+    bool debug = false;
+    berth::dlog::Format log_format = berth::dlog::Format::text;
     int c;
     while ((c = getopt_long_only(argc, argv, "", opts, nullptr)) != -1) {
       std::string v = optarg ? optarg : "";
+      try {
       switch (c) {
       case kConfig: break;
       case kManifest:
@@ -123,19 +129,25 @@ int main(int argc, char** argv) {
       case kRoot: cfg.root_dir = v; break;
       case kCgroup: cfg.cgroup_root = v; break;
       case kCgroupDriver: cfg.cgroup_driver = parse_cgroup_driver(v); break;
-      case kDebug: set_log_debug(true); break;
-      case kVersion: std::printf("berthlet %s\n", BERTH_VERSION); return 0;
+      case kDebug: debug = true; break;
+      case kLogFormat: {
+        auto f = berth::dlog::parse_format(v);
+        if (!f) berth::fail("--logging-format {:?}: expected text or json", v);
+        log_format = *f;
+        break;
+      }
+      case kVersion: std::fputs(berth::version_text("berthlet").c_str(), stdout); return 0;
       case kHelp: std::fputs(kUsage, stdout); return 0;
       default: std::fputs(kUsage, stderr); return 2;
       }
+      } catch (const berth::Error& e) {
+        throw berth::UsageError(e.what()); // a bad flag value
+      }
     }
-    if (optind < argc) berth::fail("unexpected argument {:?}", argv[optind]);
+    if (optind < argc) berth::fail_usage("unexpected argument {:?} (see berthlet --help)", argv[optind]);
+    berth::dlog::configure(debug ? berth::dlog::Level::debug : berth::dlog::Level::info, log_format);
+    berth::dlog::route_common_log(); // the common code's messages, into berthlet's log
     finalize_config(cfg);
-    // Messages of the common code (common/log) go into berthlet's thread-safe log.
-    berth::log::Options common_log;
-    common_log.debug = log_debug_enabled();
-    berth::log::configure(common_log);
-    berth::log::set_sink(log_line);
     // libcurl (7.84+) initialises itself, thread-safely, at the first httpGet probe or hook:
     // a node without them never loads its TLS stack's state.
     Agent agent(cfg);
@@ -147,6 +159,9 @@ int main(int argc, char** argv) {
     agent.run([] { berth::notify_systemd("READY=1"); });
     berth::notify_systemd("STOPPING=1");
     return 0;
+  } catch (const berth::UsageError& e) {
+    std::fprintf(stderr, "berthlet: %s\n", e.what());
+    return 2;
   } catch (const std::exception& e) {
     log_error("berthlet: {}", e.what());
     return 1;

@@ -7,6 +7,7 @@
 
 #include "cni/bridge/commands.hpp"
 #include "common/fs.hpp"
+#include "common/version.hpp"
 
 using namespace berth;
 using namespace berth::cni;
@@ -82,11 +83,12 @@ int run() {
 
 } // namespace
 
-int main(int argc, char**) {
+int main(int argc, char** argv) {
   if (argc > 1 || (isatty(0) && !std::getenv("CNI_COMMAND"))) {
-    fmt::print(stderr, "berth-bridge {}: a CNI plugin; run by a CNI runtime with CNI_COMMAND set "
-                       "(CNI protocol versions supported: {})\n", BERTH_VERSION, fmt::join(bridge_versions(), ", "));
-    return argc > 1 ? 0 : 1;
+    fmt::print(argc > 1 ? stdout : stderr, "{}a CNI plugin, run by a CNI runtime with CNI_COMMAND set (CNI protocol versions: {})\n",
+               version_text("berth-bridge"), fmt::join(bridge_versions(), ", "));
+    std::string_view arg = argc > 1 ? argv[1] : "";
+    return arg == "--version" || arg == "--help" ? 0 : 2;
   }
   return run();
 }

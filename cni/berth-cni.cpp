@@ -11,6 +11,7 @@
 #include "cni/lib/netns.hpp"
 #include "common/error.hpp"
 #include "common/fs.hpp"
+#include "common/version.hpp"
 
 using namespace berth;
 using namespace berth::cni;
@@ -38,6 +39,7 @@ options (environment in brackets):
   --args K=V;...   CNI_ARGS [CNI_ARGS]
   --cap-args JSON  capability arguments, e.g. {"portMappings":[...]} [CAP_ARGS]
   --timeout SECS   per plugin run (60)
+  --version, --help
 )";
 
 std::string env_or(const char* k, std::string def) {
@@ -64,7 +66,8 @@ int main(int argc, char** argv) {
                                     {"cache-dir", required_argument, nullptr, 'C'}, {"cid", required_argument, nullptr, 'i'},
                                     {"ifname", required_argument, nullptr, 'n'},   {"args", required_argument, nullptr, 'a'},
                                     {"cap-args", required_argument, nullptr, 'p'}, {"timeout", required_argument, nullptr, 't'},
-                                    {"help", no_argument, nullptr, 'h'},           {nullptr, 0, nullptr, 0}};
+                                    {"help", no_argument, nullptr, 'h'},           {"version", no_argument, nullptr, 'V'},
+                                    {nullptr, 0, nullptr, 0}};
   int o;
   while ((o = getopt_long(argc, argv, "+h", longopts, nullptr)) != -1) {
     switch (o) {
@@ -85,6 +88,7 @@ int main(int argc, char** argv) {
       break;
     }
     case 'h': fmt::print("{}", kUsage); return 0;
+    case 'V': fmt::print("{}", version_text("berth-cni")); return 0;
     default: fmt::print(stderr, "{}", kUsage); return 2;
     }
   }

@@ -1,8 +1,10 @@
 #include "common/daemon_log.hpp"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
 
 #include <nlohmann/json.hpp>
@@ -40,11 +42,34 @@ void append_logfmt_value(std::string& out, std::string_view v) {
   out += nlohmann::json(std::string(v)).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
+// sd-daemon(3): JOURNAL_STREAM names the journal's stream as "dev:inode"; it is ours only
+// while stderr is that stream (a child that redirected stderr to a file inherits the
+// variable, and must not prefix priorities into the file).
+bool stderr_is_journal() {
+  const char* env = std::getenv("JOURNAL_STREAM");
+  unsigned long long dev = 0, ino = 0;
+  if (!env || std::sscanf(env, "%llu:%llu", &dev, &ino) != 2) return false;
+  struct stat st;
+  return ::fstat(STDERR_FILENO, &st) == 0 && st.st_dev == dev && st.st_ino == ino;
+}
+
 } // namespace
 
 void configure(Level threshold, Format format) {
   g_threshold = threshold;
   g_format = format;
+}
+
+Format format() { return g_format.load(std::memory_order_relaxed); }
+
+void route_common_log() {
+  log::Options opts;
+  opts.debug = enabled(Level::debug);
+  log::configure(opts);
+  log::set_sink([](log::Level level, std::string_view msg) {
+    static constexpr Level levels[] = {Level::debug, Level::info, Level::warn, Level::error};
+    write(levels[static_cast<int>(level)], msg);
+  });
 }
 
 bool enabled(Level level) { return level >= g_threshold.load(std::memory_order_relaxed); }
@@ -71,7 +96,7 @@ void write(Level level, std::string_view msg, Fields fields) {
   }
   line += '\n';
   // Under systemd the sd-daemon(3) prefix gives journald the line's priority.
-  static const bool journal = std::getenv("JOURNAL_STREAM") != nullptr;
+  static const bool journal = stderr_is_journal();
   if (journal) {
     static const char* prio[] = {"<7>", "<6>", "<4>", "<3>"};
     line.insert(0, prio[static_cast<int>(level)]);

@@ -21,6 +21,10 @@ using Field = std::pair<std::string_view, std::string_view>;
 using Fields = std::initializer_list<Field>;
 
 void configure(Level threshold, Format format);
+Format format();
+// Sends what the libraries log through common/log (the short-lived tools' log) into
+// this one, at the same levels and threshold. Call after configure().
+void route_common_log();
 bool enabled(Level level);
 void write(Level level, std::string_view msg, Fields fields = {});
 

@@ -36,6 +36,18 @@ private:
   std::string full_;
 };
 
+// A command line the program cannot run (unknown flag, bad flag value): main prints it
+// and exits 2, as getopt tools do; 1 means the program ran and failed.
+class UsageError : public Error {
+public:
+  explicit UsageError(std::string msg) : Error(0, std::move(msg)) {}
+};
+
+template <typename... Args>
+[[noreturn]] void fail_usage(fmt::format_string<Args...> f, Args&&... args) {
+  throw UsageError(fmt::format(f, std::forward<Args>(args)...));
+}
+
 // Throw an Error with no errno.
 template <typename... Args>
 [[noreturn]] void fail(fmt::format_string<Args...> f, Args&&... args) {

@@ -104,7 +104,7 @@ void reap_group_orphans(pid_t pgid, Clock::time_point deadline) {
 }
 
 pid_t spawn(const std::string& path, const std::vector<std::string>& args, const std::vector<std::string>* env,
-            int in_fd, int out_fd, int err_fd) {
+            int in_fd, int out_fd, int err_fd, int pass_fd) {
   std::vector<std::string> argv_s = {path};
   argv_s.insert(argv_s.end(), args.begin(), args.end());
   std::vector<char*> argv;
@@ -120,6 +120,8 @@ pid_t spawn(const std::string& path, const std::vector<std::string>& args, const
   posix_spawn_file_actions_adddup2(&fa, in_fd, 0);
   posix_spawn_file_actions_adddup2(&fa, out_fd, 1);
   posix_spawn_file_actions_adddup2(&fa, err_fd, 2);
+  // Last, and from an fd >= 3: the dups above have read whatever was at 3 already.
+  if (pass_fd >= 3) posix_spawn_file_actions_adddup2(&fa, pass_fd, 3);
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
   sigset_t none, all;
@@ -150,7 +152,7 @@ std::string CommandResult::describe() const {
 
 CommandResult run_command(const std::string& path, const std::vector<std::string>& args, const RunOptions& opts) {
   Pipe in, out, err;
-  pid_t pid = spawn(path, args, opts.env, in.r.get(), out.w.get(), err.w.get());
+  pid_t pid = spawn(path, args, opts.env, in.r.get(), out.w.get(), err.w.get(), opts.pass_fd);
   in.r.reset();
   out.w.reset();
   err.w.reset();

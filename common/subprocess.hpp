@@ -19,6 +19,9 @@ struct RunOptions {
   // Output kept per stream; the rest is read and dropped (a hostile or broken child
   // cannot grow the caller), and `truncated` says so.
   size_t max_output = 4u << 20;
+  // An fd of the caller's (>= 3) the child gets as its fd 3, e.g. the caller's own stderr
+  // for a daemon child to log to, while stdout and stderr are captured. -1: none.
+  int pass_fd = -1;
 };
 
 struct CommandResult {

@@ -9,6 +9,7 @@
 #include "common/fs.hpp"
 #include "common/log.hpp"
 #include "common/sd_notify.hpp"
+#include "common/version.hpp"
 #include "cri/server/config.hpp"
 #include "cri/server/daemon.hpp"
 #include "common/daemon_log.hpp"
@@ -28,26 +29,22 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (cl.version) {
-      printf("berthd version %s (CRI v1)\n", BERTH_VERSION);
+      fputs(berth::version_text("berthd").c_str(), stdout);
       return 0;
     }
     Config cfg;
     if (cl.config_given || berth::path_exists(cl.config_path)) cfg = load_config_file(cl.config_path);
-    apply_overrides(cfg, cl);
+    try {
+      apply_overrides(cfg, cl);
+    } catch (const berth::Error& e) {
+      throw berth::UsageError(e.what()); // a bad flag value
+    }
     dlog::configure(cfg.log_level, cfg.log_format);
-    // The image library logs through common/log: into berthd's structured log with it.
-    berth::log::Options lib_log;
-    lib_log.debug = cfg.log_level == dlog::Level::debug;
-    berth::log::configure(lib_log);
-    berth::log::set_sink([](berth::log::Level level, std::string_view msg) {
-      using L = berth::log::Level;
-      dlog::write(level == L::debug     ? dlog::Level::debug
-                  : level == L::info    ? dlog::Level::info
-                  : level == L::warning ? dlog::Level::warn
-                                        : dlog::Level::error,
-                  msg);
-    });
+    dlog::route_common_log(); // the image and pod libraries log through common/log
     return run_daemon(cfg);
+  } catch (const berth::UsageError& e) {
+    fprintf(stderr, "berthd: %s\n", e.what());
+    return 2;
   } catch (const std::exception& e) {
     dlog::error("berthd failed", {{"error", e.what()}});
     return 1;

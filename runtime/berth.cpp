@@ -11,6 +11,7 @@
 #include "common/error.hpp"
 #include "common/fs.hpp"
 #include "common/log.hpp"
+#include "common/version.hpp"
 #include "runtime/lib/capabilities.hpp"
 #include "runtime/lib/cgroup.hpp"
 #include "runtime/lib/cli.hpp"
@@ -87,7 +88,8 @@ std::string read_all_stdin() {
 
 std::string version_text() {
   const scmp_version* v = seccomp_version();
-  return fmt::format("berth version {}\nspec: 1.2.0\nlibseccomp: {}.{}.{}\n", BERTH_VERSION, v->major, v->minor,
+  // runc's lines, in runc's order: version, commit, spec, libseccomp.
+  return fmt::format("{}spec: 1.2.0\nlibseccomp: {}.{}.{}\n", berth::version_text("berth"), v->major, v->minor,
                      v->micro);
 }
 

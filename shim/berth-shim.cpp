@@ -4,20 +4,27 @@
 #include <cstdio>
 
 #include "common/error.hpp"
+#include "common/version.hpp"
 #include "shim/lib/client.hpp"
 #include "shim/lib/launch.hpp"
 #include "shim/lib/options.hpp"
 
 int main(int argc, char** argv) {
   using namespace berth::shim;
+  CommandLine cl;
   try {
-    CommandLine cl = parse_command_line(argc, argv);
+    cl = parse_command_line(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "berth-shim: %s\n", e.what());
+    return 2;
+  }
+  try {
     switch (cl.kind) {
     case CommandLine::Kind::help:
       std::fputs(usage_text(), stdout);
       return 0;
     case CommandLine::Kind::version:
-      std::printf("berth-shim version %s\n", BERTH_VERSION);
+      std::fputs(berth::version_text("berth-shim").c_str(), stdout);
       return 0;
     case CommandLine::Kind::client:
       return run_client(cl.client);
@@ -26,7 +33,7 @@ int main(int argc, char** argv) {
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "berth-shim: %s\n", e.what());
-    return argc < 2 ? 2 : 1;
+    return 1;
   }
   return 1;
 }

@@ -5,7 +5,6 @@
 namespace berth::agent {
 
 // berthlet writes berthd's line format (common/daemon_log): one parser for both daemons.
-void set_log_debug(bool on) { dlog::configure(on ? dlog::Level::debug : dlog::Level::info, dlog::Format::text); }
 bool log_debug_enabled() { return dlog::enabled(dlog::Level::debug); }
 
 void log_line(LogLevel level, std::string_view msg) {

@@ -13,7 +13,6 @@ namespace berth::agent {
 
 using LogLevel = berth::log::Level;  // debug, info, warning, error
 void log_line(LogLevel level, std::string_view msg);
-void set_log_debug(bool on);
 bool log_debug_enabled();
 
 template <typename... A>

@@ -1,12 +1,15 @@
 #include "cri/pod/shim_client.hpp"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <time.h>
 
 #include <fmt/format.h>
 
+#include "common/daemon_log.hpp"
 #include "common/error.hpp"
+#include "common/fd.hpp"
 #include "common/fs.hpp"
 #include "common/subprocess.hpp"
 #include "common/unix_socket.hpp"
@@ -59,7 +62,11 @@ int64_t parse_rfc3339_ns(const std::string& s) {
 ShimStarted run_shim(const ShimSettings& shim, const ShimRun& run) {
   std::vector<std::string> args = {"run", "--id", run.id, "--bundle", run.bundle, "--runtime", run.runtime,
                                    "--state-dir", shim.state_root, "--exit-dir", shim.exit_dir,
-                                   "--timeout", std::to_string(std::max<int64_t>(1, shim.timeout.count() / 1000))};
+                                   "--timeout", std::to_string(std::max<int64_t>(1, shim.timeout.count() / 1000)),
+                                   // The shim's diagnostics join berthd's log (its journal stream under
+                                   // systemd), in berthd's line format, tagged with the container's id.
+                                   "--shim-log-fd", "3", "--log-format",
+                                   dlog::format() == dlog::Format::json ? "json" : "text"};
   for (const auto& a : run.runtime_args) args.insert(args.end(), {"--runtime-arg", a});
   if (!run.log_path.empty()) args.insert(args.end(), {"--log-path", run.log_path});
   if (run.stdin_pipe) args.push_back("--stdin");
@@ -69,6 +76,8 @@ ShimStarted run_shim(const ShimSettings& shim, const ShimRun& run) {
   RunOptions opts;
   opts.timeout = shim.timeout + std::chrono::seconds(5);
   opts.max_output = 64 << 10;
+  UniqueFd own_stderr(::fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3));
+  opts.pass_fd = own_stderr.get();
   CommandResult r = run_command(shim.binary, args, opts);
   if (!r.ok()) {
     std::string msg = last_line(r.err.empty() ? r.out : r.err);

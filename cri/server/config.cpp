@@ -341,7 +341,7 @@ CommandLine parse_command_line(int argc, char** argv) {
       cl.version = true;
       continue;
     }
-    if (!starts_with(a, "--")) fail("unexpected argument \"{}\" (see berthd --help)", a);
+    if (!starts_with(a, "--")) fail_usage("unexpected argument \"{}\" (see berthd --help)", a);
     std::string_view name = a.substr(2);
     std::string value;
     bool has_value = false;
@@ -350,9 +350,9 @@ CommandLine parse_command_line(int argc, char** argv) {
       name = name.substr(0, eq);
       has_value = true;
     }
-    if (!find_flag(name)) fail("unknown flag --{} (see berthd --help)", name);
+    if (!find_flag(name)) fail_usage("unknown flag --{} (see berthd --help)", name);
     if (!has_value) {
-      if (i + 1 >= argc) fail("flag --{} needs a value", name);
+      if (i + 1 >= argc) fail_usage("flag --{} needs a value", name);
       value = argv[++i];
     }
     if (name == "config") {

@@ -30,7 +30,10 @@
 #include <map>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
+
+#include "common/version.hpp"
 
 namespace {
 
@@ -334,6 +337,10 @@ Args parse_args(int argc, char** argv) {
 } // namespace
 
 int main(int argc, char** argv) {
+  if (argc == 2 && std::string_view(argv[1]) == "--version") {
+    std::fputs(berth::version_text("berth-systemd").c_str(), stdout);
+    return 0;
+  }
   Args a;
   try {
     a = parse_args(argc, argv);
@@ -348,6 +355,7 @@ int main(int argc, char** argv) {
     if (a.command == "stop") return stop(a);
     if (a.command == "set-properties") return set_properties(a);
     std::fprintf(stderr, "berth-systemd: unknown command %s\n", a.command.c_str());
+    return 2;
     return 2;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s\n", e.what());

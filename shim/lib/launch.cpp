@@ -91,7 +91,7 @@ void write_report(int fd, const std::string& message) {
     try {
       pid = monitor.create_container();
     } catch (const Error& e) {
-      note(fmt::format("create failed: {}", e.what()));
+      note(fmt::format("create failed: {}", e.what()), dlog::Level::error);
       write_report(report_fd, fmt::format("error {}", e.what()));
       monitor.remove_state();
       ::_exit(1);
@@ -104,7 +104,7 @@ void write_report(int fd, const std::string& message) {
     code = monitor.serve();
     monitor.remove_state();
   } catch (const std::exception& e) {
-    note(fmt::format("shim failed: {}", e.what()));
+    note(fmt::format("shim failed: {}", e.what()), dlog::Level::error);
     write_report(report_fd, fmt::format("error {}", e.what()));
     if (report_fd != -1) {
       // Failed before the container existed: release the id.
@@ -115,11 +115,14 @@ void write_report(int fd, const std::string& message) {
   ::_exit(code);
 }
 
-void redirect_stdio(const std::string& shim_log) {
+void redirect_stdio(const ShimOptions& opts) {
   int null_fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
-  int log_fd = shim_log.empty() ? -1 : ::open(shim_log.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
   ::dup2(null_fd, 0);
   ::dup2(null_fd, 1);
+  int log_fd = opts.shim_log_fd >= 0 ? opts.shim_log_fd
+               : opts.shim_log.empty()
+                   ? -1
+                   : ::open(opts.shim_log.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
   ::dup2(log_fd >= 0 ? log_fd : null_fd, 2);
   if (log_fd >= 0) ::close(log_fd);
   ::close(null_fd);
@@ -129,10 +132,18 @@ void redirect_stdio(const std::string& shim_log) {
 
 int run_shim(const ShimOptions& input) {
   // Whatever the caller leaked (a pipe it waits on, a listening socket) must not live
-  // as long as the container: keep stdio only.
-  ::close_range(3, ~0U, 0);
+  // as long as the container: keep stdio only (and the log fd berthd passed).
+  if (int keep = input.shim_log_fd; keep >= 3) {
+    if (keep > 3) ::close_range(3, keep - 1, 0);
+    ::close_range(keep + 1, ~0U, 0);
+    if (::fcntl(keep, F_SETFD, FD_CLOEXEC) < 0) fail_errno("--shim-log-fd {}", keep);
+  } else {
+    ::close_range(3, ~0U, 0);
+  }
   ShimOptions opts = input;
   check_inputs(opts);
+  dlog::configure(dlog::Level::info, opts.log_format);
+  set_note_container(opts.id);
   ContainerPaths paths(opts.state_root, opts.exit_dir, opts.id);
   mkdir_p(paths.exit_dir, 0700);
   claim_state_dir(paths, opts.id);
@@ -155,7 +166,7 @@ int run_shim(const ShimOptions& input) {
     // Detach: own session (no terminal signals from the caller's), our own subreaper.
     report_read.reset();
     ::setsid();
-    redirect_stdio(opts.shim_log);
+    redirect_stdio(opts);
     ::prctl(PR_SET_CHILD_SUBREAPER, 1);
     shim_main(opts, paths, report_write.release());
   }

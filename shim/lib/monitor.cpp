@@ -39,10 +39,14 @@ int64_t monotonic_ms() {
   return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-void note(std::string_view message) {
-  std::string line = timestamp_now() + " " + std::string(message) + "\n";
-  ssize_t n = ::write(STDERR_FILENO, line.data(), line.size());
-  (void)n;
+namespace {
+std::string g_note_container;
+}
+
+void set_note_container(std::string id) { g_note_container = std::move(id); }
+
+void note(std::string_view message, dlog::Level level) {
+  dlog::write(level, message, {{"component", "berth-shim"}, {"container", g_note_container}});
 }
 
 Monitor::Monitor(const ShimOptions& opts, ContainerPaths paths)
@@ -153,7 +157,7 @@ pid_t Monitor::create_container() {
   capture.write.reset();
   if (r.timed_out || !WIFEXITED(r.wait_status) || WEXITSTATUS(r.wait_status) != 0)
     throw Error(0, describe_runtime_failure("runtime create", r, paths_.runtime_log()));
-  if (!trim(r.output).empty()) note(fmt::format("runtime create said: {}", trim(r.output)));
+  if (!trim(r.output).empty()) note(fmt::format("runtime create said: {}", trim(r.output)), dlog::Level::warn);
 
   try {
     if (terminal_) {
@@ -196,9 +200,9 @@ void Monitor::run_delete() {
   auto argv = runtime_argv(runtime_, opts_.runtime_args, paths_.runtime_log(), {"delete", "--force", opts_.id});
   try {
     RunResult r = run_process(argv, Stdio{}, opts_.bundle, opts_.timeout_s * 1000);
-    if (r.timed_out || r.wait_status != 0) note(describe_runtime_failure("runtime delete", r, paths_.runtime_log()));
+    if (r.timed_out || r.wait_status != 0) note(describe_runtime_failure("runtime delete", r, paths_.runtime_log()), dlog::Level::warn);
   } catch (const Error& e) {
-    note(fmt::format("runtime delete: {}", e.what()));
+    note(fmt::format("runtime delete: {}", e.what()), dlog::Level::warn);
   }
 }
 
@@ -240,7 +244,7 @@ void Monitor::on_event(int tag, uint32_t) {
       UniqueFd conn = accept_connection(tag == kCtlListener ? ctl_listener_.get() : attach_listener_.get());
       if (!conn) break;
       if (ctl_clients_.size() + attach_clients_.size() >= kMaxClients) {
-        note("too many clients: connection refused");
+        note("too many clients: connection refused", dlog::Level::warn);
         continue;
       }
       if (tag == kCtlListener) ctl_clients_.push_back(std::make_unique<CtlClient>(*this, std::move(conn)));
@@ -250,7 +254,7 @@ void Monitor::on_event(int tag, uint32_t) {
   case kOom: {
     uint64_t before = oom_.kills();
     oom_.refresh();
-    if (oom_.kills() != before) note(fmt::format("OOM kill in the container's cgroup ({} so far)", oom_.kills()));
+    if (oom_.kills() != before) note(fmt::format("OOM kill in the container's cgroup ({} so far)", oom_.kills()), dlog::Level::warn);
     break;
   }
   }
@@ -305,7 +309,7 @@ void Monitor::container_exited(int wait_status) {
   status_ = wait_status;
   clock_gettime(CLOCK_REALTIME, &exited_at_);
   oom_.refresh(); // before anyone can remove the cgroup
-  note(fmt::format("container {} (pid {}) ended: {}", opts_.id, pid_, describe_wait_status(wait_status)));
+  note(fmt::format("container (pid {}) ended: {}", pid_, describe_wait_status(wait_status)));
   for (auto& e : execs_) e->container_exited();
   // The init's own writes are in the pipes already (its fds closed before it became
   // reapable); with a pid namespace every other writer is gone too.
@@ -319,7 +323,7 @@ void Monitor::maybe_finish(bool deadline_passed) {
   bool outputs_done = !stdio_ || !stdio_->outputs_open();
   bool execs_done = std::all_of(execs_.begin(), execs_.end(), [](auto& e) { return e->done(); });
   if (!deadline_passed && !(outputs_done && execs_done)) return;
-  if (!outputs_done) note("container output still open after the init exited: closing it");
+  if (!outputs_done) note("container output still open after the init exited: closing it", dlog::Level::warn);
   finish();
 }
 
@@ -343,7 +347,7 @@ void Monitor::finish() {
     mkdir_p(paths_.exit_dir, 0700);
     write_exit_file(paths_.exit_file, status);
   } catch (const Error& e) {
-    note(fmt::format("cannot write the exit file: {} (the status was {})", e.what(), status.to_json()));
+    note(fmt::format("cannot write the exit file: {} (the status was {})", e.what(), status.to_json()), dlog::Level::error);
   }
   final_ = status;
   std::string exit_json = status.to_json();
@@ -395,7 +399,7 @@ void Monitor::on_output(Stream stream, std::string_view data) {
     // The log and the container never wait for an attach client: one that fell a
     // whole socket buffer behind is dropped.
     if (!c->send(type, data)) {
-      note("attach client too slow or gone: disconnected");
+      note("attach client too slow or gone: disconnected", dlog::Level::warn);
       c->close();
     }
   }

@@ -31,7 +31,10 @@ class ExecSession;
 
 int64_t monotonic_ms();
 // The shim's own diagnostics (stderr: --shim-log, or /dev/null).
-void note(std::string_view message);
+// The shim's own diagnostics, in the daemons' line format (common/daemon_log) with the
+// container's id on every line.
+void set_note_container(std::string id);
+void note(std::string_view message, dlog::Level level = dlog::Level::info);
 
 // A connection on ctl.sock: request lines in, one JSON line out per request.
 class CtlClient final : public EventHandler {

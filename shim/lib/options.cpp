@@ -166,6 +166,18 @@ CommandLine parse_command_line(int argc, char** argv) {
       {"timeout", 0, true, [&](const std::string& v) { s.timeout_s = parse_seconds(v, "--timeout"); }},
       {"memory-events", 0, true, [&](const std::string& v) { s.memory_events = v; }},
       {"shim-log", 0, true, [&](const std::string& v) { s.shim_log = v; }},
+      {"shim-log-fd", 0, true,
+       [&](const std::string& v) {
+         auto n = parse_uint(v);
+         if (!n || *n < 3 || *n > 1023) fail("--shim-log-fd: expected an inherited fd 3..1023, got \"{}\"", v);
+         s.shim_log_fd = static_cast<int>(*n);
+       }},
+      {"log-format", 0, true,
+       [&](const std::string& v) {
+         auto f = dlog::parse_format(v);
+         if (!f) fail("--log-format: expected text or json, got \"{}\"", v);
+         s.log_format = *f;
+       }},
   });
   auto pos = parse_options(argc, argv, first, options);
   if (help) {
@@ -213,7 +225,10 @@ RUN OPTIONS:
   --delete              run `runtime delete` after the container exited
   --timeout SECONDS     limit for each runtime call of create/start/delete (default 120)
   --memory-events FILE  watch FILE instead of the cgroup's memory.events
-  --shim-log FILE       append the shim's own diagnostics to FILE
+  --shim-log FILE       append the shim's own diagnostics to FILE (default: discard them)
+  --shim-log-fd N       or write them to inherited fd N (berthd passes its own stderr,
+                        its journal stream under systemd)
+  --log-format text|json  those lines as berthd's and berthlet's: logfmt or JSON (default text)
   --foreground          do not detach
 
 On success `run` prints {"pid":N,"shim_pid":M} and exits 0 while the shim serves

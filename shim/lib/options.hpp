@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "common/daemon_log.hpp"
+
 namespace berth::shim {
 
 inline constexpr const char* kDefaultStateRoot = "/run/berth-shim";
@@ -27,6 +29,8 @@ struct ShimOptions {
   int timeout_s = 120;                     // for the runtime's create/start/delete
   std::string memory_events;               // override of the cgroup's memory.events
   std::string shim_log;                    // the shim's own diagnostics (default: none)
+  int shim_log_fd = -1;                    // or an inherited fd for them (berthd's stderr)
+  dlog::Format log_format = dlog::Format::text; // of those diagnostics: the daemons' line format
 };
 
 // `berth-shim state|wait|reopen-log|resize|close-stdin|attach|exec ...`

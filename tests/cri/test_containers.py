@@ -46,6 +46,9 @@ def test_lifecycle_exit_code_and_log(world, pod):
     streams = sorted((r.split(" ")[1], r.split(" ", 3)[3]) for r in records)
     assert streams == [("stderr", "err"), ("stdout", "out")]
     assert all(re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z (stdout|stderr) F ", r) for r in records)
+    # The shim's own line about the exit is in berthd's log, in berthd's format.
+    ended = [l for l in world.berthd.log().splitlines() if "component=berth-shim" in l and f"container={cid}" in l]
+    assert any("level=info" in l and "ended: exit status 3" in l for l in ended), ended
     with pytest.raises(grpc.RpcError) as e:
         world.start(cid)
     assert code_of(e) == grpc.StatusCode.FAILED_PRECONDITION

@@ -3,6 +3,7 @@ sd_notify, single instance, SIGTERM shutdown."""
 
 import json
 import os
+import re
 import signal
 import stat
 import time
@@ -205,11 +206,12 @@ def test_bad_values_are_clear_errors(workdir):
 
 def test_missing_explicit_config_and_bad_flags(workdir):
     r = run_berthd(["--config", os.path.join(workdir, "nope.toml")])
-    assert r.returncode != 0 and "nope.toml: no such file" in r.stderr
+    assert r.returncode == 1 and "nope.toml: no such file" in r.stderr
+    # A command line berthd cannot run: exit 2, as every Berth binary.
     r = run_berthd(["--no-such-flag"])
-    assert r.returncode != 0 and "unknown flag --no-such-flag" in r.stderr
+    assert r.returncode == 2 and "unknown flag --no-such-flag" in r.stderr
     r = run_berthd(["--log-level", "chatty"])
-    assert r.returncode != 0 and "--log-level" in r.stderr
+    assert r.returncode == 2 and "--log-level" in r.stderr
 
 
 def test_help_and_version():
@@ -217,6 +219,9 @@ def test_help_and_version():
     assert r.returncode == 0 and "--config" in r.stdout and "--state-dir" in r.stdout
     r = run_berthd(["--version"])
     assert r.returncode == 0 and r.stdout.startswith("berthd version ")
+    # The commit it was built from (scripts/git-commit.sh): a hex id, maybe -dirty.
+    commit = r.stdout.splitlines()[1]
+    assert re.fullmatch(r"commit: [0-9a-f]{7,40}(-dirty)?", commit), r.stdout
 
 
 def test_socket_path_too_long_is_a_clear_error(workdir):

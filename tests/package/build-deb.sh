@@ -50,6 +50,8 @@ mkdir "$src"
 git_ ls-files -z --cached --others --exclude-standard |
   (cd "$repo" && while IFS= read -r -d '' f; do { [ -e "$f" ] || [ -L "$f" ]; } && printf '%s\0' "$f"; done) |
   tar -C "$repo" --null -T - -cf - | tar -C "$src" -xf - || die "cannot copy the source tree"
+# The copy has no .git: the commit for --version goes with it (scripts/git-commit.sh).
+git_ describe --always --dirty --abbrev=12 > "$src/.git-commit" || die "git describe failed"
 
 # Build-Depends from debian/control: dpkg-checkbuilddeps says what is missing, apt-get
 # build-dep installs exactly that.

@@ -128,9 +128,11 @@ def test_depends_resolve_on_this_system(deb, control):
 
 def test_extracted_binaries_run(extracted, control, tmp_path):
     version = re.search(r"^Version: ([^-\s]+)", (control / "control").read_text(), re.M).group(1)
-    for b in ("berth", "berthd", "berthlet"):
+    for b in ("berth", "berthd", "berthlet", "berth-shim", "berth-systemd"):
         out = run(extracted / "usr/sbin" / b, "--version").stdout
         assert version in out, f"{b} --version: {out}"
+        # The package is built from a copy without .git: the commit travels in .git-commit.
+        assert re.search(r"^commit: [0-9a-f]{7,40}(-dirty)?$", out, re.M), f"{b} --version: {out}"
     # Static-pie binaries survive dh_strip and dh_shlibdeps: no interpreter, and berth
     # still does real work (its spec).
     for b in ("usr/sbin/berth", "usr/sbin/berth-shim", "usr/lib/cni/berth-bridge"):
