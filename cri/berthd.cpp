@@ -31,9 +31,17 @@ int main(int argc, char** argv) {
       printf("berthd version %s (CRI v1)\n", BERTH_VERSION);
       return 0;
     }
+    if (cl.config_command == "default") {
+      fputs(config_toml(Config{}).c_str(), stdout);
+      return 0;
+    }
     Config cfg;
     if (cl.config_given || berth::path_exists(cl.config_path)) cfg = load_config_file(cl.config_path);
     apply_overrides(cfg, cl);
+    if (cl.config_command == "dump") {
+      fputs(config_toml(cfg).c_str(), stdout);
+      return 0;
+    }
     dlog::configure(cfg.log_level, cfg.log_format);
     // The image library logs through common/log: into berthd's structured log with it.
     berth::log::Options lib_log;
