@@ -215,10 +215,13 @@ std::vector<Endpoint> parse_hosts_toml(std::string_view text, const std::string&
 }
 
 std::vector<Endpoint> legacy_cert_endpoints(const std::string& dir, std::string_view domain) {
+  // Certificate files mean TLS: https even for a loopback host (which defaults to http).
   Endpoint ep;
   Where w{dir};
   toml::table none;
-  set_url(ep, default_server(domain), false, w, none, "server");
+  std::string server = default_server(domain);
+  if (server.starts_with("http://")) server = "https://" + server.substr(7);
+  set_url(ep, server, false, w, none, "server");
   DIR* d = ::opendir(dir.c_str());
   if (!d) fail_errno("open directory {}", dir);
   std::vector<std::string> names;

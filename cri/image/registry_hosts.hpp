@@ -38,7 +38,8 @@ std::vector<Endpoint> parse_hosts_toml(std::string_view text, const std::string&
                                        std::vector<std::string>* warnings = nullptr);
 
 // The endpoints from Docker's certificate files in dir (no hosts.toml): the default
-// server of `domain` with every *.crt as a CA and the first *.cert with its *.key.
+// server of `domain` over https (even for a loopback host: the files mean TLS) with
+// every *.crt as a CA and the first *.cert with its *.key.
 std::vector<Endpoint> legacy_cert_endpoints(const std::string& dir, std::string_view domain);
 
 // The host directory for `domain`: in each root in order, <root>/<domain> then
