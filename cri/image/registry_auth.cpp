@@ -82,7 +82,7 @@ std::optional<Credentials> run_credential_helper(const std::string& name, const 
   ro.input = server_url;
   ro.timeout = limits.helper_timeout;
   ro.max_output = limits.helper_max_output;
-  CommandResult r = run_command(path, {path, "get"}, ro);
+  CommandResult r = run_command(path, {"get"}, ro);
   std::string what = fmt::format("credential helper {} get {}", prog, server_url);
   if (r.timed_out)
     fail_code(ETIMEDOUT, "{}: no answer within {} ms (killed)", what, limits.helper_timeout.count());
@@ -90,7 +90,8 @@ std::optional<Credentials> run_credential_helper(const std::string& name, const 
     // The protocol's "not found" answer: docker-credential-helpers' credentials.ErrCredentialsNotFound.
     if (r.out.find("credentials not found") != std::string::npos) return std::nullopt;
     std::string msg(trim(r.err.empty() ? r.out : r.err));
-    fail_code(EACCES, "{}: {}: {}", what, r.describe(), excerpt(msg, 256));
+    if (msg.empty()) fail_code(EIO, "{}: {}", what, r.describe());
+    fail_code(EIO, "{}: {}: {}", what, r.describe(), excerpt(msg, 256));
   }
   if (r.truncated) fail_code(EINVAL, "{}: answer longer than {} bytes", what, limits.helper_max_output);
   auto j = parse_untrusted_json(r.out, what);

@@ -87,7 +87,7 @@ skip_verify = false
   EXPECT_FALSE(eps[2].mirror);
   EXPECT_EQ(eps[2].capabilities, unsigned(kCapAll));
   ASSERT_EQ(warnings.size(), 1u);
-  EXPECT_NE(warnings[0].find("hosts.toml:17: host.\"http://aa-second.example:5000/prefix\".colour: unknown key"),
+  EXPECT_NE(warnings[0].find("hosts.toml:16: host.\"http://aa-second.example:5000/prefix\".colour: unknown key"),
             std::string::npos)
       << warnings[0];
 }
