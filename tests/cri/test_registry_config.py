@@ -143,6 +143,17 @@ client = [["me.pem", "me.key"]]
     with b.client() as c:
         assert c.pull(ref) == origin.image["image_id"]
         c.remove(ref)
+    # The same in a [host] table, the form containerd 1.6 takes (it refuses a hosts.toml
+    # without [host] tables: "invalid `host` tree"); containerd pulls with it too.
+    write(os.path.join(d, "hosts.toml"), f'''server = "https://{mtls.addr}"
+[host."https://{mtls.addr}"]
+  capabilities = ["pull", "resolve"]
+  ca = "registry-ca.pem"
+  client = [["me.pem", "me.key"]]
+''')
+    with b.client() as c:
+        assert c.pull(ref) == origin.image["image_id"]
+        c.remove(ref)
     r = containerd(ref, certs)
     assert r.returncode == 0, r.stderr
     # skip_verify instead of the CA.
@@ -160,8 +171,8 @@ client = [["me.pem", "me.key"]]
     with b.client() as c:
         assert c.pull(ref) == origin.image["image_id"]
         c.remove(ref)
-    r = containerd(ref, certs)
-    assert r.returncode == 0, r.stderr
+    # (containerd 1.6 speaks http to a loopback host even with certificate files in its
+    # directory, so it cannot check this form against this registry.)
     # With a hosts.toml in the directory the Docker files are not read (containerd's rule).
     write(os.path.join(d, "hosts.toml"), f'server = "https://{mtls.addr}"\n')
     with b.client() as c:
