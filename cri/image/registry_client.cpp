@@ -224,7 +224,7 @@ HttpResponse RegistrySession::request(size_t endpoint, const std::string& path, 
                                       bool whole_deadline) {
   const Endpoint& ep = endpoints_[endpoint];
   HttpRequest req;
-  req.url = ep.base_url + ep.api_path + path;
+  req.url = ep.url() + path;
   req.headers = headers;
   req.headers.insert(req.headers.end(), ep.headers.begin(), ep.headers.end());
   req.client_cert = ep.client_cert;
@@ -239,7 +239,7 @@ HttpResponse RegistrySession::request(size_t endpoint, const std::string& path, 
   req.deadline = whole_deadline ? stop.deadline : std::min(stop.deadline, Clock::now() + kRequestTimeout);
   req.stop = stop.stop;
   HttpResponse r = http_request(req);
-  if (r.stopped || Clock::now() >= stop.deadline) throw_stopped(stop, fmt::format("GET {}{}{}", ep.base_url, ep.api_path, path));
+  if (r.stopped || Clock::now() >= stop.deadline) throw_stopped(stop, fmt::format("GET {}{}", ep.url(), path));
   return r;
 }
 
@@ -339,9 +339,9 @@ FetchedManifest RegistrySession::get_manifest(std::string_view object, const Sto
       if (r.transport_ok && r.status == 401 && !authorized && (!r.www_authenticate.empty() || r.challenge_too_long)) {
         authorized = true;
         if (r.challenge_too_long)
-          fail_code(EACCES, "{}{}: WWW-Authenticate challenge longer than {} bytes", endpoints_[ep].base_url + endpoints_[ep].api_path, path,
+          fail_code(EACCES, "{}{}: WWW-Authenticate challenge longer than {} bytes", endpoints_[ep].url(), path,
                     kMaxChallenge);
-        if (with_context(fmt::format("{}{}", endpoints_[ep].base_url + endpoints_[ep].api_path, path),
+        if (with_context(fmt::format("{}{}", endpoints_[ep].url(), path),
                          [&] { return authorize(ep, r.www_authenticate, stop); }))
           continue;
       }
@@ -357,8 +357,8 @@ FetchedManifest RegistrySession::get_manifest(std::string_view object, const Sto
         denied = true;
       }
       all_not_found = all_not_found && r.transport_ok && r.status == 404;
-      errors += fmt::format("{}{}: {}; ", endpoints_[ep].base_url + endpoints_[ep].api_path, path, why);
-      log::info("registry: {}{} failed ({}), {}", endpoints_[ep].base_url + endpoints_[ep].api_path, path, why,
+      errors += fmt::format("{}{}: {}; ", endpoints_[ep].url(), path, why);
+      log::info("registry: {}{} failed ({}), {}", endpoints_[ep].url(), path, why,
                 ep < last ? "trying the next endpoint" : "no endpoint left");
       break;
     }
@@ -393,7 +393,7 @@ void RegistrySession::get_blob(std::string_view digest, uint64_t expected_size, 
       HttpResponse r = request(ep, path, {}, &counted, from, stop, true);
       if (r.transport_ok && r.status == 401 && !authorized && !r.www_authenticate.empty()) {
         authorized = true;
-        if (with_context(fmt::format("{}{}", endpoints_[ep].base_url + endpoints_[ep].api_path, path),
+        if (with_context(fmt::format("{}{}", endpoints_[ep].url(), path),
                          [&] { return authorize(ep, r.www_authenticate, stop); }))
           continue;
       }
@@ -401,10 +401,10 @@ void RegistrySession::get_blob(std::string_view digest, uint64_t expected_size, 
       if (r.aborted) fail("blob {}: transfer aborted", digest);
       if (r.transport_ok && (r.status == 200 || r.status == 206)) {
         if (delivered == expected_size) return;
-        errors += fmt::format("{}{}: short body ({} of {} bytes); ", endpoints_[ep].base_url + endpoints_[ep].api_path, path, delivered,
+        errors += fmt::format("{}{}: short body ({} of {} bytes); ", endpoints_[ep].url(), path, delivered,
                               expected_size);
       } else {
-        errors += fmt::format("{}{}: {}; ", endpoints_[ep].base_url + endpoints_[ep].api_path, path, describe(r));
+        errors += fmt::format("{}{}: {}; ", endpoints_[ep].url(), path, describe(r));
       }
       bool transient = !r.transport_ok || transient_status(r.status) || r.status == 200 || r.status == 206;
       if (transient && attempt < retries_) {

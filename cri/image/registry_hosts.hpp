@@ -25,6 +25,7 @@ struct Endpoint {
   std::string client_cert, client_key;  // mTLS (PEM); the key may sit in the cert file
   std::vector<std::string> headers;  // "Name: value", sent with every request
   unsigned capabilities = kCapPull | kCapResolve | kCapPush;
+  std::string url() const { return base_url + api_path; }  // the API root: "<base_url>/v2"
 };
 
 inline constexpr size_t kMaxHostsFileBytes = 1 << 20;  // hosts.toml
