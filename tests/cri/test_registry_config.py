@@ -8,7 +8,6 @@ absent)."""
 import os
 import shutil
 import socket
-import stat
 import subprocess
 import time
 
@@ -84,8 +83,8 @@ def containerd(workdir):
 def test_hosts_toml_mirrors_in_order_fall_back_and_containerd_agrees(make_berthd, origin, workdir, containerd):
     certs = os.path.join(workdir, "certs.d")
     with Registry(storage=origin.storage) as mirror:
-        # A dead first mirror, then a pull-only mirror (never asked what a tag means), then
-        # the working mirror; the server (Docker Hub) is never reached.
+        # A dead first mirror, then the working one; the server (Docker Hub, unreachable
+        # here) is never asked.
         write(os.path.join(certs, "docker.io", "hosts.toml"), f'''server = "https://registry-1.docker.io"
 [host."http://127.0.0.1:{dead_port()}"]
   capabilities = ["pull", "resolve"]
@@ -99,8 +98,10 @@ def test_hosts_toml_mirrors_in_order_fall_back_and_containerd_agrees(make_berthd
         assert manifest_gets(mirror), "the mirror served no manifest"
         assert not manifest_gets(origin)
         # containerd reads the same file and pulls the same image through the mirror
+        served = len(manifest_gets(mirror))
         r = containerd("docker.io/library/rc:1", certs)
         assert r.returncode == 0, r.stderr
+        assert len(manifest_gets(mirror)) > served, "containerd did not pull through the mirror"
         # Capabilities: a mirror without "resolve" is not asked for the tag.
         before = len(manifest_gets(mirror))
         write(os.path.join(certs, "docker.io", "hosts.toml"), f'''server = "http://127.0.0.1:{dead_port()}"
@@ -113,6 +114,10 @@ def test_hosts_toml_mirrors_in_order_fall_back_and_containerd_agrees(make_berthd
                 c.pull("docker.io/library/rc:1")
         assert len(manifest_gets(mirror)) == before
         assert "127.0.0.1" in e.value.details()
+        # ... but content by digest is pulled from it
+        with b.client() as c:
+            assert c.pull(f"docker.io/library/rc@{origin.image['manifest']}") == origin.image["image_id"]
+        assert len(manifest_gets(mirror)) == before + 1
 
 
 @pytest.fixture(scope="module")
