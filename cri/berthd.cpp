@@ -32,12 +32,20 @@ int main(int argc, char** argv) {
       fputs(berth::version_text("berthd").c_str(), stdout);
       return 0;
     }
+    if (cl.config_command == "default") {
+      fputs(config_toml(Config{}).c_str(), stdout);
+      return 0;
+    }
     Config cfg;
     if (cl.config_given || berth::path_exists(cl.config_path)) cfg = load_config_file(cl.config_path);
     try {
       apply_overrides(cfg, cl);
     } catch (const berth::Error& e) {
       throw berth::UsageError(e.what()); // a bad flag value
+    }
+    if (cl.config_command == "dump") {
+      fputs(config_toml(cfg).c_str(), stdout);
+      return 0;
     }
     dlog::configure(cfg.log_level, cfg.log_format);
     dlog::route_common_log(); // the image and pod libraries log through common/log

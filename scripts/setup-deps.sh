@@ -15,6 +15,8 @@ packages=(
   libssl-dev libsqlite3-dev libmicrohttpd-dev nettle-dev
   # tests of cri/ and agent/: a local registry, image push, a Python gRPC client
   docker-registry skopeo apache2-utils python3-grpcio python3-protobuf python3-yaml containerd
+  # tests/cri/test_registry_config.py: podman writes the auth.json berthd reads
+  podman
 )
 if [[ "${1:-}" == "--bench" ]]; then
   packages+=(runc crun)

@@ -7,7 +7,7 @@ _berthd() {
   if declare -F _init_completion >/dev/null; then
     _init_completion -s || return
   else
-    cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD - 1]}
+    cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD - 1]} cword=$COMP_CWORD
   fi
   case $prev in
     --config | --address) compopt -o filenames; COMPREPLY=($(compgen -f -- "$cur")); return ;;
@@ -18,7 +18,12 @@ _berthd() {
     --max-concurrent-downloads) return ;;
   esac
   $split && return
-  COMPREPLY=($(compgen -W "--config --root --state-dir --address --log-level --log-format
+  if [[ $prev == config && $cword -eq 2 ]]; then
+    COMPREPLY=($(compgen -W "default dump" -- "$cur")); return
+  fi
+  local sub=""
+  [[ $cword -eq 1 ]] && sub=config
+  COMPREPLY=($(compgen -W "$sub --config --root --state-dir --address --log-level --log-format
     --max-concurrent-downloads --cgroup-driver --cni-conf-dir --version --help" -- "$cur"))
 }
 

@@ -9,8 +9,10 @@
 #include <fmt/format.h>
 
 #include "common/curl_lazy.hpp"
+#include "common/error.hpp"
 #include "common/fs.hpp"
 #include "cri/image/pull_libraries.hpp"
+#include "cri/image/registry_hosts.hpp"
 #include "cri/image/untrusted.hpp"
 
 namespace berth::image {
@@ -22,6 +24,7 @@ constexpr long kConnectTimeoutMs = 30'000;
 constexpr long kLowSpeedBytes = 1024;  // bytes/s ...
 constexpr long kLowSpeedSeconds = 60;  // ... for this long: the transfer is stalled
 constexpr size_t kMaxIdleHandles = 8;
+constexpr size_t kMaxCaFileBytes = 4 << 20;  // a CA bundle (Debian's whole one is 200 KiB)
 
 // Idle easy handles (each keeps its keep-alive connections) and one share for TLS
 // sessions and DNS answers, so the download threads resume TLS sessions instead of full
@@ -212,6 +215,19 @@ HttpResponse http_request(const HttpRequest& req) {
     r.error = "cancelled";
     return r;
   }
+  std::string ca_blob;  // several CA bundles: one PEM blob
+  if (req.ca_files.size() > 1) {
+    try {
+      for (auto& f : req.ca_files) {
+        auto pem = read_config_file(f, kMaxCaFileBytes);
+        if (!pem) fail_code(ENOENT, "CA file {}: no such file", f);
+        ca_blob += *pem + "\n";
+      }
+    } catch (const std::exception& e) {
+      r.error = bounded_message(e.what(), 512);
+      return r;
+    }
+  }
   const CurlApi& c = CurlLibrary::instance().api();
   Handle handle(c);
   CURL* h = handle.get();
@@ -251,7 +267,20 @@ HttpResponse http_request(const HttpRequest& req) {
     c.easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
     c.easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
   }
-  if (!req.ca_file.empty()) c.easy_setopt(h, CURLOPT_CAINFO, req.ca_file.c_str());
+  // Extra CAs add to the system's: Debian's libcurl keeps its CA path (/etc/ssl/certs)
+  // when CAINFO names another bundle. Several bundles go in as one blob.
+  if (req.ca_files.size() == 1) {
+    c.easy_setopt(h, CURLOPT_CAINFO, req.ca_files[0].c_str());
+  } else if (req.ca_files.size() > 1) {
+    curl_blob blob{ca_blob.data(), ca_blob.size(), CURL_BLOB_COPY};
+    c.easy_setopt(h, CURLOPT_CAINFO_BLOB, &blob);
+  }
+  if (!req.client_cert.empty()) {
+    c.easy_setopt(h, CURLOPT_SSLCERT, req.client_cert.c_str());
+    c.easy_setopt(h, CURLOPT_SSLCERTTYPE, "PEM");
+    c.easy_setopt(h, CURLOPT_SSLKEY, (req.client_key.empty() ? req.client_cert : req.client_key).c_str());
+    c.easy_setopt(h, CURLOPT_SSLKEYTYPE, "PEM");
+  }
   char errbuf[CURL_ERROR_SIZE] = {};
   c.easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
   c.easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);

@@ -24,7 +24,8 @@ struct HttpRequest {
   const std::string* post_form = nullptr;  // POST application/x-www-form-urlencoded when set
   uint64_t range_from = 0;                 // "Range: bytes=<n>-" when > 0
   bool skip_verify = false;
-  std::string ca_file;
+  std::vector<std::string> ca_files;       // PEM bundles trusted besides the system's CAs
+  std::string client_cert, client_key;     // TLS client certificate and key (PEM) when set
   size_t max_body = 4 << 20;               // bytes kept of a body that goes to no sink
   const BodySink* sink = nullptr;          // 200/206 bodies stream here when set
   std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();

@@ -210,9 +210,12 @@ private:
     stop.stop = [&ctx] { return ctx.cancelled(); };
     stop.deadline = ctx.deadline();
     stop.why_deadline = fmt::format("pull deadline of {} s", ctx.timeout().count() / 1000.0);
-    auto session = std::make_shared<RegistrySession>(resolve_endpoints(opts_.registries, ref.domain), ref.path,
-                                                     resolve_credentials(opts_.registries, ref.domain, auth),
-                                                     opts_.retries);
+    AuthSources sources;
+    sources.files = opts_.auth_files;
+    sources.helper_timeout = opts_.credential_helper_timeout;
+    auto session = std::make_shared<RegistrySession>(
+        resolve_endpoints(opts_.registries, ref.domain, opts_.registry_config_dirs), ref.path,
+        resolve_credentials(opts_.registries, ref.domain, auth, sources, ref.path), opts_.retries);
     FetchedManifest top = session->get_manifest(ref.object(), stop);
     std::string top_digest = sha256_digest(top.body);
     if (!ref.digest.empty() && top_digest != ref.digest)

@@ -40,6 +40,13 @@ struct RegistryHost {
 struct StoreOptions {
   std::string root = "/var/lib/berthd";  // content/, snapshots/, meta.db, ingest/
   std::vector<RegistryHost> registries;
+  // containerd's certs.d roots (hosts.toml per host directory, registry_hosts.hpp), used
+  // for a host without a RegistryHost; read at each pull.
+  std::vector<std::string> registry_config_dirs;
+  // docker config.json / containers auth.json files, for credentials when neither the
+  // pull nor a RegistryHost brings any (registry_auth.hpp); read at each pull.
+  std::vector<std::string> auth_files;
+  std::chrono::milliseconds credential_helper_timeout{std::chrono::seconds(10)};
   // Downloads one pull runs at the same time (each pull has its own slots, so a slow
   // registry holds up only its own pulls), and downloads of all pulls together.
   unsigned max_concurrent_downloads = 3;

@@ -74,23 +74,36 @@ bool is_loopback_host(std::string_view domain) {
   return false;
 }
 
-std::vector<Endpoint> resolve_endpoints(const std::vector<RegistryHost>& hosts, std::string_view domain) {
+std::vector<Endpoint> resolve_endpoints(const std::vector<RegistryHost>& hosts, std::string_view domain,
+                                        const std::vector<std::string>& config_dirs) {
   const RegistryHost* cfg = nullptr;
   for (auto& h : hosts)
     if (h.host == domain) cfg = &h;
+  if (!cfg) {
+    if (auto eps = load_host_dir(config_dirs, domain)) return *eps;
+  }
   std::vector<Endpoint> out;
+  auto endpoint = [&](std::string url, bool mirror) {
+    Endpoint ep;
+    ep.base_url = std::move(url);
+    ep.mirror = mirror;
+    if (cfg) {
+      ep.skip_verify = cfg->skip_verify;
+      if (!cfg->ca_file.empty()) ep.ca_files.push_back(cfg->ca_file);
+    }
+    out.push_back(std::move(ep));
+  };
   if (cfg) {
     for (auto& m : cfg->mirrors) {
       std::string url = m.find("://") == std::string::npos ? "https://" + m : m;
       while (url.ends_with('/')) url.pop_back();
       if (url.ends_with("/v2")) url.resize(url.size() - 3);
-      out.push_back({url, true, cfg->skip_verify, cfg->ca_file});
+      endpoint(url, true);
     }
   }
   std::string host = domain == "docker.io" ? "registry-1.docker.io" : std::string(domain);
   bool plain = cfg ? cfg->plain_http : is_loopback_host(domain);
-  out.push_back({(plain ? "http://" : "https://") + host, false, cfg && cfg->skip_verify,
-                 cfg ? cfg->ca_file : std::string()});
+  endpoint((plain ? "http://" : "https://") + host, false);
   return out;
 }
 
@@ -113,7 +126,7 @@ bool auth_matches(std::string_view server_address, std::string_view domain) {
 } // namespace
 
 Credentials resolve_credentials(const std::vector<RegistryHost>& hosts, std::string_view domain,
-                                const AuthConfig& auth_in) {
+                                const AuthConfig& auth_in, const AuthSources& sources, std::string_view repository) {
   Credentials c;
   AuthConfig auth = auth_matches(auth_in.server_address, domain) ? auth_in : AuthConfig{};
   if (!auth.auth.empty()) {
@@ -137,6 +150,8 @@ Credentials resolve_credentials(const std::vector<RegistryHost>& hosts, std::str
         c.password = h.password;
       }
   }
+  if (c.empty())
+    if (auto from_files = credentials_from_auth_files(sources, domain, repository)) c = *from_files;
   return c;
 }
 
@@ -209,19 +224,22 @@ HttpResponse RegistrySession::request(size_t endpoint, const std::string& path, 
                                       bool whole_deadline) {
   const Endpoint& ep = endpoints_[endpoint];
   HttpRequest req;
-  req.url = ep.base_url + path;
+  req.url = ep.url() + path;
   req.headers = headers;
+  req.headers.insert(req.headers.end(), ep.headers.begin(), ep.headers.end());
+  req.client_cert = ep.client_cert;
+  req.client_key = ep.client_key;
   std::string auth = auth_header(endpoint);
   if (!auth.empty()) req.headers.push_back("Authorization: " + auth);
   req.range_from = range_from;
   req.skip_verify = ep.skip_verify;
-  req.ca_file = ep.ca_file;
+  req.ca_files = ep.ca_files;
   req.max_body = kMaxManifestBytes;
   req.sink = sink;
   req.deadline = whole_deadline ? stop.deadline : std::min(stop.deadline, Clock::now() + kRequestTimeout);
   req.stop = stop.stop;
   HttpResponse r = http_request(req);
-  if (r.stopped || Clock::now() >= stop.deadline) throw_stopped(stop, fmt::format("GET {}{}", ep.base_url, path));
+  if (r.stopped || Clock::now() >= stop.deadline) throw_stopped(stop, fmt::format("GET {}{}", ep.url(), path));
   return r;
 }
 
@@ -252,8 +270,11 @@ bool RegistrySession::authorize(size_t endpoint, const std::string& header, cons
   for (unsigned attempt = 0;; ++attempt) {
     HttpRequest req;
     std::string form;
+    // The token service is trusted as the endpoint is: the same CAs and client certificate.
     req.skip_verify = endpoints_[endpoint].skip_verify;
-    req.ca_file = endpoints_[endpoint].ca_file;
+    req.ca_files = endpoints_[endpoint].ca_files;
+    req.client_cert = endpoints_[endpoint].client_cert;
+    req.client_key = endpoints_[endpoint].client_key;
     req.max_body = kMaxTokenBytes;
     req.deadline = std::min(stop.deadline, Clock::now() + kRequestTimeout);
     req.stop = stop.stop;
@@ -295,12 +316,22 @@ bool RegistrySession::authorize(size_t endpoint, const std::string& header, cons
 }
 
 FetchedManifest RegistrySession::get_manifest(std::string_view object, const StopCheck& stop) {
-  std::string path = fmt::format("/v2/{}/manifests/{}", repository_, object);
+  std::string path = fmt::format("/{}/manifests/{}", repository_, object);
   std::string errors;
   // The errno tells the daemon what kind of failure it was: every endpoint said 404
   // (ENOENT), one refused our credentials (EACCES), or something else (EIO).
   bool all_not_found = true, denied = false;
+  // A tag is resolved, a digest pulled (containerd's capabilities): a pull-only mirror
+  // serves content by digest but is never asked what a tag means.
+  unsigned need = object.find(':') == std::string_view::npos ? kCapResolve : kCapPull;
+  size_t last = endpoints_.size();
+  for (size_t ep = 0; ep < endpoints_.size(); ++ep)
+    if (endpoints_[ep].capabilities & need) last = ep;
+  if (last == endpoints_.size())
+    fail_code(EIO, "fetch manifest {}: no endpoint has the {} capability", object,
+              need == kCapResolve ? "resolve" : "pull");
   for (size_t ep = 0; ep < endpoints_.size(); ++ep) {
+    if (!(endpoints_[ep].capabilities & need)) continue;
     bool authorized = false;
     for (unsigned attempt = 0;; ++attempt) {
       HttpResponse r = request(ep, path, {kManifestAccept}, nullptr, 0, stop, false);
@@ -308,9 +339,9 @@ FetchedManifest RegistrySession::get_manifest(std::string_view object, const Sto
       if (r.transport_ok && r.status == 401 && !authorized && (!r.www_authenticate.empty() || r.challenge_too_long)) {
         authorized = true;
         if (r.challenge_too_long)
-          fail_code(EACCES, "{}{}: WWW-Authenticate challenge longer than {} bytes", endpoints_[ep].base_url, path,
+          fail_code(EACCES, "{}{}: WWW-Authenticate challenge longer than {} bytes", endpoints_[ep].url(), path,
                     kMaxChallenge);
-        if (with_context(fmt::format("{}{}", endpoints_[ep].base_url, path),
+        if (with_context(fmt::format("{}{}", endpoints_[ep].url(), path),
                          [&] { return authorize(ep, r.www_authenticate, stop); }))
           continue;
       }
@@ -326,9 +357,9 @@ FetchedManifest RegistrySession::get_manifest(std::string_view object, const Sto
         denied = true;
       }
       all_not_found = all_not_found && r.transport_ok && r.status == 404;
-      errors += fmt::format("{}{}: {}; ", endpoints_[ep].base_url, path, why);
-      log::info("registry: {}{} failed ({}), {}", endpoints_[ep].base_url, path, why,
-                ep + 1 < endpoints_.size() ? "trying the next endpoint" : "no endpoint left");
+      errors += fmt::format("{}{}: {}; ", endpoints_[ep].url(), path, why);
+      log::info("registry: {}{} failed ({}), {}", endpoints_[ep].url(), path, why,
+                ep < last ? "trying the next endpoint" : "no endpoint left");
       break;
     }
   }
@@ -338,10 +369,12 @@ FetchedManifest RegistrySession::get_manifest(std::string_view object, const Sto
 
 void RegistrySession::get_blob(std::string_view digest, uint64_t expected_size, size_t preferred,
                                const BodySink& sink, const StopCheck& stop) {
-  std::string path = fmt::format("/v2/{}/blobs/{}", repository_, digest);
-  std::vector<size_t> order{preferred < endpoints_.size() ? preferred : 0};
+  std::string path = fmt::format("/{}/blobs/{}", repository_, digest);
+  std::vector<size_t> order;
+  if (preferred < endpoints_.size() && (endpoints_[preferred].capabilities & kCapPull)) order.push_back(preferred);
   for (size_t i = 0; i < endpoints_.size(); ++i)
-    if (i != order[0]) order.push_back(i);
+    if (i != preferred && (endpoints_[i].capabilities & kCapPull)) order.push_back(i);
+  if (order.empty()) fail_code(EIO, "fetch blob {}: no endpoint has the pull capability", digest);
   uint64_t delivered = 0;
   std::string errors;
   for (size_t ep : order) {
@@ -360,7 +393,7 @@ void RegistrySession::get_blob(std::string_view digest, uint64_t expected_size, 
       HttpResponse r = request(ep, path, {}, &counted, from, stop, true);
       if (r.transport_ok && r.status == 401 && !authorized && !r.www_authenticate.empty()) {
         authorized = true;
-        if (with_context(fmt::format("{}{}", endpoints_[ep].base_url, path),
+        if (with_context(fmt::format("{}{}", endpoints_[ep].url(), path),
                          [&] { return authorize(ep, r.www_authenticate, stop); }))
           continue;
       }
@@ -368,10 +401,10 @@ void RegistrySession::get_blob(std::string_view digest, uint64_t expected_size, 
       if (r.aborted) fail("blob {}: transfer aborted", digest);
       if (r.transport_ok && (r.status == 200 || r.status == 206)) {
         if (delivered == expected_size) return;
-        errors += fmt::format("{}{}: short body ({} of {} bytes); ", endpoints_[ep].base_url, path, delivered,
+        errors += fmt::format("{}{}: short body ({} of {} bytes); ", endpoints_[ep].url(), path, delivered,
                               expected_size);
       } else {
-        errors += fmt::format("{}{}: {}; ", endpoints_[ep].base_url, path, describe(r));
+        errors += fmt::format("{}{}: {}; ", endpoints_[ep].url(), path, describe(r));
       }
       bool transient = !r.transport_ok || transient_status(r.status) || r.status == 200 || r.status == 206;
       if (transient && attempt < retries_) {

@@ -16,34 +16,28 @@
 #include "cri/image/http.hpp"
 #include "cri/image/image_store.hpp"
 #include "cri/image/reference.hpp"
+#include "cri/image/registry_auth.hpp"
+#include "cri/image/registry_hosts.hpp"
 
 namespace berth::image {
 
-struct Endpoint {
-  std::string base_url;  // "https://registry-1.docker.io", "http://127.0.0.1:5000"
-  bool mirror = false;
-  bool skip_verify = false;
-  std::string ca_file;
-};
-
-struct Credentials {
-  std::string username, password;
-  std::string identity_token;  // OAuth2 refresh token for the token endpoint
-  std::string registry_token;  // a Bearer token to send as is
-  bool empty() const { return username.empty() && identity_token.empty() && registry_token.empty(); }
-};
 
 // True for "localhost" and loopback IP literals (127.0.0.0/8, ::1), with or without a
 // port: the hosts that default to plain HTTP, as in containerd (docker.IsLocalhost).
 // "127.example.com" is a name like any other.
 bool is_loopback_host(std::string_view domain);
 
-// Endpoints for a registry domain: its mirrors in order, then the host itself.
-std::vector<Endpoint> resolve_endpoints(const std::vector<RegistryHost>& hosts, std::string_view domain);
-// Credentials from the CRI AuthConfig when it carries any (and its server_address, if
-// set, names this registry), else the host's static ones.
+// Endpoints for a registry domain. berthd's own [registry."<domain>"] table when there is
+// one (its mirrors in order, then the host itself); else the host directory under
+// config_dirs (certs.d, registry_hosts.hpp); else the default server alone.
+std::vector<Endpoint> resolve_endpoints(const std::vector<RegistryHost>& hosts, std::string_view domain,
+                                        const std::vector<std::string>& config_dirs = {});
+// Credentials, the first source that has any: the CRI AuthConfig (when its
+// server_address, if set, names this registry), the host's static ones, then the auth
+// files of `sources` (auth.json, credential helpers) for <domain>/<repository>.
 Credentials resolve_credentials(const std::vector<RegistryHost>& hosts, std::string_view domain,
-                                const AuthConfig& auth);
+                                const AuthConfig& auth, const AuthSources& sources = {},
+                                std::string_view repository = {});
 
 // A WWW-Authenticate challenge: scheme (lower case) and its auth-params (names lower
 // case). Linear, for any input; values keep their bytes (quoted-string escapes undone).

@@ -9,6 +9,7 @@
 
 #include "common/error.hpp"
 #include "common/fs.hpp"
+#include "cri/image/registry_hosts.hpp"
 
 namespace berth::cri {
 
@@ -116,6 +117,21 @@ void check_endpoint(std::string_view e, const std::string& where) {
     fail("{}: mirror \"{}\" must start with http:// or https://", where, e);
 }
 
+// [image] keys of the registry configuration the ecosystem writes (certs.d, auth.json).
+void read_registry_sources(TableReader& r, Config& cfg) {
+  if (auto v = r.str("registry_config_path")) {
+    for (auto& dir : image::split_path_list(*v))
+      if (dir[0] != '/') r.bad_value("registry_config_path", fmt::format("\"{}\" is not an absolute path", dir));
+    cfg.registry_config_path = *v;
+  }
+  if (auto v = r.strings("auth_files")) {
+    for (auto& f : *v)
+      if (f.empty() || f[0] != '/') r.bad_value("auth_files", fmt::format("\"{}\" is not an absolute path", f));
+    cfg.auth_files = *v;
+  }
+  if (auto v = r.integer("credential_helper_timeout", 1, 300)) cfg.credential_helper_timeout_s = static_cast<unsigned>(*v);
+}
+
 image::RegistryHost read_registry(const std::string& host, const toml::table& t, const std::string& file) {
   TableReader r(t, fmt::format("registry.\"{}\"", host), file);
   image::RegistryHost h;
@@ -203,7 +219,16 @@ void read_cni(const toml::table& t, Config& cfg, const std::string& path) {
 
 } // namespace
 
-Config::Config() { handlers.push_back({"berth", "berth", {}, ""}); }
+// Where containerd, docker and podman keep what berthd reads by default: berthd's own
+// certs.d first, then containerd's and docker's (containerd 2.0's default config_path);
+// berthd's auth.json, then $REGISTRY_AUTH_FILE and the file `podman login` writes as root.
+Config::Config() {
+  handlers.push_back({"berth", "berth", {}, ""});
+  registry_config_path = BERTH_SYSCONFDIR "/berth/certs.d:/etc/containerd/certs.d:/etc/docker/certs.d";
+  auth_files.push_back(BERTH_SYSCONFDIR "/berth/auth.json");
+  if (const char* env = std::getenv("REGISTRY_AUTH_FILE"); env && env[0] == '/') auth_files.push_back(env);
+  auth_files.push_back("/run/containers/0/auth.json");
+}
 
 std::string Config::socket_path() const {
   return address.empty() ? path_join(state_dir, "berthd.sock") : address;
@@ -213,6 +238,9 @@ image::StoreOptions Config::store_options() const {
   image::StoreOptions o;
   o.root = root;
   o.registries = registries;
+  o.registry_config_dirs = image::split_path_list(registry_config_path);
+  o.auth_files = auth_files;
+  o.credential_helper_timeout = std::chrono::seconds(credential_helper_timeout_s);
   o.max_concurrent_downloads = max_concurrent_downloads;
   o.retries = retries;
   if (!platform.empty()) {
@@ -274,6 +302,7 @@ Config load_config_file(const std::string& path, Config cfg) {
         }
       }
     }
+    read_registry_sources(r, cfg);
     r.finish();
   }
   if (const toml::table* t = top.table("runtime")) read_runtime(*t, cfg, path);
@@ -321,7 +350,10 @@ const FlagSpec* find_flag(std::string_view name) {
 } // namespace
 
 std::string usage_text() {
-  std::string s = "Usage: berthd [OPTIONS]\n\nThe Berth CRI v1 daemon: images, pod sandboxes and containers (see berthd(8)).\n\n";
+  std::string s = "Usage: berthd [OPTIONS]\n       berthd config default\n       berthd config dump [OPTIONS]\n\n"
+                  "The Berth CRI v1 daemon: images, pod sandboxes and containers (see berthd(8)).\n"
+                  "\"config default\" prints the default configuration as TOML berthd loads; \"config dump\"\n"
+                  "prints the effective one (the file and the flags applied).\n\n";
   auto row = [&s](std::string_view left, std::string_view help) { s += fmt::format("  {:<32} {}\n", left, help); };
   for (auto& f : kFlags) row(fmt::format("--{} {}", f.name, f.arg), f.help);
   row("--version", "print the version and exit");
@@ -339,6 +371,13 @@ CommandLine parse_command_line(int argc, char** argv) {
     }
     if (a == "--version" || a == "-v") {
       cl.version = true;
+      continue;
+    }
+    if (a == "config" && cl.config_command.empty()) {
+      std::string_view what = i + 1 < argc ? std::string_view(argv[i + 1]) : std::string_view();
+      if (what != "default" && what != "dump") fail_usage("berthd config: say \"default\" or \"dump\" (see berthd --help)");
+      cl.config_command = std::string(what);
+      ++i;
       continue;
     }
     if (!starts_with(a, "--")) fail_usage("unexpected argument \"{}\" (see berthd --help)", a);

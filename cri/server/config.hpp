@@ -41,6 +41,11 @@ struct Config {
   std::string platform;                     // "os/arch[/variant]"; empty: the host's
   std::vector<std::string> pinned_images;   // normalised references reported as pinned
   std::vector<image::RegistryHost> registries;
+  // [image] registry_config_path: containerd's certs.d roots, ':'-separated as its
+  // config_path; auth_files: docker/podman credential files. Defaults in Config().
+  std::string registry_config_path;
+  std::vector<std::string> auth_files;
+  unsigned credential_helper_timeout_s = 10;
 
   // [runtime]: pods and containers.
   CgroupDriver cgroup_driver = CgroupDriver::cgroupfs;
@@ -81,10 +86,17 @@ struct CommandLine {
   std::string config_path = kDefaultConfigPath;
   bool config_given = false;   // an explicit --config must exist; the default may not
   bool help = false, version = false;
+  // "config default": print the defaults as TOML; "config dump": the effective
+  // configuration (file and flags applied) as TOML. Empty: run the daemon.
+  std::string config_command;
   std::vector<std::pair<std::string, std::string>> overrides;  // flag name -> value
 };
 CommandLine parse_command_line(int argc, char** argv);
 void apply_overrides(Config& cfg, const CommandLine& cl);
 std::string usage_text();
+
+// The configuration as a TOML file berthd loads (cri/server/config_dump.cpp), each key
+// with a comment saying what it does.
+std::string config_toml(const Config& cfg);
 
 } // namespace berth::cri

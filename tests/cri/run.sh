@@ -56,6 +56,9 @@ command -v protoc >/dev/null || missing+=(protobuf-compiler)
 [ -x /usr/bin/docker-registry ] || missing+=(docker-registry)
 command -v htpasswd >/dev/null || missing+=(apache2-utils)
 command -v openssl >/dev/null || missing+=(openssl)
+# test_registry_config.py: containerd's ctr and podman check the files berthd reads
+command -v ctr >/dev/null || missing+=(containerd)
+command -v podman >/dev/null || missing+=(podman)
 [ -x /bin/busybox ] || missing+=(busybox-static)
 # Real clients of the stream server: Go's spdystream (built into tests/cri/spdy_client at
 # test time) and Python's websocket-client.

@@ -159,7 +159,11 @@ class TokenServer:
 
 
 class Registry:
-    def __init__(self, workdir=None, port=None, users=None, token_auth=False, anonymous_pull=False, tls=False):
+    def __init__(self, workdir=None, port=None, users=None, token_auth=False, anonymous_pull=False, tls=False,
+                 client_auth=False, storage=None):
+        """client_auth: TLS that requires a client certificate signed by client_ca (the pair
+        client_cert/client_key is made for the test). storage: serve another registry's
+        storage directory (a mirror with the same content, or the same images over mTLS)."""
         self.owns_workdir = workdir is None
         self.workdir = workdir or tempfile.mkdtemp(prefix="berth-registry-")
         os.makedirs(self.workdir, exist_ok=True)
@@ -171,7 +175,11 @@ class Registry:
         self.url = f"{'https' if tls else 'http'}://{self.addr}"
         self.ca_file = os.path.join(self.workdir, "registry.crt") if tls else None
         self.key_file = os.path.join(self.workdir, "registry.key") if tls else None
-        self.storage = os.path.join(self.workdir, "storage")
+        self.storage = storage or os.path.join(self.workdir, "storage")
+        self.client_auth = client_auth
+        self.client_ca = os.path.join(self.workdir, "client-ca.crt") if client_auth else None
+        self.client_cert = os.path.join(self.workdir, "client.crt") if client_auth else None
+        self.client_key = os.path.join(self.workdir, "client.key") if client_auth else None
         self.config = os.path.join(self.workdir, "config.yml")
         self.log = os.path.join(self.workdir, "registry.log")
         self.proc = None
@@ -199,6 +207,9 @@ class Registry:
                             "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
                            check=True, capture_output=True)
             lines += ["  tls:", f"    certificate: {self.ca_file}", f"    key: {self.key_file}"]
+            if self.client_auth:
+                self._make_client_pair()
+                lines += ["    clientcas:", f"      - {self.client_ca}"]
         if self.token:
             lines += [
                 "auth:",
@@ -216,6 +227,17 @@ class Registry:
             lines += ["auth:", "  htpasswd:", "    realm: berth-test", f"    path: {path}"]
         with open(self.config, "w") as f:
             f.write("\n".join(lines) + "\n")
+
+    def _make_client_pair(self):
+        ca_key = os.path.join(self.workdir, "client-ca.key")
+        csr = os.path.join(self.workdir, "client.csr")
+        run = lambda *a: subprocess.run(list(a), check=True, capture_output=True)
+        run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", self.client_ca,
+            "-days", "2", "-subj", "/CN=berth-test-client-ca")
+        run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", self.client_key, "-out", csr,
+            "-subj", "/CN=berth-test-client")
+        run("openssl", "x509", "-req", "-in", csr, "-CA", self.client_ca, "-CAkey", ca_key, "-CAcreateserial",
+            "-out", self.client_cert, "-days", "2")
 
     def start(self, timeout=20):
         if self.token:
@@ -237,6 +259,8 @@ class Registry:
                 if self.tls:
                     import ssl
                     ctx = ssl.create_default_context(cafile=self.ca_file)
+                    if self.client_auth:
+                        ctx.load_cert_chain(self.client_cert, self.client_key)
                 urllib.request.urlopen(self.url + "/v2/", timeout=1, context=ctx).close()
                 break
             except urllib.error.HTTPError as e:

@@ -83,7 +83,7 @@ TEST(Registry, EndpointsMirrorsFirstThenTheHost) {
   EXPECT_TRUE(d[0].mirror);
   EXPECT_EQ(d[1].base_url, "https://mirror.example");
   EXPECT_EQ(d[2].base_url, "https://registry-1.docker.io");
-  EXPECT_EQ(d[2].ca_file, "/ca.pem");
+  EXPECT_EQ(d[2].ca_files, std::vector<std::string>{"/ca.pem"});
   auto p = resolve_endpoints(hosts, "plain.example:5000");
   ASSERT_EQ(p.size(), 1u);
   EXPECT_EQ(p[0].base_url, "http://plain.example:5000");
