@@ -5,8 +5,9 @@ operator relies on: ids, tables, JSON/YAML that parse, exit codes, logs and stre
 import json
 import os
 import re
-import select
+import queue
 import subprocess
+import threading
 import time
 
 import pytest
@@ -26,6 +27,44 @@ def ctl(world, *args, input=None, timeout=60, check=True):
     if check:
         assert p.returncode == 0, f"berthctl {' '.join(args)}: rc {p.returncode}\n{p.stdout}\n{p.stderr}"
     return p
+
+
+class Lines:
+    """A running berthctl whose stdout lines are read by a thread (select on a buffered pipe
+    would miss lines already buffered)."""
+
+    def __init__(self, world, *args):
+        self.proc = subprocess.Popen([BERTHCTL, "-r", "unix://" + world.berthd.socket] + list(args),
+                                     stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+        self.q = queue.Queue()
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.q.put(line)
+
+    def next(self, timeout=10):
+        try:
+            return self.q.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"no line from berthctl within {timeout}s") from None
+
+    def until(self, pattern, timeout=10):
+        """The lines read up to the first one matching `pattern` (whole line)."""
+        deadline = time.monotonic() + timeout
+        seen = []
+        while True:
+            line = self.next(max(0.1, deadline - time.monotonic()))
+            seen.append(line)
+            if re.fullmatch(pattern, line.rstrip("\n")):
+                return seen
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self.thread.join(5)
 
 
 def write_configs(world, tmp_path, command, fmt="json", name=None):
@@ -52,7 +91,7 @@ def run_container(world, tmp_path, command, fmt="json"):
 
 def test_version_info_and_usage_errors(world):
     out = ctl(world, "version").stdout
-    assert re.search(r"^Version:  \S+\nRuntimeName:  berthd\nRuntimeVersion:  \S+\nRuntimeApiVersion:  v1\n$", out)
+    assert re.search(r"^Version:  \S+\nRuntimeName:  berth\nRuntimeVersion:  \S+\nRuntimeApiVersion:  v1\n$", out)
     info = json.loads(ctl(world, "info").stdout)
     assert {c["type"] for c in info["status"]["conditions"]} >= {"RuntimeReady", "NetworkReady"}
     assert yaml.safe_load(ctl(world, "info", "-o", "yaml").stdout)["status"] == info["status"]
@@ -226,38 +265,23 @@ def test_logs_follow_picks_up_new_lines_across_rotation(world, tmp_path):
     _, cid, _ = run_container(world, tmp_path, ["sh", "-c", script])
     log = tmp_path / "logs" / "c.log"
     pod_lib.wait_for(lambda: log.exists() and "tick2" in log.read_text(), 10, what="the log")
-    proc = subprocess.Popen([BERTHCTL, "-r", "unix://" + world.berthd.socket, "logs", "-f", "--tail", "1", cid],
-                            stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    follow = Lines(world, "logs", "-f", "--tail", "1", cid)
     try:
-        def read_until(pattern, timeout=10):
-            deadline = time.monotonic() + timeout
-            seen = []
-            while time.monotonic() < deadline:
-                r, _, _ = select.select([proc.stdout], [], [], 0.5)
-                if r:
-                    line = proc.stdout.readline()
-                    seen.append(line)
-                    if re.fullmatch(pattern, line.strip()):
-                        return seen
-            raise AssertionError(f"no line matching {pattern} in {seen}")
-        first = read_until(r"tick\d+")
+        first = follow.until(r"tick\d+")
         n = int(first[-1].strip()[4:])
-        seen = read_until(rf"tick{n + 5}")
-        assert [int(s.strip()[4:]) for s in seen] == list(range(n + 1, n + 6))  # in order, none lost
+        seen = follow.until(rf"tick{n + 5}")
+        assert [int(x.strip()[4:]) for x in seen] == list(range(n + 1, n + 6))  # in order, none lost
         # Rotation as the kubelet does it: rename, then ReopenContainerLog.
         os.rename(log, str(log) + ".1")
         world.rt.ReopenContainerLog(world.pb2.ReopenContainerLogRequest(container_id=cid))
         pod_lib.wait_for(lambda: log.exists() and "tick" in log.read_text(), 10, what="the reopened log")
         fresh = int(log.read_text().split()[3][4:])
-        read_until(rf"tick{fresh + 3}")
+        follow.until(rf"tick{fresh + 3}")
         # The container stops: -f ends by itself.
         world.stop(cid)
-        proc.wait(timeout=10)
-        assert proc.returncode == 0
+        assert follow.proc.wait(timeout=10) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        follow.close()
 
 
 def cgroup_of(pid):
@@ -297,33 +321,27 @@ def test_stats_match_the_cgroup(world, tmp_path):
 
 
 def test_events_are_printed_while_a_container_starts(world, tmp_path):
-    proc = subprocess.Popen([BERTHCTL, "-r", "unix://" + world.berthd.socket, "events", "-o", "json"],
-                            stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    events = Lines(world, "events", "-o", "json")
     try:
         time.sleep(0.3)
-        _, cid, _ = run_container(world, tmp_path, ["sleep", "1000"])
+        pod_id, cid, _ = run_container(world, tmp_path, ["sleep", "1000"])
         kinds = []
-        deadline = time.monotonic() + 10
-        while "CONTAINER_STARTED_EVENT" not in kinds and time.monotonic() < deadline:
-            r, _, _ = select.select([proc.stdout], [], [], 0.5)
-            if r:
-                ev = json.loads(proc.stdout.readline())
-                if ev["containerId"] == cid:
-                    kinds.append(ev["containerEventType"])
-        assert kinds == ["CONTAINER_CREATED_EVENT", "CONTAINER_STARTED_EVENT"]
+        while True:
+            ev = json.loads(events.next())
+            kinds.append((ev["containerId"], ev["containerEventType"]))
+            if kinds[-1] == (cid, "CONTAINER_STARTED_EVENT"):
+                break
+        # The pod's own events name the pod's id, then the container's.
+        assert kinds == [(pod_id, "CONTAINER_CREATED_EVENT"), (pod_id, "CONTAINER_STARTED_EVENT"),
+                         (cid, "CONTAINER_CREATED_EVENT"), (cid, "CONTAINER_STARTED_EVENT")], kinds
     finally:
-        proc.kill()
-        proc.wait()
+        events.close()
     # The one-line form.
-    proc = subprocess.Popen([BERTHCTL, "-r", "unix://" + world.berthd.socket, "events"],
-                            stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    events = Lines(world, "events")
     try:
         time.sleep(0.3)
         ctl(world, "stop", cid)
-        r, _, _ = select.select([proc.stdout], [], [], 10)
-        assert r
-        line = proc.stdout.readline()
+        line = events.next()
         assert re.match(rf"^\S+Z CONTAINER_STOPPED_EVENT container={cid} pod=berth-test/pod-", line), line
     finally:
-        proc.kill()
-        proc.wait()
+        events.close()
