@@ -6,6 +6,7 @@ import json
 import os
 import re
 import queue
+import select
 import subprocess
 import threading
 import time
@@ -345,3 +346,47 @@ def test_events_are_printed_while_a_container_starts(world, tmp_path):
         assert re.match(rf"^\S+Z CONTAINER_STOPPED_EVENT container={cid} pod=berth-test/pod-", line), line
     finally:
         events.close()
+
+
+def test_exec_tty_raw_mode_and_resize(world, tmp_path):
+    import fcntl
+    import pty
+    import signal
+    import struct
+    import termios
+    _, cid, _ = run_container(world, tmp_path, ["sleep", "1000"])
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    proc = subprocess.Popen([BERTHCTL, "-r", "unix://" + world.berthd.socket, "exec", "-it", cid, "sh"],
+                            stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+    os.close(slave)
+    seen = b""
+
+    def read_until(needle, timeout=10):
+        nonlocal seen
+        deadline = time.monotonic() + timeout
+        while needle not in seen:
+            assert time.monotonic() < deadline, f"no {needle!r} in {seen!r}"
+            r, _, _ = select.select([master], [], [], 0.2)
+            if r:
+                try:
+                    seen += os.read(master, 4096)
+                except OSError:
+                    break
+        return seen
+    try:
+        os.write(master, b"stty size\n")
+        read_until(b"24 80")
+        # The local terminal is raw while the session runs: no local echo or line editing.
+        assert not termios.tcgetattr(master)[3] & termios.ECHO
+        fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+        proc.send_signal(signal.SIGWINCH)
+        time.sleep(0.5)
+        os.write(master, b"stty size; exit 3\n")
+        read_until(b"40 120")
+        assert proc.wait(timeout=10) == 3
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
