@@ -3,6 +3,7 @@
 #include <functional>
 #include <iostream>
 #include <memory>
+#include <tuple>
 
 #include <CLI/CLI.hpp>
 
@@ -102,18 +103,16 @@ int run(int argc, char** argv) {
   rmi->add_flag("--all,-a", o.all, "Remove every image");
   rmi->add_flag("--prune,-q", o.prune, "Remove every image no container uses");
 
-  auto* inspect = verb(app, chosen, "inspect", "A container's status (verbose)",
-                       [&](Client& c) { return cmd_inspect(c, o.ids, o.output); });
-  inspect->add_option("id", o.ids, "Container ids")->required();
-  inspect->add_option("--output,-o", o.output, "json or yaml");
-  auto* inspectp = verb(app, chosen, "inspectp", "A pod's status (verbose)",
-                        [&](Client& c) { return cmd_inspectp(c, o.ids, o.output); });
-  inspectp->add_option("id", o.ids, "Pod ids")->required();
-  inspectp->add_option("--output,-o", o.output, "json or yaml");
-  auto* inspecti = verb(app, chosen, "inspecti", "An image's status (verbose)",
-                        [&](Client& c) { return cmd_inspecti(c, o.ids, o.output); });
-  inspecti->add_option("image", o.ids, "Image ids or references")->required();
-  inspecti->add_option("--output,-o", o.output, "json or yaml");
+  using Inspect = int (*)(Client&, const std::vector<std::string>&, const std::string&);
+  for (auto [name, about, arg, fn] : {std::tuple{"inspect", "A container's status (verbose)", "Container ids",
+                                                 Inspect{cmd_inspect}},
+                                      std::tuple{"inspectp", "A pod's status (verbose)", "Pod ids", Inspect{cmd_inspectp}},
+                                      std::tuple{"inspecti", "An image's status (verbose)", "Image ids or references",
+                                                 Inspect{cmd_inspecti}}}) {
+    auto* sub = verb(app, chosen, name, about, [&o, fn = fn](Client& c) { return fn(c, o.ids, o.output); });
+    sub->add_option("id", o.ids, arg)->required();
+    sub->add_option("--output,-o", o.output, "json or yaml");
+  }
 
   auto* logs = verb(app, chosen, "logs", "A container's log", [&](Client& c) { return cmd_logs(c, o.logs); });
   logs->add_option("id", o.logs.container, "Container id")->required();

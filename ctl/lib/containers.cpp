@@ -205,9 +205,7 @@ int cmd_inspect(Client& c, const std::vector<std::string>& ids, const std::strin
     req.set_verbose(true);
     cri::ContainerStatusResponse resp;
     BERTHCTL_CALL(c, runtime, ContainerStatus, req, resp);
-    nlohmann::json j = {{"status", to_json(resp.status())}};
-    for (const auto& [k, v] : resp.info()) j[k] = info_value(v);
-    print_tree(std::cout, j, f);
+    print_status(std::cout, resp.status(), resp.info(), f);
   }
   return 0;
 }

@@ -189,9 +189,7 @@ int cmd_inspecti(Client& c, const std::vector<std::string>& refs, const std::str
   for (const auto& ref : refs) {
     cri::ImageStatusResponse resp;
     if (!image_status(c, ref, true, &resp)) throw std::runtime_error(fmt::format("no such image {}", ref));
-    nlohmann::json j = {{"status", to_json(resp.image())}};
-    for (const auto& [k, v] : resp.info()) j[k] = info_value(v);
-    print_tree(std::cout, j, f);
+    print_status(std::cout, resp.image(), resp.info(), f);
   }
   return 0;
 }

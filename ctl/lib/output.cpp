@@ -91,12 +91,6 @@ void emit(YAML::Emitter& e, const nlohmann::json& j) {
 
 } // namespace
 
-// Verbose info values are JSON documents; anything else is kept as a string.
-nlohmann::json info_value(const std::string& v) {
-  auto j = nlohmann::json::parse(v, nullptr, false);
-  return j.is_discarded() ? nlohmann::json(v) : j;
-}
-
 std::string to_yaml(const nlohmann::json& j) {
   YAML::Emitter e;
   emit(e, j);
@@ -106,6 +100,16 @@ std::string to_yaml(const nlohmann::json& j) {
 void print_tree(std::ostream& out, const nlohmann::json& j, Format f) {
   if (f == Format::yaml) out << to_yaml(j);
   else out << j.dump(2) << '\n';
+}
+
+void print_status(std::ostream& out, const google::protobuf::Message& status,
+                  const google::protobuf::Map<std::string, std::string>& info, Format f) {
+  nlohmann::json j = {{"status", to_json(status)}};
+  for (const auto& [k, v] : info) {
+    auto parsed = nlohmann::json::parse(v, nullptr, false);
+    j[k] = parsed.is_discarded() ? nlohmann::json(v) : parsed;
+  }
+  print_tree(out, j, f);
 }
 
 std::string human_size(double size) {

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include <google/protobuf/map.h>
 #include <google/protobuf/message.h>
 #include <nlohmann/json.hpp>
 
@@ -34,8 +35,10 @@ nlohmann::json to_json(const google::protobuf::Message& m);
 // Prints `j` as indented JSON or as YAML, with a trailing newline.
 void print_tree(std::ostream& out, const nlohmann::json& j, Format f);
 std::string to_yaml(const nlohmann::json& j);
-// A verbose "info" value: parsed when it is JSON, else the string.
-nlohmann::json info_value(const std::string& v);
+// A verbose status reply as crictl prints it: {"status": ..., <info key>: <value>...},
+// each info value parsed when it is JSON.
+void print_status(std::ostream& out, const google::protobuf::Message& status,
+                  const google::protobuf::Map<std::string, std::string>& info, Format f);
 
 // Docker's units.HumanSizeWithPrecision(n, 3), as crictl prints sizes: "1.24MB", "834kB".
 std::string human_size(double bytes);

@@ -124,9 +124,7 @@ int cmd_inspectp(Client& c, const std::vector<std::string>& ids, const std::stri
     req.set_verbose(true);
     cri::PodSandboxStatusResponse resp;
     BERTHCTL_CALL(c, runtime, PodSandboxStatus, req, resp);
-    nlohmann::json j = {{"status", to_json(resp.status())}};
-    for (const auto& [k, v] : resp.info()) j[k] = info_value(v);
-    print_tree(std::cout, j, f);
+    print_status(std::cout, resp.status(), resp.info(), f);
   }
   return 0;
 }

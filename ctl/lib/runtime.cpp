@@ -36,9 +36,7 @@ int cmd_info(Client& c, const std::string& output) {
   req.set_verbose(true);
   cri::StatusResponse resp;
   BERTHCTL_CALL(c, runtime, Status, req, resp);
-  nlohmann::json j = {{"status", to_json(resp.status())}};
-  for (const auto& [k, v] : resp.info()) j[k] = info_value(v);
-  print_tree(std::cout, j, f);
+  print_status(std::cout, resp.status(), resp.info(), f);
   return 0;
 }
 

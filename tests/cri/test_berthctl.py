@@ -311,12 +311,16 @@ def test_stats_match_the_cgroup(world, tmp_path):
     if os.path.exists(mem_current):
         ws = int(stats[0]["memory"]["workingSetBytes"]["value"])
         assert 0 < ws <= int(open(mem_current).read()) + (1 << 20)
-    # The table: a busy loop shows near 100% of one core over the 1 s between samples.
+    # The table: CPU % over the 1 s between the two samples, which lie inside the window in
+    # which the cgroup's own counter grew by `grown` (a loaded machine gives the loop less
+    # than a core: bound it by the cgroup, not by 100%).
+    before = usage_ns()
     table = ctl(world, "stats").stdout.splitlines()
+    grown = usage_ns() - before
     assert re.match(r"^CONTAINER\s{3,}NAME\s{3,}CPU %\s{3,}MEM\s{3,}DISK\s{3,}INODES$", table[0])
     row = table[1].split()
     assert row[0] == cid[:13]
-    assert 50 <= float(row[2]) <= 110, table
+    assert 0 < float(row[2]) / 100 * 0.95e9 <= grown, (table, grown)
     pods = ctl(world, "statsp").stdout.splitlines()
     assert pods[0].split()[:3] == ["POD", "POD", "ID"] and len(pods) == 2
 
