@@ -53,7 +53,6 @@ int run(int argc, char** argv) {
                  "CRI image endpoint (default $IMAGE_SERVICE_ENDPOINT, else the runtime endpoint)");
   app.add_option("--timeout,-t", o.global.timeout_seconds, "Timeout of an RPC in seconds (default 2)")
       ->check(CLI::PositiveNumber);
-  app.add_flag("--debug,-D", o.global.debug, "Print debug output");
 
   verb(app, chosen, "version", "The runtime's name and version", [](Client& c) { return cmd_version(c); });
   auto* info = verb(app, chosen, "info", "The runtime's status and configuration",

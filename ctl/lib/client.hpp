@@ -22,7 +22,6 @@ struct GlobalOptions {
   std::string runtime_endpoint;  // "" = $CONTAINER_RUNTIME_ENDPOINT, else berthd's socket
   std::string image_endpoint;    // "" = $IMAGE_SERVICE_ENDPOINT, else the runtime endpoint
   double timeout_seconds = 2;    // crictl's default
-  bool debug = false;
 };
 
 // A failed RPC: "<Method>: <CODE>: <message>". main() exits 1 on it.

@@ -135,15 +135,13 @@ int stream(const std::string& url, bool stdin_, bool tty, int timeout_ms) {
       }
     }
     msgs.clear();
+    if (g_resized) {  // also when the signal came outside poll()
+      g_resized = 0;
+      send_size(conn.fd);
+    }
     pollfd fds[2] = {{conn.fd, POLLIN, 0}, {STDIN_FILENO, POLLIN, 0}};
     int n = ::poll(fds, stdin_open ? 2 : 1, -1);
-    if (n < 0 && errno == EINTR) {
-      if (g_resized) {
-        g_resized = 0;
-        send_size(conn.fd);
-      }
-      continue;
-    }
+    if (n < 0 && errno == EINTR) continue;
     if (n < 0) throw std::runtime_error(fmt::format("stream: poll: {}", std::strerror(errno)));
     if (stdin_open && (fds[1].revents & (POLLIN | POLLHUP | POLLERR))) {
       char buf[32768];
