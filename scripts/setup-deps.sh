@@ -13,6 +13,8 @@ packages=(
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libtomlplusplus-dev libyaml-cpp-dev libcurl4-openssl-dev libarchive-dev libzstd-dev
   libssl-dev libsqlite3-dev libmicrohttpd-dev nettle-dev
+  # ctl/: berthctl's command line
+  libcli11-dev
   # tests of cri/ and agent/: a local registry, image push, a Python gRPC client
   docker-registry skopeo apache2-utils python3-grpcio python3-protobuf python3-yaml containerd
   # tests/cri/test_registry_config.py: podman writes the auth.json berthd reads

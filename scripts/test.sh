@@ -15,6 +15,7 @@ echo "== unit tests"
 ./build/shim/shim-unit-tests --gtest_brief=1 --gtest_output="xml:$results/shim-unit.xml" || status=1
 ./build/cni/cni-unit-tests --gtest_brief=1 --gtest_output="xml:$results/cni-unit.xml" || status=1
 ./build/agent/agent-unit-tests --gtest_brief=1 --gtest_output="xml:$results/agent-unit.xml" || status=1
+./build/ctl/ctl-unit-tests --gtest_brief=1 --gtest_output="xml:$results/ctl-unit.xml" || status=1
 # berthd's stream codecs (SPDY, WebSocket): unit tests, then bounded fuzzing
 ./build/cri/stream/tests/stream-unit-tests --gtest_brief=1 --gtest_output="xml:$results/stream-unit.xml" || status=1
 ./build/cri/stream/tests/stream-fuzz-tests --gtest_brief=1 --gtest_output="xml:$results/stream-fuzz.xml" || status=1

@@ -48,7 +48,8 @@ if [ "${AGENT_IN_NS:-}" = 1 ]; then
   BERTH=$(suite_snapshot_binary "$repo/build/runtime/berth" "$root" agent/run.sh)
   BERTH_SHIM=$(suite_snapshot_binary "$repo/build/shim/berth-shim" "$root" agent/run.sh)
   BERTH_PAUSE=$(suite_snapshot_binary "$repo/build/cri/pause/berth-pause" "$root" agent/run.sh)
-  export BERTHLET BERTHD BERTH BERTH_SHIM BERTH_PAUSE
+  BERTHCTL=$(suite_snapshot_binary "$repo/build/ctl/berthctl" "$root" agent/run.sh)
+  export BERTHLET BERTHD BERTH BERTH_SHIM BERTH_PAUSE BERTHCTL
   cd "$repo"
   suite_pytest_paths "$here" "$@"
   # bench/berthlet.sh runs its benchmark in this same world (AGENT_COMMAND).

@@ -41,7 +41,8 @@ if [ "${CRI_IN_NS:-}" = 1 ]; then
   BERTH_SHIM=$(suite_snapshot_binary "$repo/build/shim/berth-shim" "$root" cri/run.sh)
   BERTH_PAUSE=$(suite_snapshot_binary "$repo/build/cri/pause/berth-pause" "$root" cri/run.sh)
   BERTH_BRIDGE=$(suite_snapshot_binary "$repo/build/cni/berth-bridge" "$root" cri/run.sh)
-  export BERTHD BERTH BERTH_SHIM BERTH_PAUSE BERTH_BRIDGE
+  BERTHCTL=$(suite_snapshot_binary "$repo/build/ctl/berthctl" "$root" cri/run.sh)
+  export BERTHD BERTH BERTH_SHIM BERTH_PAUSE BERTH_BRIDGE BERTHCTL
   cd "$repo"
   suite_pytest_paths "$here" "$@"
   "$PY" -m pytest -q -p no:cacheprovider "${SUITE_PATHS[@]}" "$@"

@@ -16,7 +16,7 @@ HERE = Path(__file__).resolve().parent
 
 SBIN = ["berth", "berth-systemd", "berth-shim", "berthd", "berthlet"]
 MAN8 = SBIN + ["berth-bridge", "berth-cni"]
-COMPLETIONS = ["berth", "berthd", "berthlet", "berth-shim", "berth-cni"]
+COMPLETIONS = ["berth", "berthd", "berthlet", "berth-shim", "berth-cni", "berthctl"]
 UNITS = ["berthd.service", "berthlet.service"]
 CONFFILES = ["/etc/berth/berthd.toml", "/etc/berth/berthlet.yaml"]
 CNI_PLUGIN = "/usr/lib/cni/berth-bridge"
@@ -25,7 +25,7 @@ CONFLIST = "/usr/share/doc/berth/examples/10-berth.conflist"
 # bookworm's systemd.pc and dh_installsystemd: /lib/systemd/system; later: /usr/lib/...
 UNIT_DIRS = ["/lib/systemd/system", "/usr/lib/systemd/system"]
 # What a real install puts on the system; none of it may reach the host.
-INSTALLED = ([f"/usr/sbin/{b}" for b in SBIN] + ["/usr/bin/berth-cni", "/usr/libexec/berth/berth-pause",
+INSTALLED = ([f"/usr/sbin/{b}" for b in SBIN] + ["/usr/bin/berth-cni", "/usr/bin/berthctl", "/usr/libexec/berth/berth-pause",
              CNI_PLUGIN, CNI_LINK, CONFLIST] + CONFFILES + [f"/lib/systemd/system/{u}" for u in UNITS])
 
 
@@ -79,6 +79,7 @@ def test_binaries_units_man_pages_completions(contents):
     expected = [f"/usr/sbin/{b}" for b in SBIN] + ["/usr/bin/berth-cni", "/usr/libexec/berth/berth-pause"]
     expected += [f"{unit_dir(contents)}/{u}" for u in UNITS]
     expected += [f"/usr/share/man/man8/{m}.8.gz" for m in MAN8]
+    expected += ["/usr/bin/berthctl", "/usr/share/man/man1/berthctl.1.gz"]
     expected += [f"/usr/share/bash-completion/completions/{c}" for c in COMPLETIONS]
     expected += CONFFILES + [CNI_PLUGIN, CONFLIST]
     missing = [p for p in expected if contents.get(p, ("?",))[0] != "-"]
@@ -133,6 +134,9 @@ def test_extracted_binaries_run(extracted, control, tmp_path):
         assert version in out, f"{b} --version: {out}"
         # The package is built from a copy without .git: the commit travels in .git-commit.
         assert re.search(r"^commit: [0-9a-f]{7,40}(-dirty)?$", out, re.M), f"{b} --version: {out}"
+    for b in ("berthctl", "berth-cni"):
+        out = run(extracted / "usr/bin" / b, "--version").stdout
+        assert version in out and "commit: " in out, f"{b} --version: {out}"
     # Static-pie binaries survive dh_strip and dh_shlibdeps: no interpreter, and berth
     # still does real work (its spec).
     for b in ("usr/sbin/berth", "usr/sbin/berth-shim", "usr/lib/cni/berth-bridge"):
