@@ -1,6 +1,7 @@
 // Container lifecycle steps of a pod worker: image pulls, create and start, hooks, stop,
 // and the teardown of a whole pod.
 #include "agent/lib/pod_worker.hpp"
+#include "agent/lib/metrics.hpp"
 
 #include <fcntl.h>
 
@@ -88,6 +89,7 @@ void PodWorker::start_container(const Container& c, uint32_t attempt) {
     notify(); // the runtime records the failed start as an exit: restart through the back-off
     return;
   }
+  if (attempt > 0) agent_metrics().container_restarts.inc();
   log_info("pod {}: Started container {} (attempt {}, id {})", full_name_, c.name, attempt, id.substr(0, 13));
   if (c.post_start) {
     std::string error;

@@ -2,6 +2,7 @@
 #include "agent/lib/pod_worker.hpp"
 
 #include "agent/lib/log.hpp"
+#include "agent/lib/metrics.hpp"
 
 namespace berth::agent {
 
@@ -48,6 +49,9 @@ void PodWorker::run_probes() {
       } catch (const std::exception& e) {
         out = {ProbeResult::failure, e.what()};
       }
+      static const char* const types[] = {"Startup", "Liveness", "Readiness"};
+      const char* type = t.kind() == ProbeKind::startup ? types[0] : t.kind() == ProbeKind::liveness ? types[1] : types[2];
+      agent_metrics().probes.with({type, out.result == ProbeResult::success ? "successful" : "failed"}).inc();
       if (out.result == ProbeResult::failure)
         log_info("pod {}: {} probe of {} failed: {}", full_name_, probe_kind_name(t.kind()), c.name, out.message);
       if (t.record(out.result, Clock::now()))
