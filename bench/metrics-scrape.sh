@@ -1,8 +1,9 @@
 #!/bin/bash
 # Scrape time of berthd's /metrics with 100 running pods, vs containerd 1.6's /v1/metrics
-# with the same pods (median, p99 over 1000 scrapes; target: berthd < 1 ms).
+# with the same pods (median, p99 over 1000 scrapes of berthd, 30 of containerd, whose
+# scrape takes about a second; target: berthd < 1 ms).
 #
-#   sudo bench/metrics-scrape.sh [--pods N] [--scrapes N] [--daemons berthd,containerd] [--out results.json]
+#   sudo bench/metrics-scrape.sh [--pods N] [--scrapes N] [--peer-scrapes N] [--daemons berthd,containerd] [--out F]
 #
 # Needs what bench/cri-runtime.sh needs (containerd, runc, docker-registry, CNI plugins,
 # python3-grpcio, protoc + grpc plugin, busybox-static); installs what is missing. Both

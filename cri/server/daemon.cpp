@@ -23,6 +23,7 @@
 #include "common/daemon_log.hpp"
 #include "cri/server/image_service.hpp"
 #include "cri/server/metrics.hpp"
+#include "cri/stream/mhd_lazy.hpp"
 #include "cri/server/runtime_service.hpp"
 
 namespace berth::cri {
@@ -211,8 +212,8 @@ int run_daemon(const Config& cfg) {
   std::unique_ptr<MetricsServer> metrics_server;
   if (!cfg.metrics_address.empty()) {
     metrics_server = std::make_unique<MetricsServer>(daemon_metrics().registry, cfg.metrics_address);
-    auto host = split_host_port(cfg.metrics_address).first;
-    if (host != "127.0.0.1" && host != "::1" && host.rfind("127.", 0) != 0)
+    auto [host, port] = split_host_port(cfg.metrics_address);
+    if (!stream::sock_addr(host, port)->loopback)
       dlog::warn("metrics endpoint listens beyond loopback: anyone who reaches it reads berthd's metrics",
                  {{"address", cfg.metrics_address}});
     dlog::info("serving metrics", {{"address", cfg.metrics_address}, {"port", std::to_string(metrics_server->port())}});

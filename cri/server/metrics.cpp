@@ -1,12 +1,8 @@
 #include "cri/server/metrics.hpp"
 
-#include <arpa/inet.h>
 #include <dirent.h>
-#include <netinet/in.h>
 #include <sys/statvfs.h>
 
-#include <cstdarg>
-#include <cstdio>
 #include <cstring>
 #include <set>
 
@@ -141,12 +137,13 @@ const char* code_name(grpc::StatusCode c) {
   return i >= 0 && i < 17 ? names[i] : "Unknown";
 }
 
-const char* type_name(grpc::internal::RpcMethod::RpcType t) {
+const char* type_name(grpc::experimental::ServerRpcInfo::Type t) {
+  using Type = grpc::experimental::ServerRpcInfo::Type;
   switch (t) {
-    case grpc::internal::RpcMethod::NORMAL_RPC: return "unary";
-    case grpc::internal::RpcMethod::CLIENT_STREAMING: return "client_stream";
-    case grpc::internal::RpcMethod::SERVER_STREAMING: return "server_stream";
-    case grpc::internal::RpcMethod::BIDI_STREAMING: return "bidi_stream";
+    case Type::UNARY: return "unary";
+    case Type::CLIENT_STREAMING: return "client_stream";
+    case Type::SERVER_STREAMING: return "server_stream";
+    case Type::BIDI_STREAMING: return "bidi_stream";
   }
   return "unary";
 }
@@ -179,7 +176,7 @@ public:
     } else {
       service_ = method_ = "unknown";
     }
-    type_ = type_name(static_cast<grpc::internal::RpcMethod::RpcType>(info->type()));
+    type_ = type_name(info->type());
     daemon_metrics().grpc_started.with({type_, service_, method_}).inc();
   }
   ~MetricsInterceptor() override {
@@ -240,9 +237,7 @@ std::pair<std::string, uint16_t> split_host_port(const std::string& address) {
   }
   auto n = parse_uint(port);
   if (!n || *n > 65535) fail_code(EINVAL, "{:?}: the port is not a number up to 65535", address);
-  in6_addr a6;
-  in_addr a4;
-  if (inet_pton(AF_INET, host.c_str(), &a4) != 1 && inet_pton(AF_INET6, host.c_str(), &a6) != 1)
+  if (!stream::sock_addr(host, 0))
     fail_code(EINVAL, "{:?}: {:?} is not an IP address", address, host);
   return {host, static_cast<uint16_t>(*n)};
 }
@@ -281,40 +276,18 @@ MHD_Result handle(void* cls, MHD_Connection* conn, const char* url, const char* 
   }
 }
 
-void mhd_log(void*, const char* format, va_list ap) {
-  static std::mutex mu;
-  static std::chrono::steady_clock::time_point last{};
-  char buf[512];
-  std::vsnprintf(buf, sizeof buf, format, ap);
-  std::lock_guard lk(mu);
-  auto now = std::chrono::steady_clock::now();
-  if (last != std::chrono::steady_clock::time_point{} && now - last < std::chrono::seconds(10)) return;
-  last = now;
-  dlog::warn("metrics endpoint", {{"error", trim(buf)}});
-}
-
 } // namespace
 
 MetricsServer::MetricsServer(const metrics::Registry& registry, const std::string& address) : registry_(registry) {
   auto [host, port] = split_host_port(address);
-  const stream::MhdApi* mhd = mhd_api();
-  sockaddr_in a4{};
-  sockaddr_in6 a6{};
-  const sockaddr* sa;
+  auto addr = stream::sock_addr(host, port);
+  if (!addr) fail_code(EINVAL, "metrics endpoint: {:?} is not an IP address", host);
   unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
-  if (inet_pton(AF_INET, host.c_str(), &a4.sin_addr) == 1) {
-    a4.sin_family = AF_INET;
-    a4.sin_port = htons(port);
-    sa = reinterpret_cast<const sockaddr*>(&a4);
-  } else {
-    inet_pton(AF_INET6, host.c_str(), &a6.sin6_addr);
-    a6.sin6_family = AF_INET6;
-    a6.sin6_port = htons(port);
-    sa = reinterpret_cast<const sockaddr*>(&a6);
-    flags |= MHD_USE_IPv6;
-  }
+  if (addr->v6) flags |= MHD_USE_IPv6;
+  const stream::MhdApi* mhd = mhd_api();
   daemon_ = mhd->start_daemon(flags, port, nullptr, nullptr, &handle, const_cast<metrics::Registry*>(&registry_),
-                              MHD_OPTION_EXTERNAL_LOGGER, &mhd_log, nullptr, MHD_OPTION_SOCK_ADDR, sa,
+                              MHD_OPTION_EXTERNAL_LOGGER, &stream::mhd_log, const_cast<char*>("metrics endpoint"),
+                              MHD_OPTION_SOCK_ADDR, addr->get(),
                               MHD_OPTION_CONNECTION_LIMIT, kMaxConnections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
                               kMaxConnections, MHD_OPTION_CONNECTION_TIMEOUT, kConnectionTimeoutSeconds,
                               MHD_OPTION_CONNECTION_MEMORY_LIMIT, static_cast<size_t>(16 * 1024), MHD_OPTION_END);

@@ -4,6 +4,7 @@
 // the opt-in HTTP endpoint ([metrics] address) serving GET /metrics.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <string>
 

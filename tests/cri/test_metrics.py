@@ -3,9 +3,11 @@ real berthd: known RPCs are made (pulls from the local registry, pods, container
 failing call), /metrics is scraped and parsed strictly (tests/lib/prom_text.py), and
 every figure is checked against what the test did. Off by default."""
 
+import contextlib
 import json
 import os
 import re
+import signal
 import time
 import urllib.request
 
@@ -183,3 +185,33 @@ def test_bad_metrics_address_is_refused(make_berthd, address, problem):
     r = run_berthd(["--config", b.config_path])
     assert r.returncode != 0
     assert "metrics.address" in r.stderr and problem in r.stderr, r.stderr
+
+
+def test_health_watch_turns_not_serving_at_shutdown(make_berthd):
+    b = make_berthd().start()
+    with grpc.insecure_channel("unix://" + b.socket) as ch:
+        stream = ch.unary_stream("/grpc.health.v1.Health/Watch")(b"", timeout=30)
+        assert next(stream) == b"\x08\x01"  # SERVING
+        b.proc.send_signal(signal.SIGTERM)
+        seen = []
+        with contextlib.suppress(grpc.RpcError):  # the stream ends with the server
+            for msg in stream:
+                seen.append(msg)
+        assert b"\x08\x02" in seen, seen  # NOT_SERVING
+    assert b.proc.wait(timeout=30) == 0
+
+
+def test_streaming_calls_are_counted_by_type(metrics_world):
+    w = metrics_world
+    port = metrics_port(w.berthd)
+    before = scrape(port)
+    events = w.rt.GetContainerEvents(w.pb2.GetEventsRequest(), timeout=0.5)
+    with pytest.raises(grpc.RpcError) as e:
+        for _ in events:
+            pass
+    assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    labels = dict(grpc_type="server_stream", grpc_service=RT, grpc_method="GetContainerEvents")
+    pod_lib.wait_for(lambda: prom_text.value(scrape(port), "grpc_server_handling_seconds_count", 0, **labels)
+                     - prom_text.value(before, "grpc_server_handling_seconds_count", 0, **labels) == 1,
+                     what="the ended event stream counted")
+    assert prom_text.value(scrape(port), "grpc_server_started_total", **labels) >= 1
