@@ -1,13 +1,13 @@
 // Container lifecycle steps of a pod worker: image pulls, create and start, hooks, stop,
 // and the teardown of a whole pod.
 #include "agent/lib/pod_worker.hpp"
-#include "agent/lib/metrics.hpp"
 
 #include <fcntl.h>
 
 #include "agent/lib/cri_convert.hpp"
 #include "agent/lib/fs_beneath.hpp"
 #include "agent/lib/log.hpp"
+#include "agent/lib/metrics.hpp"
 #include "agent/lib/pod_cgroup.hpp"
 #include "agent/lib/volumes.hpp"
 #include "common/error.hpp"

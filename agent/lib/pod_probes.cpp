@@ -5,6 +5,19 @@
 #include "agent/lib/metrics.hpp"
 
 namespace berth::agent {
+namespace {
+
+// prober_probe_total's probe_type, as the kubelet writes it.
+const char* probe_type_label(ProbeKind k) {
+  switch (k) {
+    case ProbeKind::startup: return "Startup";
+    case ProbeKind::liveness: return "Liveness";
+    case ProbeKind::readiness: return "Readiness";
+  }
+  return "Unknown";
+}
+
+} // namespace
 
 void PodWorker::run_probes() {
   const auto& pod = manifest_->pod;
@@ -49,9 +62,8 @@ void PodWorker::run_probes() {
       } catch (const std::exception& e) {
         out = {ProbeResult::failure, e.what()};
       }
-      static const char* const types[] = {"Startup", "Liveness", "Readiness"};
-      const char* type = t.kind() == ProbeKind::startup ? types[0] : t.kind() == ProbeKind::liveness ? types[1] : types[2];
-      agent_metrics().probes.with({type, out.result == ProbeResult::success ? "successful" : "failed"}).inc();
+      agent_metrics().probes.with({probe_type_label(t.kind()), out.result == ProbeResult::success ? "successful" : "failed"})
+          .inc();
       if (out.result == ProbeResult::failure)
         log_info("pod {}: {} probe of {} failed: {}", full_name_, probe_kind_name(t.kind()), c.name, out.message);
       if (t.record(out.result, Clock::now()))

@@ -80,7 +80,6 @@ void mhd_log(void*, const char* fmt, va_list ap) {
 } // namespace
 
 StatusServer::StatusServer(const StatusStore& store, const std::string& address, int port) : store_(store) {
-  add_status_collector(agent_metrics(), store_);
   struct sockaddr_in6 a6 = {};
   struct sockaddr_in a4 = {};
   const struct sockaddr* sa;
