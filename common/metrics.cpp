@@ -136,36 +136,11 @@ const std::vector<double>& long_latency_buckets() {
   return b;
 }
 
-namespace {
-
-Labels zip(const std::vector<std::string>& names, const std::vector<std::string>& values) {
+Labels FamilyBase::labels_of(const std::vector<std::string>& values) const {
   Labels l;
-  l.reserve(names.size());
-  for (size_t i = 0; i < names.size(); i++) l.emplace_back(names[i], values[i]);
+  l.reserve(label_names_.size());
+  for (size_t i = 0; i < label_names_.size(); i++) l.emplace_back(label_names_[i], values[i]);
   return l;
-}
-
-} // namespace
-
-template <>
-void Family<Counter>::write(Writer& w) const {
-  w.header(name_, help_, type_);
-  std::lock_guard lk(mu_);
-  for (const auto& [values, c] : children_) w.sample(name_, zip(label_names_, values), c->value());
-}
-
-template <>
-void Family<Gauge>::write(Writer& w) const {
-  w.header(name_, help_, type_);
-  std::lock_guard lk(mu_);
-  for (const auto& [values, g] : children_) w.sample(name_, zip(label_names_, values), g->value());
-}
-
-template <>
-void Family<Histogram>::write(Writer& w) const {
-  w.header(name_, help_, type_);
-  std::lock_guard lk(mu_);
-  for (const auto& [values, h] : children_) h->write(w, name_, zip(label_names_, values));
 }
 
 Family<Counter>& Registry::counter(std::string name, std::string help, std::vector<std::string> labels) {

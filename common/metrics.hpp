@@ -45,6 +45,7 @@ class Counter {
 public:
   void inc(uint64_t n = 1) { v_.fetch_add(n, std::memory_order_relaxed); }
   uint64_t value() const { return v_.load(std::memory_order_relaxed); }
+  void write(Writer& w, std::string_view name, const Labels& labels) const { w.sample(name, labels, value()); }
 
 private:
   std::atomic<uint64_t> v_{0};
@@ -55,6 +56,7 @@ public:
   void set(double v) { v_.store(v, std::memory_order_relaxed); }
   void add(double d) { v_.fetch_add(d, std::memory_order_relaxed); }
   double value() const { return v_.load(std::memory_order_relaxed); }
+  void write(Writer& w, std::string_view name, const Labels& labels) const { w.sample(name, labels, value()); }
 
 private:
   std::atomic<double> v_{0};
@@ -93,6 +95,7 @@ public:
   static constexpr size_t kMaxSeries = 512;
 
 protected:
+  Labels labels_of(const std::vector<std::string>& values) const;
   std::string name_, help_;
   std::vector<std::string> label_names_;
 };
@@ -120,7 +123,11 @@ public:
     return *slot;
   }
 
-  void write(Writer& w) const override;
+  void write(Writer& w) const override {
+    w.header(name_, help_, type_);
+    std::lock_guard lk(mu_);
+    for (const auto& [values, child] : children_) child->write(w, name_, labels_of(values));
+  }
 
 private:
   std::string type_;
@@ -128,10 +135,6 @@ private:
   mutable std::mutex mu_;
   std::map<std::vector<std::string>, std::unique_ptr<T>> children_;
 };
-
-template <> void Family<Counter>::write(Writer& w) const;
-template <> void Family<Gauge>::write(Writer& w) const;
-template <> void Family<Histogram>::write(Writer& w) const;
 
 class Registry {
 public:
