@@ -13,6 +13,7 @@
 
 #include "agent/lib/agent.hpp"
 #include "agent/lib/log.hpp"
+#include "agent/lib/metrics.hpp"
 #include "agent/lib/status_server.hpp"
 #include "common/error.hpp"
 #include "common/fd.hpp"
@@ -153,6 +154,7 @@ int main(int argc, char** argv) {
     Agent agent(cfg);
     std::unique_ptr<StatusServer> server;
     if (cfg.read_only_port != 0) {
+      add_status_collector(agent_metrics(), agent.store());
       server = std::make_unique<StatusServer>(agent.store(), cfg.address, cfg.read_only_port);
       log_info("status endpoint on http://{}:{}/pods", cfg.address, server->port());
     }

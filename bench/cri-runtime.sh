@@ -30,4 +30,5 @@ if [ "${CRI_RUNTIME_IN_NS:-}" != 1 ]; then
   [ -x "$repo/build/cri/berthd" ] || "$repo/scripts/build.sh" >/dev/null
   CRI_RUNTIME_IN_NS=1 exec unshare -m --propagation private -- "$0" "$@"
 fi
-exec /usr/bin/python3 "$here/cri_runtime.py" "$@"
+# bench/metrics-scrape.sh runs its own script with the same set-up.
+exec /usr/bin/python3 "$here/${CRI_BENCH_SCRIPT:-cri_runtime.py}" "$@"

@@ -11,6 +11,7 @@
 
 #include "agent/lib/cri_convert.hpp"
 #include "agent/lib/log.hpp"
+#include "agent/lib/metrics.hpp"
 #include "common/error.hpp"
 #include "common/sd_notify.hpp"
 
@@ -80,6 +81,7 @@ void Agent::start_worker(Manifest m) {
       return;
     }
   workers_[uid] = std::make_unique<PodWorker>(*ctx_, std::move(m));
+  count_workers();
 }
 
 void Agent::apply_manifest(const std::string& path) {
@@ -120,6 +122,7 @@ void Agent::drop_manifest(const std::string& path) {
   w->second->terminate();
   terminating_.push_back(std::move(w->second));
   workers_.erase(w);
+  count_workers();
   fingerprints_.erase(uid);
 }
 
@@ -258,8 +261,13 @@ void Agent::relist() {
   }
 }
 
+void Agent::count_workers() {
+  agent_metrics().pod_workers.set(static_cast<double>(workers_.size() + terminating_.size()));
+}
+
 void Agent::reap_workers() {
   std::erase_if(terminating_, [](const std::unique_ptr<PodWorker>& w) { return w->finished(); });
+  count_workers();
   for (auto it = pending_.begin(); it != pending_.end();) {
     bool busy = false;
     for (auto& t : terminating_) busy |= t->uid() == it->first;

@@ -37,6 +37,7 @@ private:
   void check_runtime_status(bool force);
   void collect_orphans();
   void reap_workers();
+  void count_workers();  // berthlet_pod_workers
   void start_worker(Manifest m);
 
   Config config_;

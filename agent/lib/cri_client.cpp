@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "agent/lib/metrics.hpp"
 #include "common/error.hpp"
 
 namespace berth::agent {
@@ -48,7 +49,10 @@ bool CriClient::is_not_found(const std::exception& e) {
   do {                                                                                              \
     grpc::ClientContext ctx;                                                                        \
     prepare(ctx, timeout);                                                                          \
-    check(stub->method(&ctx, req, &resp), #method);                                                 \
+    RuntimeOperationTimer timer(#method);                                                           \
+    grpc::Status status = stub->method(&ctx, req, &resp);                                           \
+    timer.done(status.ok());                                                                        \
+    check(status, #method);                                                                         \
   } while (0)
 
 cri::VersionResponse CriClient::version() {

@@ -7,6 +7,7 @@
 #include "agent/lib/cri_convert.hpp"
 #include "agent/lib/fs_beneath.hpp"
 #include "agent/lib/log.hpp"
+#include "agent/lib/metrics.hpp"
 #include "agent/lib/pod_cgroup.hpp"
 #include "agent/lib/volumes.hpp"
 #include "common/error.hpp"
@@ -88,6 +89,7 @@ void PodWorker::start_container(const Container& c, uint32_t attempt) {
     notify(); // the runtime records the failed start as an exit: restart through the back-off
     return;
   }
+  if (attempt > 0) agent_metrics().container_restarts.inc();
   log_info("pod {}: Started container {} (attempt {}, id {})", full_name_, c.name, attempt, id.substr(0, 13));
   if (c.post_start) {
     std::string error;

@@ -2,8 +2,22 @@
 #include "agent/lib/pod_worker.hpp"
 
 #include "agent/lib/log.hpp"
+#include "agent/lib/metrics.hpp"
 
 namespace berth::agent {
+namespace {
+
+// prober_probe_total's probe_type, as the kubelet writes it.
+const char* probe_type_label(ProbeKind k) {
+  switch (k) {
+    case ProbeKind::startup: return "Startup";
+    case ProbeKind::liveness: return "Liveness";
+    case ProbeKind::readiness: return "Readiness";
+  }
+  return "Unknown";
+}
+
+} // namespace
 
 void PodWorker::run_probes() {
   const auto& pod = manifest_->pod;
@@ -48,6 +62,8 @@ void PodWorker::run_probes() {
       } catch (const std::exception& e) {
         out = {ProbeResult::failure, e.what()};
       }
+      agent_metrics().probes.with({probe_type_label(t.kind()), out.result == ProbeResult::success ? "successful" : "failed"})
+          .inc();
       if (out.result == ProbeResult::failure)
         log_info("pod {}: {} probe of {} failed: {}", full_name_, probe_kind_name(t.kind()), c.name, out.message);
       if (t.record(out.result, Clock::now()))

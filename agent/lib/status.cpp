@@ -168,6 +168,30 @@ void StatusStore::remove_manifest(const std::string& path) {
   manifests_.erase(path);
 }
 
+StatusStore::Counts StatusStore::counts() const {
+  Counts c;
+  std::lock_guard lock(mu_);
+  for (const auto& [uid, pod] : pods_) {
+    auto status = pod.find("status");
+    if (status == pod.end() || !status->is_object()) continue;
+    if (status->value("phase", "") == "Running") c.running_pods++;
+    for (const char* list : {"initContainerStatuses", "containerStatuses"}) {
+      auto cs = status->find(list);
+      if (cs == status->end() || !cs->is_array()) continue;
+      for (const auto& one : *cs) {
+        auto st = one.find("state");
+        if (st == one.end() || !st->is_object()) continue;
+        if (st->contains("running")) c.containers_running++;
+        else if (st->contains("terminated")) c.containers_terminated++;
+        else if (st->contains("waiting")) c.containers_waiting++;
+      }
+    }
+  }
+  c.manifests = manifests_.size();
+  for (const auto& [path, m] : manifests_) c.manifest_errors += !m.second.empty();
+  return c;
+}
+
 std::string StatusStore::pods_json() const {
   std::vector<const nlohmann::json*> items;
   std::lock_guard lock(mu_);

@@ -101,6 +101,13 @@ public:
   std::string manifests_json() const;
   std::string pod_json(const std::string& ns, const std::string& name) const; // "" if none
 
+  // For /metrics: pods whose phase is Running, containers by state, manifests and errors.
+  struct Counts {
+    uint64_t running_pods = 0, containers_running = 0, containers_waiting = 0, containers_terminated = 0;
+    uint64_t manifests = 0, manifest_errors = 0;
+  };
+  Counts counts() const;
+
 private:
   mutable std::mutex mu_;
   RuntimeHealth health_;

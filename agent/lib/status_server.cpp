@@ -12,6 +12,7 @@
 #include <microhttpd.h>
 
 #include "agent/lib/log.hpp"
+#include "agent/lib/metrics.hpp"
 #include "common/error.hpp"
 #include "common/fs.hpp"
 
@@ -42,6 +43,7 @@ MHD_Result handle(void* cls, MHD_Connection* conn, const char* url, const char* 
   }
   if (path == "/pods" || path == "/pods/") return reply(conn, MHD_HTTP_OK, store.pods_json(), "application/json");
   if (path == "/manifests") return reply(conn, MHD_HTTP_OK, store.manifests_json(), "application/json");
+  if (path == "/metrics") return reply(conn, MHD_HTTP_OK, agent_metrics().registry.render(), metrics::kContentType);
   if (starts_with(path, "/pods/")) {
     auto parts = split(path.substr(6), '/');
     if (parts.size() == 2) {

@@ -1,7 +1,7 @@
 // The read-only status endpoint (the kubelet's read-only port, 10255): GET /healthz (the
 // runtime's reachability and readiness and the relist's age; 503 naming each failed
 // check, "?verbose" lists them all), /pods (a v1 PodList), /pods/<namespace>/<name>,
-// /manifests (what each file became).
+// /manifests (what each file became), /metrics (Prometheus text, agent/lib/metrics.hpp).
 // libmicrohttpd with its own polling thread; it sleeps in epoll between requests.
 #pragma once
 

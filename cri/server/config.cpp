@@ -10,6 +10,7 @@
 #include "common/error.hpp"
 #include "common/fs.hpp"
 #include "cri/image/registry_hosts.hpp"
+#include "cri/server/metrics.hpp"
 
 namespace berth::cri {
 
@@ -208,6 +209,21 @@ void read_stream(const toml::table& t, Config& cfg, const std::string& path) {
     fail("{}: stream: give both tls_cert and tls_key, or neither", path);
 }
 
+void read_metrics(const toml::table& t, Config& cfg, const std::string& path) {
+  TableReader r(t, "metrics", path);
+  if (auto v = r.str("address")) {
+    if (!v->empty()) {
+      try {
+        split_host_port(*v);
+      } catch (const Error& e) {
+        r.bad_value("address", e.message());
+      }
+    }
+    cfg.metrics_address = *v;
+  }
+  r.finish();
+}
+
 void read_cni(const toml::table& t, Config& cfg, const std::string& path) {
   TableReader r(t, "cni", path);
   if (auto v = r.str("conf_dir")) cfg.cni_conf_dir = *v;
@@ -308,6 +324,7 @@ Config load_config_file(const std::string& path, Config cfg) {
   if (const toml::table* t = top.table("runtime")) read_runtime(*t, cfg, path);
   if (const toml::table* t = top.table("cni")) read_cni(*t, cfg, path);
   if (const toml::table* t = top.table("stream")) read_stream(*t, cfg, path);
+  if (const toml::table* t = top.table("metrics")) read_metrics(*t, cfg, path);
   if (const toml::table* t = top.table("registry")) {
     cfg.registries.clear();
     for (auto&& [host, node] : *t) {

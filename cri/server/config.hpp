@@ -69,6 +69,9 @@ struct Config {
   // [stream]: the server behind Exec, Attach and PortForward URLs.
   stream::ServerConfig stream;
 
+  // [metrics]: "host:port" of the Prometheus endpoint (GET /metrics); empty: none.
+  std::string metrics_address;
+
   Config();
 
   std::string socket_path() const;

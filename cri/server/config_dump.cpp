@@ -113,6 +113,9 @@ std::string config_toml(const Config& c) {
   w.num("idle_timeout", static_cast<uint64_t>(c.stream.idle_timeout.count()), "seconds of silence before a session closes");
   w.num("max_sessions", c.stream.max_sessions, "upgraded connections at once");
 
+  w.table("metrics");
+  w.str("address", c.metrics_address, "\"IP:port\" of the Prometheus endpoint (GET /metrics); empty: none");
+
   w.table("cni");
   w.str("conf_dir", c.cni_conf_dir, "network configurations");
   w.strings("bin_dirs", c.cni_bin_dirs, "plugin directories, in order");

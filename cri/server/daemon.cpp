@@ -13,6 +13,7 @@
 
 #include <grpc/support/log.h>
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/resource_quota.h>
 
 #include "common/error.hpp"
@@ -21,6 +22,8 @@
 #include "common/sd_notify.hpp"
 #include "common/daemon_log.hpp"
 #include "cri/server/image_service.hpp"
+#include "cri/server/metrics.hpp"
+#include "cri/stream/mhd_lazy.hpp"
 #include "cri/server/runtime_service.hpp"
 
 namespace berth::cri {
@@ -70,6 +73,10 @@ std::unique_ptr<grpc::Server> start_server(const Config& cfg, const std::string&
   grpc::ServerBuilder builder;
   builder.AddListeningPort("unix:" + socket, grpc::InsecureServerCredentials());
   for (auto* s : services) builder.RegisterService(s);
+  // Every call of every service (the health service's too) is counted by one interceptor.
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(make_grpc_metrics_interceptor());
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   // A synchronous server with one completion queue and few pollers: handlers run on a
   // small pool capped by the quota, which keeps idle RSS low (issue 6: <= 1/4 containerd).
   grpc::ResourceQuota quota("berthd");
@@ -82,6 +89,11 @@ std::unique_ptr<grpc::Server> start_server(const Config& cfg, const std::string&
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   ::umask(old);
   if (!server) fail("serve gRPC on unix:{}: the listener could not be created (see the grpc error above)", socket);
+  // grpc.health.v1: SERVING for "" and both CRI services until shutdown begins.
+  if (auto* health = server->GetHealthCheckService()) {
+    health->SetServingStatus(true);
+    for (const char* name : {"runtime.v1.RuntimeService", "runtime.v1.ImageService"}) health->SetServingStatus(name, true);
+  }
   if (::chmod(socket.c_str(), cfg.socket_mode) < 0) fail_errno("chmod {:o} {}", cfg.socket_mode, socket);
   if (!cfg.socket_group.empty() && ::chown(socket.c_str(), -1, group_id(cfg.socket_group)) < 0)
     fail_errno("chown {} to group {}", socket, cfg.socket_group);
@@ -194,7 +206,18 @@ int run_daemon(const Config& cfg) {
   RuntimeServiceImpl runtime_service(*runtime);
   ImageServiceImpl image_service(*store, cfg.pinned_images);
   with_context("pin the configured images", [&] { image_service.reconcile_pinned(); });
+  grpc::EnableDefaultHealthCheckService(true);
   std::unique_ptr<grpc::Server> server = start_server(cfg, socket, {&runtime_service, &image_service});
+  add_state_collectors(daemon_metrics(), *runtime, *store);
+  std::unique_ptr<MetricsServer> metrics_server;
+  if (!cfg.metrics_address.empty()) {
+    metrics_server = std::make_unique<MetricsServer>(daemon_metrics().registry, cfg.metrics_address);
+    auto [host, port] = split_host_port(cfg.metrics_address);
+    if (!stream::sock_addr(host, port)->loopback)
+      dlog::warn("metrics endpoint listens beyond loopback: anyone who reaches it reads berthd's metrics",
+                 {{"address", cfg.metrics_address}});
+    dlog::info("serving metrics", {{"address", cfg.metrics_address}, {"port", std::to_string(metrics_server->port())}});
+  }
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
 
   notify_systemd(fmt::format("READY=1\nSTATUS=serving CRI v1 on {}\nMAINPID={}", socket, ::getpid()));
@@ -206,9 +229,11 @@ int run_daemon(const Config& cfg) {
   notify_systemd("STOPPING=1\nSTATUS=shutting down");
   {
     ShutdownWatchdog watchdog(std::chrono::seconds(cfg.shutdown_timeout_s + 5), socket);
+    if (auto* health = server->GetHealthCheckService()) health->SetServingStatus(false);
     runtime->begin_shutdown();  // event streams end; containers and their shims stay
     server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(cfg.shutdown_timeout_s));
     server.reset();
+    metrics_server.reset();  // its collectors read the runtime and the store
     runtime.reset();
     dlog::debug("gRPC server stopped; closing the image store");
     store.reset();

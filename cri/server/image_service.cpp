@@ -16,6 +16,7 @@
 #include "common/daemon_log.hpp"
 #include "cri/image/untrusted.hpp"
 #include "cri/server/grpc_status.hpp"
+#include "cri/server/metrics.hpp"
 
 namespace berth::cri {
 namespace {
@@ -84,6 +85,7 @@ public:
     auto words = split(event, ' ');
     if (words.empty()) return;
     const std::string& phase = words[0];
+    count_bytes(words);
     if (phase == "fetch") {
       if (!dlog::enabled(dlog::Level::debug) || words.size() < 4) return;
       auto now = std::chrono::steady_clock::now();
@@ -107,7 +109,24 @@ public:
   }
 
 private:
+  // Every downloaded blob announces "fetch <digest> 0 <size>" first and "fetched <digest>"
+  // once complete: its size counts then (blobs already stored announce "exists").
+  void count_bytes(const std::vector<std::string>& words) {
+    if (words.size() < 2) return;
+    std::lock_guard lock(mu_);
+    if (words[0] == "fetch" && words.size() >= 4 && words[2] == "0") {
+      if (auto n = parse_uint(words[3])) sizes_[words[1]] = *n;
+    } else if (words[0] == "fetched") {
+      auto it = sizes_.find(words[1]);
+      if (it != sizes_.end()) {
+        daemon_metrics().pull_bytes.inc(it->second);
+        sizes_.erase(it);
+      }
+    }
+  }
+
   std::string ref_;
+  std::unordered_map<std::string, uint64_t> sizes_;
   std::mutex mu_;
   std::unordered_map<std::string, std::chrono::steady_clock::time_point> last_fetch_log_;
 };
@@ -234,12 +253,16 @@ grpc::Status ImageServiceImpl::PullImage(grpc::ServerContext* ctx, const runtime
       store_.set_pinned(rec.id, true);
       dlog::info("image pinned", {{"image", name}, {"id", rec.id}});
     }
-    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+    auto elapsed = std::chrono::steady_clock::now() - start;
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(elapsed);
+    daemon_metrics().pulls.with({"success"}).inc();
+    daemon_metrics().pull_seconds.observe(std::chrono::duration<double>(elapsed).count());
     dlog::info("image pulled", {{"image", name}, {"id", rec.id}, {"size", std::to_string(rec.size)},
                                 {"duration_ms", std::to_string(ms.count())}});
     resp->set_image_ref(rec.id);
     return grpc::Status::OK;
   } catch (const std::exception& e) {
+    daemon_metrics().pulls.with({"failure"}).inc();
     return failure(e, fmt::format("pull image {}", quoted_ref(ref)));
   }
 }

@@ -16,6 +16,7 @@
 #include "cri/pod/sandbox_files.hpp"
 #include "common/daemon_log.hpp"
 #include "cri/server/grpc_status.hpp"
+#include "cri/server/metrics.hpp"
 #include "cri/server/pod_config.hpp"
 #include "cri/server/runtime_service.hpp"
 
@@ -181,7 +182,9 @@ grpc::Status RuntimeServiceImpl::RunPodSandbox(grpc::ServerContext*, const runti
     std::exception_ptr cni_error;
     try {
       if (!network.empty()) {
-        auto attachment = rt_.network().setup(network, id, pins.net, pod_identity(config), port_mappings(config));
+        auto attachment = time_cni("ADD", [&] {
+          return rt_.network().setup(network, id, pins.net, pod_identity(config), port_mappings(config));
+        });
         std::lock_guard lk(s->mu);
         if (!attachment.ips.empty()) s->rec.ip = attachment.ips[0];
         s->rec.additional_ips.assign(attachment.ips.begin() + std::min<size_t>(1, attachment.ips.size()),

@@ -15,6 +15,7 @@
 #include "cri/pod/sandbox_files.hpp"
 #include "common/daemon_log.hpp"
 #include "cri/server/grpc_status.hpp"
+#include "cri/server/metrics.hpp"
 #include "cri/server/pod_config.hpp"
 #include "cri/server/runtime_service.hpp"
 
@@ -70,7 +71,9 @@ void Runtime::release_sandbox_resources(Sandbox& s, bool best_effort) {
   std::exception_ptr cni_error;
   if (!rec.cni_network.empty()) {
     try {
-      network_.teardown(rec.id, rec.netns, rec.cni_network, pod_identity(rec.config), port_mappings(rec.config));
+      time_cni("DEL", [&] {
+        network_.teardown(rec.id, rec.netns, rec.cni_network, pod_identity(rec.config), port_mappings(rec.config));
+      });
       std::lock_guard lk(s.mu);
       s.rec.cni_network.clear();
     } catch (...) {

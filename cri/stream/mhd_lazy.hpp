@@ -4,6 +4,10 @@
 // its stream server at the first Exec, Attach or PortForward call instead.
 #pragma once
 
+#include <sys/socket.h>
+
+#include <cstdarg>
+#include <optional>
 #include <string>
 
 #include <microhttpd.h>
@@ -36,5 +40,20 @@ private:
   MhdLibrary() : LazyLibrary("libmicrohttpd.so.12") {}
   bool bind(std::string& error) override;
 };
+
+// An IP address (v4 or v6) and port as MHD_OPTION_SOCK_ADDR takes it; nullopt when `ip`
+// is not an IP address. Shared by berthd's two HTTP servers (stream, metrics).
+struct SockAddr {
+  sockaddr_storage storage{};
+  bool v6 = false;
+  bool loopback = false;
+  const sockaddr* get() const { return reinterpret_cast<const sockaddr*>(&storage); }
+};
+std::optional<SockAddr> sock_addr(const std::string& ip, uint16_t port);
+
+// MHD_OPTION_EXTERNAL_LOGGER for berthd's servers, the server's name as its argument:
+// libmicrohttpd's messages in berthd's log, at most one every 10 s (a flood of bad
+// connections must not become a flood of log lines).
+void mhd_log(void* server_name, const char* format, va_list ap);
 
 } // namespace berth::stream

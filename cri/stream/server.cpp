@@ -1,12 +1,9 @@
 #include "cri/stream/server.hpp"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <sys/eventfd.h>
 #include <sys/random.h>
 
 #include <algorithm>
-#include <cstdarg>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -164,20 +161,6 @@ void request_completed(void* cls, MHD_Connection*, void** con_cls, MHD_RequestTe
   if (state && state->holds_slot) static_cast<Server::Impl*>(cls)->release_slot();
   delete state;
   *con_cls = nullptr;
-}
-
-// libmicrohttpd's own messages, at most one every 10 s: a flood of bad connections must
-// not become a flood of log lines.
-void mhd_log(void*, const char* format, va_list ap) {
-  static std::mutex mu;
-  static Clock::time_point last{};
-  char buf[512];
-  std::vsnprintf(buf, sizeof buf, format, ap);
-  std::string_view msg = trim(buf);
-  std::lock_guard lk(mu);
-  if (last != Clock::time_point{} && Clock::now() - last < std::chrono::seconds(10)) return;
-  last = Clock::now();
-  dlog::warn("stream server", {{"error", msg}});
 }
 
 } // namespace
@@ -388,24 +371,11 @@ void Server::Impl::start_locked() {
   std::string error;
   mhd = MhdLibrary::instance().acquire(error);
   if (!mhd) fail("stream server: cannot load {}: {}", MhdLibrary::instance().soname(), error);
-  sockaddr_in a4{};
-  sockaddr_in6 a6{};
-  const sockaddr* sa;
+  auto addr = sock_addr(cfg.address, cfg.port);
+  if (!addr) fail_code(EINVAL, "stream server: address {:?} is not an IP address", cfg.address);
+  const sockaddr* sa = addr->get();
   unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_ALLOW_UPGRADE;
-  bool v6 = false;
-  if (inet_pton(AF_INET, cfg.address.c_str(), &a4.sin_addr) == 1) {
-    a4.sin_family = AF_INET;
-    a4.sin_port = htons(cfg.port);
-    sa = reinterpret_cast<const sockaddr*>(&a4);
-  } else if (inet_pton(AF_INET6, cfg.address.c_str(), &a6.sin6_addr) == 1) {
-    a6.sin6_family = AF_INET6;
-    a6.sin6_port = htons(cfg.port);
-    sa = reinterpret_cast<const sockaddr*>(&a6);
-    flags |= MHD_USE_IPv6;
-    v6 = true;
-  } else {
-    fail_code(EINVAL, "stream server: address {:?} is not an IP address", cfg.address);
-  }
+  if (addr->v6) flags |= MHD_USE_IPv6;
   std::string cert, key;
   bool tls = !cfg.tls_cert.empty();
   if (tls) {
@@ -424,19 +394,19 @@ void Server::Impl::start_locked() {
   // clients of a node (the kubelet, crictl) all come from one address: on loopback no
   // per-address limit, elsewhere room for every session.
   unsigned conn_limit = cfg.max_sessions + 128, timeout = 30;
-  bool loopback = (!v6 && (ntohl(a4.sin_addr.s_addr) >> 24) == 127) || (v6 && IN6_IS_ADDR_LOOPBACK(&a6.sin6_addr));
-  unsigned per_ip = loopback ? 0 : cfg.max_sessions + 32;
+  unsigned per_ip = addr->loopback ? 0 : cfg.max_sessions + 32;
   size_t mem_limit = 32 * 1024;
+  char* log_name = const_cast<char*>("stream server");
   if (tls) {
     daemon = mhd->start_daemon(flags, cfg.port, nullptr, nullptr, &access_handler, this, MHD_OPTION_EXTERNAL_LOGGER,
-                               &mhd_log, nullptr, MHD_OPTION_SOCK_ADDR, sa, MHD_OPTION_CONNECTION_LIMIT, conn_limit,
+                               &mhd_log, log_name, MHD_OPTION_SOCK_ADDR, sa, MHD_OPTION_CONNECTION_LIMIT, conn_limit,
                                MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip, MHD_OPTION_CONNECTION_TIMEOUT, timeout,
                                MHD_OPTION_CONNECTION_MEMORY_LIMIT, mem_limit, MHD_OPTION_NOTIFY_COMPLETED,
                                &request_completed, this, MHD_OPTION_HTTPS_MEM_CERT, cert.c_str(),
                                MHD_OPTION_HTTPS_MEM_KEY, key.c_str(), MHD_OPTION_END);
   } else {
     daemon = mhd->start_daemon(flags, cfg.port, nullptr, nullptr, &access_handler, this, MHD_OPTION_EXTERNAL_LOGGER,
-                               &mhd_log, nullptr, MHD_OPTION_SOCK_ADDR, sa, MHD_OPTION_CONNECTION_LIMIT, conn_limit,
+                               &mhd_log, log_name, MHD_OPTION_SOCK_ADDR, sa, MHD_OPTION_CONNECTION_LIMIT, conn_limit,
                                MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip, MHD_OPTION_CONNECTION_TIMEOUT, timeout,
                                MHD_OPTION_CONNECTION_MEMORY_LIMIT, mem_limit, MHD_OPTION_NOTIFY_COMPLETED,
                                &request_completed, this, MHD_OPTION_END);
@@ -449,7 +419,7 @@ void Server::Impl::start_locked() {
   }
   const MHD_DaemonInfo* info = mhd->get_daemon_info(daemon, MHD_DAEMON_INFO_BIND_PORT);
   uint16_t port = info ? info->port : cfg.port;
-  url_base = fmt::format("{}://{}:{}", tls ? "https" : "http", v6 ? "[" + cfg.address + "]" : cfg.address, port);
+  url_base = fmt::format("{}://{}:{}", tls ? "https" : "http", addr->v6 ? "[" + cfg.address + "]" : cfg.address, port);
   dlog::info("stream server listening", {{"url", url_base}});
 }
 
