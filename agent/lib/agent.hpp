@@ -12,6 +12,9 @@
 
 #include "agent/lib/config.hpp"
 #include "agent/lib/cri_client.hpp"
+#include "agent/lib/image_gc.hpp"
+#include "agent/lib/log_rotation.hpp"
+#include "agent/lib/periodic.hpp"
 #include "agent/lib/pod_worker.hpp"
 #include "agent/lib/status.hpp"
 #include "agent/lib/watcher.hpp"
@@ -63,6 +66,11 @@ private:
   bool orphans_collected_ = false;
   bool scanned_ = false;
   uint64_t relists_ = 0;
+  // Their own threads, so that a big gzip or a slow RemoveImage never holds up the relist;
+  // declared last: stopped before anything they use goes away.
+  LogRotator log_rotator_;
+  ImageGc image_gc_;
+  std::unique_ptr<PeriodicThread> log_rotation_thread_, image_gc_thread_;
 };
 
 // The node's address for hostIP: the first global IPv4 address of an interface that is up.
