@@ -51,6 +51,7 @@ void ImageGc::detect() {
   std::set<std::string> used;
   for (auto& c : cri_.list_containers()) {
     used.insert(c.image_ref());
+    used.insert(c.image_id());
     used.insert(c.image().image());
     if (!c.image().user_specified_image().empty()) used.insert(c.image().user_specified_image());
   }
@@ -69,6 +70,12 @@ void ImageGc::detect() {
     if (r.in_use) r.last_used = now;
   }
   std::erase_if(records_, [&](auto& kv) { return !present.count(kv.first); });
+  if (log_debug_enabled()) {
+    std::vector<std::string> in_use;
+    for (auto& [id, r] : records_)
+      if (r.in_use) in_use.push_back(r.name);
+    log_debug("image GC: {} images, in use: {}", records_.size(), fmt::join(in_use, ", "));
+  }
 }
 
 void ImageGc::collect() {
@@ -86,13 +93,15 @@ void ImageGc::collect() {
     short_logged_ = false;
     return;
   }
+  auto started = std::chrono::steady_clock::now();
+  auto victims = images_to_free(records_, need, started, min_age_);
+  if (victims.empty() && short_logged_) return; // said once already: not every period
   log_info("image filesystem {} is {}% full (high threshold {}%, {} of {} bytes available, images use {}): "
            "freeing {} bytes", mountpoint, 100 - available * 100 / capacity, high_, available, capacity,
            filesystems[0].used_bytes().value(), need);
-  auto started = std::chrono::steady_clock::now();
   uint64_t freed = 0;
   size_t removed = 0;
-  for (auto& id : images_to_free(records_, need, started, min_age_)) {
+  for (auto& id : victims) {
     auto& r = records_.at(id);
     try {
       cri_.remove_image(id);
@@ -109,11 +118,8 @@ void ImageGc::collect() {
   }
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
   if (freed < need) {
-    auto problem = fmt::format("image GC: freed {} of {} bytes ({} images in {} ms): the other images are in use, "
-                               "pinned or younger than imageMinimumGCAge ({})",
-                               freed, need, removed, ms.count(), format_duration(min_age_));
-    // Once while the disk stays full, not every period; again when something was freed.
-    if (!short_logged_ || removed > 0) log_error("{}", problem);
+    log_error("image GC: freed {} of {} bytes ({} images in {} ms): the other images are in use, pinned or "
+              "younger than imageMinimumGCAge ({})", freed, need, removed, ms.count(), format_duration(min_age_));
     short_logged_ = true;
   } else {
     log_info("image GC: freed {} bytes of the {} needed ({} images in {} ms)", freed, need, removed, ms.count());

@@ -20,7 +20,9 @@ PeriodicThread::~PeriodicThread() {
 
 void PeriodicThread::loop() {
   ::pthread_setname_np(::pthread_self(), name_.substr(0, 15).c_str());
-  auto next = std::chrono::steady_clock::now() + period_;
+  // The first round at once, as the kubelet's wait.Until: image GC learns which images
+  // exist (their age counts from then), log rotation cleans what a crash left.
+  auto next = std::chrono::steady_clock::now();
   while (true) {
     {
       std::unique_lock lk(mu_);

@@ -1,4 +1,4 @@
-// A thread that runs one task every period until destroyed: log rotation and image
+// A thread that runs one task at once and then every period until destroyed: log rotation and image
 // garbage collection run beside the event loop, whose relist a slow gzip or RemoveImage
 // must not hold up. Exceptions of the task are logged; the next period tries again.
 #pragma once
