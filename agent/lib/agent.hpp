@@ -1,7 +1,8 @@
 // berthlet's event loop: one thread in epoll_wait on the manifest watcher (inotify),
 // two timerfds (the periodic manifest re-list and the runtime relist, PLEG-style)
 // and a signalfd. Manifests become pod workers; the relist wakes the worker of any
-// pod whose containers or sandboxes changed state in the runtime.
+// pod whose containers or sandboxes changed state in the runtime. Log rotation and
+// image GC run beside it on their own periodic threads.
 #pragma once
 
 #include <functional>
