@@ -19,11 +19,6 @@
 namespace berth::agent {
 namespace {
 
-// Berthlet's own fields: the kubelet has them as flags only (or, for the relist and GC
-// periods, as constants). A kubelet reading the file would warn about them.
-const std::set<std::string_view> kExtensions = {"staticPodPaths", "nodeName", "rootDir", "runtimeRelistPeriod",
-                                                 "imageGCPeriod"};
-
 // KubeletConfiguration v1beta1 fields (staging/src/k8s.io/kubelet/config/v1beta1/types.go)
 // berthlet does not implement: they are accepted and reported once as ignored.
 const std::set<std::string_view> kKubeletOnly = {
@@ -78,6 +73,9 @@ Field percent(int Config::*member) {
   };
 }
 
+// The fields berthlet reads: KubeletConfiguration's, and berthlet's own ones that the
+// kubelet has as flags or constants (staticPodPaths, nodeName, rootDir,
+// runtimeRelistPeriod, imageGCPeriod: a kubelet reading the file would warn about them).
 const std::map<std::string_view, Field>& fields() {
   static const std::map<std::string_view, Field> table = {
       {"staticPodPath", [](Config& c, const JsonView& f) { c.static_pod_paths = {f.as_string()}; }},
