@@ -1,7 +1,10 @@
 """Image garbage collection against berthd whose image root is a small tmpfs: with the
 filesystem over imageGCHighThresholdPercent, berthlet removes unused images older than
 imageMinimumGCAge, least recently used first, until usage is at imageGCLowThresholdPercent;
-images of running containers and pinned images are kept."""
+images of running containers and pinned images are kept.
+
+berthd only: containerd 1.6 (Debian's) reports no image as pinned, not even its sandbox
+image, so the pinned case cannot be set up there (containerd 1.7 pins the sandbox image)."""
 from __future__ import annotations
 
 import contextlib
