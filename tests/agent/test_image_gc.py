@@ -45,7 +45,7 @@ def test_image_gc_frees_unused_least_recently_used_down_to_low(registry, tmp_pat
     berthlet = None
     cri = L.Cri(state / "berthd.sock", ROOT / "pycri")
     try:
-        for i, name in enumerate(NAMES):
+        for name in NAMES:
             payload = os.urandom(PAYLOAD)  # incompressible: the layer is as big stored as pulled
             layer = L.oci_image.Layer(L.oci_image.busybox_tar(lambda t, p=payload: t.file("payload", p)), "gzip")
             L.oci_image.push(L.oci_image.Image([layer]), registry.addr, f"library/{name}:1")

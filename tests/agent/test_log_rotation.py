@@ -8,7 +8,6 @@ import gzip
 import re
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
@@ -81,12 +80,12 @@ def test_rotation_under_fast_writer(berthlet_factory, writer_image, tmp_path):
     b = berthlet_factory()
     cfg = tmp_path / "kubelet.yaml"
     cfg.write_text("apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n"
-                   f"containerLogMaxSize: 5Mi\ncontainerLogMaxFiles: {MAX_FILES}\n")
+                   f"containerLogMaxSize: {MAX_SIZE >> 20}Mi\ncontainerLogMaxFiles: {MAX_FILES}\n")
     b.start("--config", str(cfg))
     c = container("w", "", image=writer_image)
     c["command"] = ["/bin/writer", str(WRITE_SECONDS)]
     b.write("w.yaml", pod_manifest("w", [c]))
-    pod = b.wait_pod("w", lambda p: running(p, "w"))
+    b.wait_pod("w", lambda p: running(p, "w"))
     logdir = next(b.logs.glob(f"default_w-{L.NODE}_*")) / "w"
     rotated_seen = set()
 
@@ -114,6 +113,7 @@ def test_rotation_under_fast_writer(berthlet_factory, writer_image, tmp_path):
     assert rotated, f"no rotation happened: {files}"
     assert all(re.fullmatch(r"0\.log\.\d{8}-\d{6}(\.gz)?", f) for f in rotated), rotated
     assert all(f.endswith(".gz") for f in rotated[:-1]) and not rotated[-1].endswith(".gz"), rotated
+    assert (logdir / rotated[-1]).stat().st_size >= MAX_SIZE  # rotated only once over the size
     # A line may be split across a rotation (a "P" record in one file, the rest in the
     # next): the files are read as one stream, oldest first.
     data = b""
