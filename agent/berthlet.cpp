@@ -1,5 +1,5 @@
 // berthlet: keeps the pods of static pod manifests running through a CRI endpoint.
-// Configuration: --config FILE (KubeletConfiguration-like YAML), flags override it.
+// Configuration: --config FILE (a KubeletConfiguration), flags override it.
 #include <getopt.h>
 #include <malloc.h>
 #include <sys/resource.h>
@@ -30,7 +30,8 @@ const char kUsage[] = R"(Usage: berthlet [options]
 
 Keeps the pods described by static pod manifests running through a CRI v1 runtime.
 
-  --config FILE                      YAML configuration (see berthlet(8))
+  --config FILE                      a KubeletConfiguration file (see berthlet(8))
+  --print-config                     print the effective configuration (file, flags, defaults) and exit
   --pod-manifest-path DIR            manifest directory (repeatable; default /etc/kubernetes/manifests)
   --file-check-frequency DURATION    periodic manifest re-list (default 20s)
   --container-runtime-endpoint EP    CRI socket, unix:///path (default unix:///run/containerd/containerd.sock)
@@ -52,7 +53,7 @@ Keeps the pods described by static pod manifests running through a CRI v1 runtim
 int main(int argc, char** argv) {
   enum {
     kConfig = 256, kManifest, kFileCheck, kEndpoint, kTimeout, kNode, kAddress, kPort, kLogs, kRoot, kCgroup, kCgroupDriver,
-    kDebug, kLogFormat, kVersion, kHelp
+    kDebug, kLogFormat, kVersion, kHelp, kPrintConfig
   };
   static const struct option opts[] = {
       {"config", required_argument, nullptr, kConfig},
@@ -73,6 +74,7 @@ int main(int argc, char** argv) {
       {"logging-format", required_argument, nullptr, kLogFormat},
       {"version", no_argument, nullptr, kVersion},
       {"help", no_argument, nullptr, kHelp},
+      {"print-config", no_argument, nullptr, kPrintConfig},
       {nullptr, 0, nullptr, 0}};
   // systemd's notify socket and watchdog are berthlet's alone, not its probes' or hooks'.
   berth::claim_systemd_notify_environment();
@@ -100,10 +102,12 @@ int main(int argc, char** argv) {
       if (a == "--config" && i + 1 < argc) config_path = argv[i + 1];
       else if (a.rfind("--config=", 0) == 0) config_path = a.substr(9);
     }
-    Config cfg = config_path.empty() ? Config{} : load_config(config_path);
+    ConfigReport report;
+    Config cfg = config_path.empty() ? Config{} : load_config(config_path, &report);
     bool manifests_from_flags = false;
     bool debug = false;
     berth::dlog::Format log_format = berth::dlog::Format::text;
+    bool print_config = false;
     int c;
     while ((c = getopt_long_only(argc, argv, "", opts, nullptr)) != -1) {
       std::string v = optarg ? optarg : "";
@@ -139,6 +143,7 @@ int main(int argc, char** argv) {
       }
       case kVersion: std::fputs(berth::version_text("berthlet").c_str(), stdout); return 0;
       case kHelp: std::fputs(kUsage, stdout); return 0;
+      case kPrintConfig: print_config = true; break;
       default: std::fputs(kUsage, stderr); return 2;
       }
       } catch (const berth::Error& e) {
@@ -149,6 +154,11 @@ int main(int argc, char** argv) {
     berth::dlog::configure(debug ? berth::dlog::Level::debug : berth::dlog::Level::info, log_format);
     berth::dlog::route_common_log(); // the common code's messages, into berthlet's log
     finalize_config(cfg);
+    for (auto& line : report.lines(config_path)) log_warn("{}", line); // stderr, also with --print-config
+    if (print_config) {
+      std::fputs(config_to_yaml(cfg).c_str(), stdout);
+      return 0;
+    }
     // libcurl (7.84+) initialises itself, thread-safely, at the first httpGet probe or hook:
     // a node without them never loads its TLS stack's state.
     Agent agent(cfg);

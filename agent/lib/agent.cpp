@@ -55,7 +55,7 @@ std::string detect_host_ip() {
 
 Agent::Agent(Config config)
     : config_(std::move(config)), cri_(config_.runtime_endpoint, config_.runtime_request_timeout),
-      watcher_(config_.static_pod_paths) {
+      watcher_(config_.static_pod_paths), log_rotator_(config_, cri_), image_gc_(config_, cri_) {
   ctx_ = std::make_unique<WorkerContext>(config_, cri_, store_, detect_host_ip());
   health_.endpoint = config_.runtime_endpoint;
   // As the kubelet's PLEG check (3 min there, for a 1 s relist of many containers): the
@@ -65,6 +65,8 @@ Agent::Agent(Config config)
 }
 
 Agent::~Agent() {
+  log_rotation_thread_.reset();
+  image_gc_thread_.reset();
   // Pods keep running: workers only stop their threads (terminating ones finish their work).
   for (auto& [uid, w] : workers_) w->shutdown();
   workers_.clear();
@@ -308,6 +310,10 @@ void Agent::run(const std::function<void()>& on_ready) {
   scan_manifests();
   relist();
   if (on_ready) on_ready();
+  log_rotation_thread_ = std::make_unique<PeriodicThread>("log-rotation", config_.container_log_monitor_interval,
+                                                          [this] { log_rotator_.run_once(); });
+  image_gc_thread_ = std::make_unique<PeriodicThread>("image-gc", config_.image_gc_period,
+                                                      [this] { image_gc_.collect(); });
   if (runtime_up_)
     log_info("berthlet ready: node {}, manifests in {}, runtime {}", config_.node_name,
              fmt::join(config_.static_pod_paths, ", "), config_.runtime_endpoint);

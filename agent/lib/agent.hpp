@@ -1,7 +1,8 @@
 // berthlet's event loop: one thread in epoll_wait on the manifest watcher (inotify),
 // two timerfds (the periodic manifest re-list and the runtime relist, PLEG-style)
 // and a signalfd. Manifests become pod workers; the relist wakes the worker of any
-// pod whose containers or sandboxes changed state in the runtime.
+// pod whose containers or sandboxes changed state in the runtime. Log rotation and
+// image GC run beside it on their own periodic threads.
 #pragma once
 
 #include <functional>
@@ -12,6 +13,9 @@
 
 #include "agent/lib/config.hpp"
 #include "agent/lib/cri_client.hpp"
+#include "agent/lib/image_gc.hpp"
+#include "agent/lib/log_rotation.hpp"
+#include "agent/lib/periodic.hpp"
 #include "agent/lib/pod_worker.hpp"
 #include "agent/lib/status.hpp"
 #include "agent/lib/watcher.hpp"
@@ -64,6 +68,11 @@ private:
   bool orphans_collected_ = false;
   bool scanned_ = false;
   uint64_t relists_ = 0;
+  // Their own threads, so that a big gzip or a slow RemoveImage never holds up the relist;
+  // declared last: stopped before anything they use goes away.
+  LogRotator log_rotator_;
+  ImageGc image_gc_;
+  std::unique_ptr<PeriodicThread> log_rotation_thread_, image_gc_thread_;
 };
 
 // The node's address for hostIP: the first global IPv4 address of an interface that is up.

@@ -1,8 +1,11 @@
-// berthlet's configuration, a YAML file in the spirit of KubeletConfiguration
-// (same field names where the kubelet has one); command-line flags override it.
+// berthlet's configuration: a KubeletConfiguration (kubelet.config.k8s.io/v1beta1) file.
+// The fields berthlet implements are read under their kubelet names and defaults; the
+// kubelet's other fields are reported as ignored; a few berthlet-only fields (the
+// kubelet's flags: nodeName, rootDir, ...) extend it. Command-line flags override it.
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -11,6 +14,10 @@ namespace berth::agent {
 // How pod and container cgroups are named and made (the kubelet's cgroupDriver): plain
 // directories, or systemd slices and scopes. Must match the CRI runtime's driver.
 enum class CgroupDriver { cgroupfs, systemd };
+
+inline constexpr char kKubeletConfigApiVersion[] = "kubelet.config.k8s.io/v1beta1";
+inline constexpr char kKubeletConfigKind[] = "KubeletConfiguration";
+constexpr size_t kMaxConfigBytes = 256 << 10; // a kubeadm-written file is ~1.5 KiB
 
 struct Config {
   std::vector<std::string> static_pod_paths{"/etc/kubernetes/manifests"};
@@ -28,18 +35,45 @@ struct Config {
   std::string cluster_domain;
   std::string root_dir = "/var/lib/berthlet"; // emptyDir volumes live here
   std::chrono::milliseconds relist_period{1000};
+  // Container log rotation (the kubelet's container log manager).
+  std::string container_log_max_size = "10Mi"; // as written; container_log_max_bytes parsed
+  int64_t container_log_max_bytes = 10 << 20;
+  int container_log_max_files = 5;
+  // The kubelet checks every 10 s; berthlet every second by default: one fstatat per
+  // running container, and a container writing 50 MB/s overshoots a 10Mi limit by at most
+  // ~50 MB instead of ~500 MB.
+  std::chrono::milliseconds container_log_monitor_interval{1000};
+  // Image garbage collection (the kubelet's image GC manager).
+  int image_gc_high_threshold_percent = 85;
+  int image_gc_low_threshold_percent = 80;
+  std::chrono::milliseconds image_minimum_gc_age{120000};
+  std::chrono::milliseconds image_gc_period{300000}; // berthlet-only: the kubelet's is fixed at 5 min
+};
+
+// What loading a file found besides the fields berthlet uses: the kubelet's fields it
+// does not implement, and keys that are no field at all (typos), with their lines.
+struct ConfigReport {
+  std::vector<std::string> ignored;
+  std::vector<std::pair<std::string, int>> unknown; // key, line
+  // The log lines for the above ("" entries never): one per kind, naming every key.
+  std::vector<std::string> lines(const std::string& origin) const;
 };
 
 // Go-style duration: "20s", "1m30s", "500ms", "2h". Throws berth::Error.
 std::chrono::milliseconds parse_duration(std::string_view text);
+std::string format_duration(std::chrono::milliseconds d); // "1m30s", "500ms", "0s"
 
 CgroupDriver parse_cgroup_driver(std::string_view text); // throws naming the value
 
-// Reads a config file over the defaults. Throws berth::Error naming the field.
-Config load_config(const std::string& path);
-Config config_from_yaml(const std::string& text, const std::string& origin);
+// Reads a config file over the defaults. Throws berth::Error "<origin>:<line>: <key>: ...".
+Config load_config(const std::string& path, ConfigReport* report = nullptr);
+Config config_from_yaml(const std::string& text, const std::string& origin, ConfigReport* report = nullptr);
 
 // Fills the defaults that depend on the host (node name) and checks the result.
 void finalize_config(Config& c);
+
+// The effective configuration as a KubeletConfiguration YAML document (--print-config);
+// config_from_yaml reads it back to the same Config.
+std::string config_to_yaml(const Config& c);
 
 } // namespace berth::agent

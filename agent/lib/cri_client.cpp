@@ -186,4 +186,32 @@ std::string CriClient::pull_image(const std::string& image, const cri::PodSandbo
   return resp.image_ref();
 }
 
+void CriClient::reopen_container_log(const std::string& id) {
+  cri::ReopenContainerLogRequest req;
+  req.set_container_id(id);
+  cri::ReopenContainerLogResponse resp;
+  CRI_CALL(runtime_, ReopenContainerLog, req, resp, timeout_);
+}
+
+std::vector<cri::Image> CriClient::list_images() {
+  cri::ListImagesRequest req;
+  cri::ListImagesResponse resp;
+  CRI_CALL(images_, ListImages, req, resp, timeout_);
+  return {resp.images().begin(), resp.images().end()};
+}
+
+void CriClient::remove_image(const std::string& image) {
+  cri::RemoveImageRequest req;
+  req.mutable_image()->set_image(image);
+  cri::RemoveImageResponse resp;
+  CRI_CALL(images_, RemoveImage, req, resp, timeout_);
+}
+
+std::vector<cri::FilesystemUsage> CriClient::image_fs_info() {
+  cri::ImageFsInfoRequest req;
+  cri::ImageFsInfoResponse resp;
+  CRI_CALL(images_, ImageFsInfo, req, resp, timeout_);
+  return {resp.image_filesystems().begin(), resp.image_filesystems().end()};
+}
+
 } // namespace berth::agent

@@ -45,6 +45,11 @@ public:
   ExecResult exec_sync(const std::string& id, const std::vector<std::string>& cmd, std::chrono::seconds timeout);
   std::optional<cri::Image> image_status(const std::string& image);
   std::string pull_image(const std::string& image, const cri::PodSandboxConfig& sandbox_config);
+  // For log rotation and image garbage collection (log_rotation.hpp, image_gc.hpp).
+  void reopen_container_log(const std::string& id);
+  std::vector<cri::Image> list_images();
+  void remove_image(const std::string& image);
+  std::vector<cri::FilesystemUsage> image_fs_info();
 
   // True when the error of the last failed call was "not found" (gone already).
   static bool is_not_found(const std::exception& e);

@@ -72,16 +72,17 @@ TEST(PodCgroup, CpuWeightFromShares) {
 }
 
 TEST(PodCgroup, DriverInConfig) {
-  auto c = config_from_yaml("cgroupDriver: systemd\n", "cfg");
+  const std::string h = "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n";
+  auto c = config_from_yaml(h + "cgroupDriver: systemd\n", "cfg");
   EXPECT_EQ(c.cgroup_driver, CgroupDriver::systemd);
   try {
-    config_from_yaml("cgroupDriver: system\n", "cfg.yaml");
+    config_from_yaml(h + "cgroupDriver: system\n", "cfg.yaml");
     FAIL();
   } catch (const berth::Error& e) {
-    EXPECT_STREQ(e.what(), "cfg.yaml: cgroupDriver: cgroup driver \"system\": must be cgroupfs or systemd");
+    EXPECT_STREQ(e.what(), "cfg.yaml:3: cgroupDriver: cgroup driver \"system\": must be cgroupfs or systemd");
   }
-  auto nested = config_from_yaml("cgroupDriver: systemd\ncgroupRoot: /a/b.slice\n", "cfg");
+  auto nested = config_from_yaml(h + "cgroupDriver: systemd\ncgroupRoot: /a/b.slice\n", "cfg");
   EXPECT_THROW(finalize_config(nested), berth::Error);
-  auto slice = config_from_yaml("cgroupDriver: systemd\ncgroupRoot: /node.slice\n", "cfg");
+  auto slice = config_from_yaml(h + "cgroupDriver: systemd\ncgroupRoot: /node.slice\n", "cfg");
   EXPECT_NO_THROW(finalize_config(slice));
 }

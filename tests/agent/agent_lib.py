@@ -200,6 +200,7 @@ class Berthd:
         self.registry_addr = registry_addr
         self.cni_conf = cni_conf
         self.cni_bin_dir = cni_bin_dir
+        self.extra_config = ""  # TOML appended to the config (tables of their own)
         self.proc = None
 
     def start(self):
@@ -222,7 +223,7 @@ bin_dirs = ["{self.cni_bin_dir}", "/usr/lib/cni"]
 cache_dir = "{self.root}/cni-cache"
 [registry."docker.io"]
 mirrors = ["http://{self.registry_addr}"]
-""")
+""" + self.extra_config)
         logf = open(self.log, "ab")
         berthd = os.environ.get("BERTHD", str(build / "cri" / "berthd"))
         self.proc = subprocess.Popen([berthd, "--config", str(self.config), "--log-level", "debug"],

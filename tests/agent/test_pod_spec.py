@@ -74,7 +74,8 @@ def test_host_network_pod_sees_the_node(berthlet):
 def test_config_file_flags_override_and_sd_notify(berthlet_factory, tmp_path):
     b = berthlet_factory("config")
     cfg = tmp_path / "berthlet.yaml"
-    cfg.write_text(f"kind: BerthletConfiguration\nnodeName: from-config\nfileCheckFrequency: 5s\n"
+    cfg.write_text(f"apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n"
+                   f"nodeName: from-config\nfileCheckFrequency: 5s\n"
                    f"clusterDNS: [192.0.2.10]\nclusterDomain: cluster.test\nreadOnlyPort: 1\n")
     sock_path = tmp_path / "notify.sock"
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
