@@ -105,8 +105,8 @@ int main(int argc, char** argv) {
     ConfigReport report;
     Config cfg = config_path.empty() ? Config{} : load_config(config_path, &report);
     bool manifests_from_flags = false;
-    bool debug = false;
-    berth::dlog::Format log_format = berth::dlog::Format::text;
+    bool debug = cfg.logging_verbosity >= 4;
+    auto log_format = *berth::dlog::parse_format(cfg.logging_format);
     bool print_config = false;
     int c;
     while ((c = getopt_long_only(argc, argv, "", opts, nullptr)) != -1) {
@@ -134,11 +134,12 @@ int main(int argc, char** argv) {
       case kRoot: cfg.root_dir = v; break;
       case kCgroup: cfg.cgroup_root = v; break;
       case kCgroupDriver: cfg.cgroup_driver = parse_cgroup_driver(v); break;
-      case kDebug: debug = true; break;
+      case kDebug: debug = true; cfg.logging_verbosity = std::max(cfg.logging_verbosity, 4); break;
       case kLogFormat: {
         auto f = berth::dlog::parse_format(v);
         if (!f) berth::fail("--logging-format {:?}: expected text or json", v);
         log_format = *f;
+        cfg.logging_format = v;
         break;
       }
       case kVersion: std::fputs(berth::version_text("berthlet").c_str(), stdout); return 0;

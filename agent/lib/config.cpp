@@ -40,7 +40,7 @@ const std::set<std::string_view> kKubeletOnly = {
     "iptablesDropBit", "featureGates", "failSwapOn", "memorySwap", "containerLogMaxWorkers",
     "configMapAndSecretChangeDetectionStrategy", "systemReserved", "kubeReserved", "reservedSystemCPUs",
     "showHiddenMetricsForVersion", "systemReservedCgroup", "kubeReservedCgroup", "enforceNodeAllocatable",
-    "allowedUnsafeSysctls", "volumePluginDir", "providerID", "kernelMemcgNotification", "logging",
+    "allowedUnsafeSysctls", "volumePluginDir", "providerID", "kernelMemcgNotification",
     "enableSystemLogHandler", "enableSystemLogQuery", "shutdownGracePeriod", "shutdownGracePeriodCriticalPods",
     "shutdownGracePeriodByPodPriority", "crashLoopBackOff", "reservedMemory", "enableProfilingHandler",
     "enableDebugFlagsHandler", "seccompDefault", "memoryThrottlingFactor", "memoryReservationPolicy",
@@ -102,6 +102,20 @@ const std::map<std::string_view, Field>& fields() {
       {"clusterDNS", [](Config& c, const JsonView& f) { c.cluster_dns = f.as_string_list(); }},
       {"clusterDomain", [](Config& c, const JsonView& f) { c.cluster_domain = f.as_string(); }},
       {"rootDir", string_or_default(&Config::root_dir)},
+      {"logging",
+       [](Config& c, const JsonView& f) {
+         f.expect_object();
+         // flushFrequency, vmodule and options are klog's: nothing to flush or filter here.
+         if (auto format = f["format"]; format.present()) {
+           auto s = format.as_string();
+           if (s != "text" && s != "json") format.bad(fmt::format("{:?}: expected text or json", s));
+           c.logging_format = s;
+         }
+         if (auto v = f["verbosity"]; v.present()) {
+           c.logging_verbosity = v.as_i32();
+           if (c.logging_verbosity < 0) v.bad("must be 0 or more");
+         }
+       }},
       {"containerLogMaxSize",
        [](Config& c, const JsonView& f) {
          auto s = f.raw().is_number_integer() ? std::to_string(f.as_int()) : f.as_string();
@@ -330,6 +344,7 @@ std::string config_to_yaml(const Config& c) {
   line("imageGCHighThresholdPercent", std::to_string(c.image_gc_high_threshold_percent));
   line("imageGCLowThresholdPercent", std::to_string(c.image_gc_low_threshold_percent));
   line("imageMinimumGCAge", format_duration(c.image_minimum_gc_age));
+  out += fmt::format("logging:\n  format: {}\n  verbosity: {}\n", c.logging_format, c.logging_verbosity);
   out += "# berthlet's own fields (kubelet flags or constants)\n";
   line("nodeName", q(c.node_name));
   line("rootDir", q(c.root_dir));

@@ -35,6 +35,10 @@ struct Config {
   std::string cluster_domain;
   std::string root_dir = "/var/lib/berthlet"; // emptyDir volumes live here
   std::chrono::milliseconds relist_period{1000};
+  // logging (component-base's LoggingConfiguration): the line format, and the klog
+  // verbosity; 4 and above is berthlet's debug log. Flags override both.
+  std::string logging_format = "text"; // text | json
+  int logging_verbosity = 0;
   // Container log rotation (the kubelet's container log manager).
   std::string container_log_max_size = "10Mi"; // as written; container_log_max_bytes parsed
   int64_t container_log_max_bytes = 10 << 20;

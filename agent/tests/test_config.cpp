@@ -218,7 +218,7 @@ TEST(Config, ReadsWhatKubeadmWrites) {
   EXPECT_EQ(ignored, (std::vector<std::string>{
                          "authentication", "authorization", "cpuManagerReconcilePeriod",
                          "evictionHard", "evictionPressureTransitionPeriod", "featureGates", "healthzBindAddress",
-                         "healthzPort", "httpCheckFrequency", "imageMaximumGCAge", "logging", "memorySwap",
+                         "healthzPort", "httpCheckFrequency", "imageMaximumGCAge", "memorySwap",
                          "nodeStatusReportFrequency", "nodeStatusUpdateFrequency", "rotateCertificates",
                          "shutdownGracePeriod", "shutdownGracePeriodCriticalPods", "streamingConnectionIdleTimeout",
                          "syncFrequency", "volumeStatsAggPeriod"}));
@@ -244,8 +244,11 @@ imageGCHighThresholdPercent: 60
 imageGCLowThresholdPercent: 40
 imageMinimumGCAge: 1s
 imageGCPeriod: 2s
+logging: {format: json, verbosity: 4}
 )");
   finalize_config(c);
+  EXPECT_EQ(c.logging_format, "json");
+  EXPECT_EQ(c.logging_verbosity, 4);
   auto text = config_to_yaml(c);
   ConfigReport report;
   auto back = config_from_yaml(text, "printed", &report);
@@ -268,4 +271,14 @@ imageGCPeriod: 2s
   auto db = config_from_yaml(dt, "defaults");
   finalize_config(db);
   EXPECT_EQ(config_to_yaml(db), dt);
+}
+
+TEST(Config, LoggingFormatAndVerbosity) {
+  auto c = from("logging:\n  format: text\n  flushFrequency: 5s\n  verbosity: 2\n");
+  EXPECT_EQ(c.logging_format, "text");
+  EXPECT_EQ(c.logging_verbosity, 2);
+  auto e = error_of(kHeader + "readOnlyPort: 0\nlogging:\n  format: xml\n");
+  EXPECT_NE(e.find("cfg.yaml:4"), std::string::npos) << e;
+  EXPECT_NE(e.find("xml"), std::string::npos) << e;
+  EXPECT_NE(error_of(kHeader + "logging: json\n").find("logging"), std::string::npos);
 }
