@@ -27,6 +27,7 @@ import agent_lib as L  # noqa: E402  (Containerd, Cri, Berthlet, Registry, oci_i
 
 BUILD = Path(os.environ.get("BERTH_BUILD", REPO / "build"))
 BERTH = os.environ.get("BERTH", str(BUILD / "runtime" / "berth"))
+BERTHCTL = os.environ.get("BERTHCTL", str(BUILD / "ctl" / "berthctl"))
 BRIDGE_PLUGIN = os.environ.get("BERTH_BRIDGE", str(BUILD / "cni" / "berth-bridge"))
 L.BERTHLET = os.environ.get("BERTHLET", str(BUILD / "agent" / "berthlet"))
 os.environ.setdefault("BERTHD", str(BUILD / "cri" / "berthd"))
@@ -162,6 +163,12 @@ def main():
                       for p in shims)
             print(f"   monitors: {len(shims)} berth-shim process(es), {rss} KiB RSS in all; no pause process "
                   f"(the pod's namespaces are pinned)")
+
+        step(f"the operator's view through the CRI (berthctl -r unix://{endpoint.sock} pods; ps -a)")
+        for verb in (["pods"], ["ps", "-a"]):
+            out = subprocess.run([BERTHCTL, "-r", f"unix://{endpoint.sock}", *verb],
+                                 capture_output=True, text=True, check=True, timeout=30)
+            print("".join(f"   {line}\n" for line in out.stdout.splitlines()), end="")
 
         step("manifest removed: berthlet stops and removes the pod")
         t0 = time.monotonic()
