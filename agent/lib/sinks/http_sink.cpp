@@ -17,6 +17,11 @@ size_t keep_reply(char* data, size_t size, size_t n, void* user) {
   return len;
 }
 
+// Ends a transfer once the sink is aborted (shutdown's flush ran out of time).
+int check_abort(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+  return static_cast<std::atomic<bool>*>(user)->load() ? 1 : 0;
+}
+
 std::string trimmed(std::string s) {
   while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
   return s;
@@ -72,6 +77,9 @@ Delivery HttpSink::post(const std::string& url, const std::string& body) {
   c->easy_setopt(curl_, CURLOPT_PROTOCOLS_STR, "http,https");
   c->easy_setopt(curl_, CURLOPT_WRITEFUNCTION, keep_reply);
   c->easy_setopt(curl_, CURLOPT_WRITEDATA, &reply);
+  c->easy_setopt(curl_, CURLOPT_NOPROGRESS, 0L);
+  c->easy_setopt(curl_, CURLOPT_XFERINFOFUNCTION, check_abort);
+  c->easy_setopt(curl_, CURLOPT_XFERINFODATA, &aborted_);
   if (!config_.ca_file.empty()) c->easy_setopt(curl_, CURLOPT_CAINFO, config_.ca_file.c_str());
   if (!config_.client_cert_file.empty()) {
     c->easy_setopt(curl_, CURLOPT_SSLCERT, config_.client_cert_file.c_str());
@@ -92,7 +100,7 @@ Delivery HttpSink::post(const std::string& url, const std::string& body) {
 Delivery HttpSink::deliver(const SinkItem& item) {
   auto body = envelope(item).dump();
   std::string errors;
-  for (size_t n = 0; n < config_.urls.size(); n++) {
+  for (size_t n = 0; n < config_.urls.size() && !aborted_; n++) {
     size_t i = (preferred_ + n) % config_.urls.size();
     auto d = post(config_.urls[i], body);
     if (d.outcome != Delivery::Outcome::retry) {

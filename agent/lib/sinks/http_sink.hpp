@@ -8,6 +8,8 @@
 
 #include <curl/curl.h>
 
+#include <atomic>
+
 #include "agent/lib/sinks/sink.hpp"
 #include "agent/lib/sinks/sink_config.hpp"
 
@@ -18,6 +20,7 @@ public:
   explicit HttpSink(SinkConfig config);
   ~HttpSink() override;
   Delivery deliver(const SinkItem& item) override;
+  void abort() override { aborted_ = true; }
 
   // What one response means (exposed for the unit tests).
   static Delivery::Outcome classify(long http_status);
@@ -28,6 +31,7 @@ private:
   SinkConfig config_;
   CURL* curl_ = nullptr; // kept: connections are reused between deliveries
   size_t preferred_ = 0;
+  std::atomic<bool> aborted_{false};
 };
 
 } // namespace berth::agent

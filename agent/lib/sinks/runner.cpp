@@ -49,6 +49,13 @@ void SinkRunner::stop(std::chrono::milliseconds flush) {
     flush_deadline_ = SinkItem::Clock::now() + flush;
   }
   cv_.notify_one();
+  {
+    std::unique_lock lock(mu_);
+    if (!cv_.wait_until(lock, flush_deadline_, [&] { return exited_; })) {
+      lock.unlock();
+      sink_->abort(); // a delivery to a slow endpoint must not hold up shutdown
+    }
+  }
   if (thread_.joinable()) thread_.join();
   std::lock_guard lock(mu_);
   if (!queue_.empty())
@@ -87,6 +94,15 @@ void SinkRunner::record(const SinkItem& item, const Delivery& d) {
 }
 
 void SinkRunner::loop() {
+  loop_until_stopped();
+  {
+    std::lock_guard lock(mu_);
+    exited_ = true;
+  }
+  cv_.notify_all();
+}
+
+void SinkRunner::loop_until_stopped() {
   using Clock = SinkItem::Clock;
   auto keepalive_period = sink_->keepalive_period();
   auto next_keepalive = Clock::now() + keepalive_period;

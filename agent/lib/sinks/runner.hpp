@@ -25,14 +25,15 @@ public:
 
   void put_state(SinkItem item);
   void put_event(SinkItem item);
-  // Delivers what is left for at most flush (one more try each, no back-off waits), then
-  // ends the thread; what is still undelivered is logged with its count.
+  // Delivers what is left for at most flush (no back-off waits; the first failure ends it),
+  // aborts a delivery still in progress then, ends the thread and logs what is left.
   void stop(std::chrono::milliseconds flush);
   const std::string& name() const { return name_; }
   size_t depth() const;
 
 private:
   void loop();
+  void loop_until_stopped();
   void record(const SinkItem& item, const Delivery& d); // metrics and the log line (lock held)
 
   std::string name_;
@@ -42,7 +43,7 @@ private:
   SinkQueue queue_;
   DeliveryBackoff backoff_;
   SinkItem::Clock::time_point retry_at_{}, flush_deadline_{};
-  bool stopping_ = false, stopped_ = false;
+  bool stopping_ = false, stopped_ = false, exited_ = false;
   std::string failing_; // the error last logged while the endpoint fails ("" when fine)
   uint64_t dropped_logged_ = 0;
   std::thread thread_;

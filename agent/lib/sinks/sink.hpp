@@ -50,6 +50,9 @@ public:
   // Delivers the latest state of item.key (or one event). Failover between several
   // endpoints is the sink's own business: return retry only when none took it.
   virtual Delivery deliver(const SinkItem& item) = 0;
+  // Called from another thread when the final flush at shutdown runs out of time: makes a
+  // delivery in progress end soon (as a retry), so that shutdown is bounded.
+  virtual void abort() {}
   // For sinks whose liveness is a lease (etcd, the Node Lease): called every
   // keepalive_period() while the runner is idle or between deliveries; 0 = never.
   virtual std::chrono::milliseconds keepalive_period() const { return std::chrono::milliseconds(0); }
