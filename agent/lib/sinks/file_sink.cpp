@@ -1,5 +1,7 @@
 #include "agent/lib/sinks/file_sink.hpp"
 
+#include <dirent.h>
+
 #include <cerrno>
 #include <unistd.h>
 
@@ -19,7 +21,17 @@ std::string pod_file_name(const nlohmann::json& pod) {
   return ns + "_" + name + ".json";
 }
 
-FileSink::FileSink(const SinkConfig& config) : dir_(config.directory) {}
+FileSink::FileSink(const SinkConfig& config) : dir_(config.directory) {
+  // The directory mirrors this run's pods: files of an earlier run (pods removed while
+  // berthlet was down would keep theirs forever) go; every pod is written again at start.
+  if (DIR* d = ::opendir((dir_ + "/pods").c_str())) {
+    while (auto* e = ::readdir(d)) {
+      std::string name = e->d_name;
+      if (e->d_type == DT_REG && (name.ends_with(".json") || name.ends_with(".tmp"))) ::unlinkat(::dirfd(d), name.c_str(), 0);
+    }
+    ::closedir(d);
+  }
+}
 
 Delivery FileSink::deliver(const SinkItem& item) {
   if (item.kind == SinkItem::Kind::event) return Delivery::ok();
