@@ -239,9 +239,9 @@ def test_file_sink_full_disk_is_logged_and_recovers(berthlet_factory):
         b.start("--config", str(cfg))
         b.write("p.yaml", pod_manifest("p", [container("c", SLEEPER)]))
         b.wait_pod("p", lambda p: running(p, "c"))
-        L.wait_for(lambda: "No space left on device" in b.log(), timeout=20, what="the ENOSPC log line")
+        L.wait_for(lambda: "no space left on device" in b.log(), timeout=20, what="the ENOSPC log line")
         time.sleep(3)
-        full = [line for line in b.log().splitlines() if "No space left on device" in line]
+        full = [line for line in b.log().splitlines() if "no space left on device" in line]
         assert 1 <= len(full) <= 3, full  # one line per failing item, not one per retry
         assert "status sink local:" in full[0]
         assert not list((status_dir / "status").rglob("*.json")), "something was written on a full disk"
