@@ -8,69 +8,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import agent_lib as L
-from agent_lib import SLEEPER, container, pod_manifest, running
+from agent_lib import SLEEPER, Receiver, container, pod_manifest, running
 from conftest import ROOT
-
-
-class Receiver:
-    """Webhook receivers sharing one record: every request in arrival order. mode: ok,
-    slow (sleeps 30 s before 200), reject-pods (400 for kind pod, else 200)."""
-
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.requests = []  # (server port, method, body)
-        self.servers = {}
-
-    def start(self, port, mode="ok"):
-        rec = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with rec.lock:
-                    rec.requests.append((port, self.command, body, self.headers.get("Authorization")))
-                if mode == "slow":
-                    time.sleep(30)
-                code = 400 if mode == "reject-pods" and body["kind"] == "pod" else 200
-                self.send_response(code)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            do_PUT = do_POST
-
-        srv = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        srv.daemon_threads = True
-        threading.Thread(target=srv.serve_forever, daemon=True).start()
-        self.servers[port] = srv
-
-    def stop(self, port):
-        srv = self.servers.pop(port)
-        srv.shutdown()
-        srv.server_close()
-
-    def stop_all(self):
-        for port in list(self.servers):
-            self.stop(port)
-
-    def latest(self):
-        """uid -> the last pod or podDeleted body, and the last node body."""
-        pods, node = {}, None
-        with self.lock:
-            for _, _, body, _ in self.requests:
-                if body["kind"] in ("pod", "podDeleted"):
-                    pods[body["object"]["metadata"]["uid"]] = body
-                elif body["kind"] == "node":
-                    node = body["object"]
-        return pods, node
 
 
 def write_config(path: Path, sinks: str, extra=""):
@@ -144,8 +87,8 @@ def test_file_and_http_sinks_converge_through_outages(berthlet_factory, tmp_path
             return latest
         L.wait_for(converged, timeout=30, what="file dir and receivers to match /pods")
         assert {p["status"]["phase"] for p in b.pods()} == {"Running", "Succeeded"}
-        assert {port for port, *_ in rx.requests} == {p1, p2}
-        assert all(auth == "Bearer s3cret" for *_, auth in rx.requests)
+        assert {r.port for r in rx.requests} == {p1, p2}
+        assert all(r.auth == "Bearer s3cret" for r in rx.requests)
         check_node(json.loads((status_dir / "node.json").read_text()))
         check_node(rx.latest()[1])
         assert not list(status_dir.rglob(".*.tmp")), "a temp file was left"
@@ -212,13 +155,13 @@ def test_rejected_item_is_dropped_after_one_try(berthlet_factory, tmp_path):
         b.wait_pod("p", lambda p: running(p, "c"))
         time.sleep(3)  # time for retries, if there were any
         with rx.lock:
-            bodies = [json.dumps(body, sort_keys=True) for _, _, body, _ in rx.requests if body["kind"] == "pod"]
+            bodies = [json.dumps(r.body, sort_keys=True) for r in rx.requests if r.body["kind"] == "pod"]
         assert bodies, "no pod status was sent"
         assert len(bodies) == len(set(bodies)), "a rejected snapshot was sent again"
         rejected = [line for line in b.log().splitlines() if "status sink picky: pod" in line and "rejected" in line]
         assert len(rejected) == len(bodies), rejected
         assert "HTTP 400" in rejected[0]
-        assert any(body["kind"] == "node" for _, _, body, _ in rx.requests)  # other kinds still flow
+        assert any(r.body["kind"] == "node" for r in rx.requests)  # other kinds still flow
     finally:
         rx.stop_all()  # berthlet stays up: the fixture removes its pods through it
 
