@@ -51,6 +51,14 @@ std::string config_error(const std::string& sinks) {
   return "(no error)";
 }
 
+SinkConfig file_sink_config(const std::string& dir) {
+  SinkConfig c;
+  c.name = "f";
+  c.type = "file";
+  c.directory = dir;
+  return c;
+}
+
 struct TempDir {
   std::string path;
   TempDir() {
@@ -121,10 +129,7 @@ TEST(DeliveryBackoff, DoublesJitteredAndBounded) {
 
 TEST(FileSink, WritesAtomicallyAndDeletesValidatedNames) {
   TempDir tmp;
-  SinkConfig c;
-  c.name = "f";
-  c.type = "file";
-  c.directory = tmp.path + "/status";
+  auto c = file_sink_config(tmp.path + "/status");
   FileSink sink(c);
   ASSERT_EQ(sink.deliver(pod("u1", 1)).outcome, Delivery::Outcome::delivered);
   auto file = c.directory + "/pods/default_p-u1.json";
@@ -147,10 +152,7 @@ TEST(FileSink, WritesAtomicallyAndDeletesValidatedNames) {
 
 TEST(FileSink, UnwritableDirectoryIsRetriedNotDropped) {
   TempDir tmp;
-  SinkConfig c;
-  c.name = "f";
-  c.type = "file";
-  c.directory = tmp.path + "/file-not-dir";
+  auto c = file_sink_config(tmp.path + "/file-not-dir");
   berth::write_file_atomic(c.directory, "x");
   FileSink sink(c);
   auto d = sink.deliver(pod("u1", 1));

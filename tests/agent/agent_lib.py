@@ -479,6 +479,8 @@ class Receiver:
         rec = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as a real webhook
+
             def log_message(self, *args):
                 pass
 

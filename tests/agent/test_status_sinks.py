@@ -22,6 +22,16 @@ def write_config(path: Path, sinks: str, extra=""):
     return path
 
 
+def receiver_and_config(tmp_path, name, mode, keys):
+    """A webhook receiver in `mode` and a config with one http sink to it."""
+    rx = Receiver()
+    port = L.free_port()
+    rx.start(port, mode=mode)
+    cfg = write_config(tmp_path / "config.yaml", f"- name: {name}\n  type: http\n"
+                       f"  urls: [http://127.0.0.1:{port}/]\n" + "".join(f"  {k}\n" for k in keys))
+    return rx, cfg
+
+
 def check_node(node):
     st = node["status"]
     assert int(st["capacity"]["cpu"]) >= 1
@@ -59,6 +69,8 @@ def test_file_and_http_sinks_converge_through_outages(berthlet_factory, tmp_path
         b.write("a.yaml", pod_manifest("a", [container("c", SLEEPER)]))
         b.write("once.yaml", pod_manifest("once", [container("c", "exit 0")], restartPolicy="Never"))
         b.write("gone.yaml", pod_manifest("gone", [container("c", SLEEPER)]))
+        b.write("bad.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: [x]}\n")
+        b.write("nopull.yaml", pod_manifest("nopull", [container("c", SLEEPER, image="no-such-image:1")]))
         b.wait_pod("a", lambda p: running(p, "c"))
         b.wait_pod("gone", lambda p: running(p, "c"))
         b.wait_pod("once", lambda p: p["status"]["phase"] == "Succeeded")
@@ -93,6 +105,18 @@ def test_file_and_http_sinks_converge_through_outages(berthlet_factory, tmp_path
         check_node(rx.latest()[1])
         assert not list(status_dir.rglob(".*.tmp")), "a temp file was left"
         assert "status sink hook: delivering again" in b.log()
+        # Events: the manifest that does not load, the image that cannot be pulled.
+        with rx.lock:
+            events = [r.body["object"] for r in rx.requests if r.body["kind"] == "event"]
+        reasons = {(e["involvedObject"]["kind"], e["reason"]) for e in events}
+        assert ("Node", "FailedManifest") in reasons and ("Pod", "Failed") in reasons, reasons
+        assert all(e["source"] == {"component": "berthlet", "host": L.NODE} for e in events)
+        metrics = b.get("/metrics")
+        for line in ('berthlet_status_sink_deliveries_total{sink="hook",kind="pod",result="delivered"}',
+                     'berthlet_status_sink_deliveries_total{sink="hook",kind="pod",result="retried"}',
+                     'berthlet_status_sink_queue_depth{sink="local"} 0',
+                     'berthlet_status_sink_delivery_lag_seconds_count{sink="local"}'):
+            assert line in metrics, line
     finally:
         rx.stop_all()  # berthlet stays up: the fixture removes its pods through it
 
@@ -112,14 +136,7 @@ def test_slow_receiver_does_not_delay_pods(berthlet_factory, tmp_path):
         f.unlink()
     L.wait_for(lambda: plain.pods() == [], timeout=60, what="pods removed")
     plain.stop()
-    rx = Receiver()
-    port = L.free_port()
-    rx.start(port, mode="slow")
-    cfg = write_config(tmp_path / "config.yaml", f"""- name: slow
-  type: http
-  urls: [http://127.0.0.1:{port}/]
-  timeout: 40s
-""")
+    rx, cfg = receiver_and_config(tmp_path, "slow", "slow", ["timeout: 40s"])
     b = berthlet_factory()
     try:
         b.start("--config", str(cfg))
@@ -140,14 +157,7 @@ def test_slow_receiver_does_not_delay_pods(berthlet_factory, tmp_path):
 
 
 def test_rejected_item_is_dropped_after_one_try(berthlet_factory, tmp_path):
-    rx = Receiver()
-    port = L.free_port()
-    rx.start(port, mode="reject-pods")
-    cfg = write_config(tmp_path / "config.yaml", f"""- name: picky
-  type: http
-  urls: [http://127.0.0.1:{port}/]
-  initialBackoff: 100ms
-""")
+    rx, cfg = receiver_and_config(tmp_path, "picky", "reject-pods", ["initialBackoff: 100ms"])
     b = berthlet_factory()
     try:
         b.start("--config", str(cfg))
