@@ -93,7 +93,8 @@ def main():
             for c in cri.running():
                 seen.setdefault(c.labels.get("io.kubernetes.pod.name"), now)
             time.sleep(0.01)
-        L.wait_for(lambda: len({running_body(r.body) for r in rx.requests} - {None}) >= len(names), timeout=120,
+        want = {f"{n}-{L.NODE}" for n in names}
+        L.wait_for(lambda: want <= {running_body(r.body) for r in list(rx.requests)}, timeout=120,
                    what="every pod's running status at the webhook")
         arrived = {}
         for r in rx.requests:

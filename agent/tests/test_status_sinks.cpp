@@ -216,6 +216,8 @@ TEST(SinkConfig, ErrorsNameFileLineAndKey) {
   EXPECT_EQ(e, "cfg.yaml:7: statusSinks[0].method: \"GET\": must be POST or PUT");
   e = config_error("statusSinks:\n- name: a\n  type: http\n");
   EXPECT_EQ(e, "cfg.yaml:4: statusSinks[0].urls: required for an http sink");
+  e = config_error("statusSinks:\n- file\n");
+  EXPECT_EQ(e, "cfg.yaml:4: statusSinks[0]: must be a mapping with name, type and the type's keys");
   e = config_error("statusSinks: {name: a}\n");
   EXPECT_EQ(e, "cfg.yaml:3: statusSinks: must be a list");
 }

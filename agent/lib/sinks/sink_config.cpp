@@ -52,7 +52,8 @@ std::chrono::milliseconds positive_duration(const JsonView& f) {
 }
 
 SinkConfig parse_one(const JsonView& v) {
-  v.expect_object();
+  // An empty key: the message is about the entry itself.
+  if (!v.raw().is_object()) fail(": must be a mapping with name, type and the type's keys");
   SinkConfig s;
   s.name = v["name"].present() ? v["name"].as_string() : "";
   if (s.name.empty()) fail("name: required");
@@ -131,8 +132,8 @@ std::vector<SinkConfig> parse_status_sinks(const JsonView& list, const std::stri
       std::string msg = e.what();
       auto key = msg.substr(0, msg.find(':'));
       int at = line(i, key);
-      throw Error(e.code(), at > 0 ? fmt::format("{}:{}: statusSinks[{}].{}", origin, at, i, msg)
-                                   : fmt::format("{}: statusSinks[{}].{}", origin, i, msg));
+      auto where = fmt::format("statusSinks[{}]{}{}", i, key.empty() ? "" : ".", msg);
+      throw Error(e.code(), at > 0 ? fmt::format("{}:{}: {}", origin, at, where) : fmt::format("{}: {}", origin, where));
     }
   }
   return out;
