@@ -474,6 +474,7 @@ class Receiver:
         self.lock = threading.Lock()
         self.requests = []  # ReceivedRequest, in arrival order
         self.servers = {}
+        self.connections = {}  # port -> sockets of the requests' connections
 
     def start(self, port, mode="ok"):
         rec = self
@@ -483,6 +484,11 @@ class Receiver:
 
             def log_message(self, *args):
                 pass
+
+            def setup(self):
+                super().setup()
+                with rec.lock:
+                    rec.connections.setdefault(port, []).append(self.connection)
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -504,9 +510,14 @@ class Receiver:
         self.servers[port] = srv
 
     def stop(self, port):
+        """As a receiver that dies: kept-alive connections are cut too."""
         srv = self.servers.pop(port)
         srv.shutdown()
         srv.server_close()
+        with self.lock:
+            for conn in self.connections.pop(port, []):
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
 
     def stop_all(self):
         for port in list(self.servers):
