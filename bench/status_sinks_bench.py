@@ -8,7 +8,8 @@ file sink and an http sink whose receiver is a Python webhook on loopback.
 - drain: with the receiver down, every pod is restarted (manifest touched with a new
   annotation) so the sink holds N undelivered states; the receiver comes back and the time
   to deliver them all gives the updates per second one sink sustains.
-- idle: berthlet's CPU and RSS over --idle seconds with the N pods and both sinks on.
+- idle: berthlet's CPU and RSS over --idle seconds with the N pods, adopted by a fresh
+  berthlet without sinks and then by one with both sinks on.
 
 Started inside tests/agent/run.sh's world (AGENT_ROOT etc.)."""
 import argparse
@@ -129,13 +130,13 @@ def main():
         # From the first delivery to the last: the back-off wait before the first is not throughput.
         out["drain"] = {"items": sent, "seconds": round(last - first, 2),
                         "updates_per_second": round((sent - 1) / max(last - first, 1e-6), 1)}
-        out["idle_with_sinks"] = idle(b, args.idle)
-        # The same pods, adopted by a berthlet without sinks, for comparison.
-        b.stop()
-        b.start()
-        L.wait_for(lambda: len(b.pods()) == len(names) and all(L.running(p, "app") for p in b.pods()), timeout=120,
-                   what="pods adopted")
-        out["idle_without_sinks"] = idle(b, args.idle)
+        # Idle: the same pods adopted by a fresh berthlet without sinks, then by one with both.
+        for key, extra in (("idle_without_sinks", ()), ("idle_with_sinks", ("--config", str(cfg)))):
+            b.stop()
+            b.start(*extra)
+            L.wait_for(lambda: len(b.pods()) == len(names) and all(L.running(p, "app") for p in b.pods()),
+                       timeout=120, what="pods adopted")
+            out[key] = idle(b, args.idle)
         remove_all(b, cri)
     finally:
         b.stop()
