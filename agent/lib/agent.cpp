@@ -13,10 +13,14 @@
 #include "agent/lib/log.hpp"
 #include "agent/lib/metrics.hpp"
 #include "common/error.hpp"
+#include "common/fs.hpp"
 #include "common/sd_notify.hpp"
 
 namespace berth::agent {
 namespace {
+
+// How long berthlet waits at shutdown for its status sinks to deliver what they hold.
+constexpr std::chrono::milliseconds kSinkFlushAtShutdown{3000};
 
 UniqueFd make_timer(std::chrono::milliseconds period) {
   UniqueFd fd(::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
@@ -56,7 +60,13 @@ std::string detect_host_ip() {
 Agent::Agent(Config config)
     : config_(std::move(config)), cri_(config_.runtime_endpoint, config_.runtime_request_timeout),
       watcher_(config_.static_pod_paths), log_rotator_(config_, cri_), image_gc_(config_, cri_) {
-  ctx_ = std::make_unique<WorkerContext>(config_, cri_, store_, detect_host_ip());
+  auto host_ip = detect_host_ip();
+  ctx_ = std::make_unique<WorkerContext>(config_, cri_, store_, host_ip);
+  sinks_ = std::make_unique<StatusSinks>(config_);
+  if (!sinks_->empty()) {
+    store_.set_observer(sinks_.get());
+    node_status_ = std::make_unique<NodeStatusBuilder>(config_, host_ip);
+  }
   health_.endpoint = config_.runtime_endpoint;
   // As the kubelet's PLEG check (3 min there, for a 1 s relist of many containers): the
   // relist has not succeeded for this long although every call has a deadline.
@@ -67,10 +77,31 @@ Agent::Agent(Config config)
 Agent::~Agent() {
   log_rotation_thread_.reset();
   image_gc_thread_.reset();
+  node_status_thread_.reset();
   // Pods keep running: workers only stop their threads (terminating ones finish their work).
   for (auto& [uid, w] : workers_) w->shutdown();
   workers_.clear();
   terminating_.clear();
+  // What the sinks hold goes out now if their endpoints take it within the bound.
+  store_.set_observer(nullptr);
+  sinks_->shutdown(kSinkFlushAtShutdown);
+}
+
+void Agent::report_node() {
+  if (!node_status_) return;
+  RuntimeInfo info;
+  {
+    std::lock_guard lock(runtime_info_mu_);
+    info = runtime_info_;
+  }
+  auto health = store_.healthz(true);
+  info.ready = health.ok;
+  if (!health.ok) {
+    // The failed checks, on one line, as the Ready condition's message.
+    for (auto& line : split(health.body, '\n'))
+      if (line.starts_with("[-]")) info.not_ready_reason += (info.not_ready_reason.empty() ? "" : "; ") + line.substr(3);
+  }
+  sinks_->node_changed(node_status_->build(read_host_stats(config_.root_dir), info, k8s_time_now()));
 }
 
 void Agent::start_worker(Manifest m) {
@@ -96,6 +127,8 @@ void Agent::apply_manifest(const std::string& path) {
   } catch (const std::exception& e) {
     // As the kubelet's file source: a file that no longer parses no longer defines a pod.
     log_error("manifest {}", e.what());
+    store_.record_event({"Warning", "FailedManifest", fmt::format("manifest {}", e.what()),
+                        {{"kind", "Node"}, {"name", config_.node_name}}});
     drop_manifest(path);
     sources_[path] = {"", ""};
     store_.set_manifest(path, "", e.what());
@@ -152,12 +185,14 @@ void Agent::runtime_down(const std::string& error) {
     last_down_log_ = now;
     down_logged_ = true;
   }
+  bool was_up = runtime_up_;
   runtime_up_ = false;
   health_.relist_ok = false;
   health_.relist_error = error;
   health_.status_ok = false;
   health_.status_error = "";
   store_.set_runtime_health(health_);
+  if (was_up) report_node(); // Ready is false now: said at once, not at the next period
 }
 
 // The runtime's Status (RuntimeReady, NetworkReady), every 5 s as the kubelet asks it.
@@ -209,7 +244,11 @@ void Agent::relist() {
   }
   if (!runtime_up_) {
     try {
-      ctx_->set_runtime_name(cri_.version().runtime_name());
+      auto v = cri_.version();
+      ctx_->set_runtime_name(v.runtime_name());
+      std::lock_guard lock(runtime_info_mu_);
+      runtime_info_.name = v.runtime_name();
+      runtime_info_.version = v.runtime_version();
     } catch (const std::exception& e) {
       runtime_down(e.what());
       return;
@@ -218,6 +257,7 @@ void Agent::relist() {
     runtime_up_ = true;
     ever_up_ = true;
     down_logged_ = false;
+    ready_reported_ = false; // the node status goes out after this relist (Ready again)
     for (auto& [uid, w] : workers_) w->notify();
     check_runtime_status(true);
   } else {
@@ -227,6 +267,10 @@ void Agent::relist() {
   health_.relist_error.clear();
   health_.last_relist_ok = RuntimeHealth::Clock::now();
   store_.set_runtime_health(health_);
+  if (!ready_reported_ && health_.status_ok) {
+    ready_reported_ = true;
+    report_node();
+  }
   std::map<std::string, std::string> now;
   for (auto& s : sandboxes) {
     auto uid = s.labels().find(kPodUidLabel);
@@ -314,6 +358,9 @@ void Agent::run(const std::function<void()>& on_ready) {
                                                           [this] { log_rotator_.run_once(); });
   image_gc_thread_ = std::make_unique<PeriodicThread>("image-gc", config_.image_gc_period,
                                                       [this] { image_gc_.collect(); });
+  if (node_status_)
+    node_status_thread_ = std::make_unique<PeriodicThread>("node-status", config_.node_status_update_frequency,
+                                                           [this] { report_node(); });
   if (runtime_up_)
     log_info("berthlet ready: node {}, manifests in {}, runtime {}", config_.node_name,
              fmt::join(config_.static_pod_paths, ", "), config_.runtime_endpoint);

@@ -2,7 +2,8 @@
 // two timerfds (the periodic manifest re-list and the runtime relist, PLEG-style)
 // and a signalfd. Manifests become pod workers; the relist wakes the worker of any
 // pod whose containers or sandboxes changed state in the runtime. Log rotation and
-// image GC run beside it on their own periodic threads.
+// image GC and the node status run beside it on their own periodic threads; each status
+// sink delivers on its own thread (agent/lib/sinks).
 #pragma once
 
 #include <functional>
@@ -15,8 +16,10 @@
 #include "agent/lib/cri_client.hpp"
 #include "agent/lib/image_gc.hpp"
 #include "agent/lib/log_rotation.hpp"
+#include "agent/lib/node_status.hpp"
 #include "agent/lib/periodic.hpp"
 #include "agent/lib/pod_worker.hpp"
+#include "agent/lib/sinks/hub.hpp"
 #include "agent/lib/status.hpp"
 #include "agent/lib/watcher.hpp"
 #include "common/fd.hpp"
@@ -43,10 +46,16 @@ private:
   void reap_workers();
   void count_workers();  // berthlet_pod_workers
   void start_worker(Manifest m);
+  void report_node(); // the node's status to the status sinks (any thread)
 
   Config config_;
   CriClient cri_;
   StatusStore store_;
+  // Before the workers (they publish through the store into it), stopped after them.
+  std::unique_ptr<StatusSinks> sinks_;
+  std::unique_ptr<NodeStatusBuilder> node_status_;
+  std::mutex runtime_info_mu_;
+  RuntimeInfo runtime_info_; // name and version from the CRI Version call
   std::unique_ptr<WorkerContext> ctx_;
   ManifestWatcher watcher_;
 
@@ -62,6 +71,7 @@ private:
   bool runtime_up_ = false;
   bool ever_up_ = false;
   bool down_logged_ = false;
+  bool ready_reported_ = false; // the node status went out since the runtime came up
   RuntimeHealth health_;
   RuntimeHealth::Clock::time_point last_down_log_{}, last_status_call_{};
   std::string status_problems_; // what the last Status call found wrong ("" when ready)
@@ -72,7 +82,7 @@ private:
   // declared last: stopped before anything they use goes away.
   LogRotator log_rotator_;
   ImageGc image_gc_;
-  std::unique_ptr<PeriodicThread> log_rotation_thread_, image_gc_thread_;
+  std::unique_ptr<PeriodicThread> log_rotation_thread_, image_gc_thread_, node_status_thread_;
 };
 
 // The node's address for hostIP: the first global IPv4 address of an interface that is up.

@@ -27,7 +27,7 @@ const std::set<std::string_view> kKubeletOnly = {
     "rotateCertificates", "serverTLSBootstrap", "authentication", "authorization", "registryPullQPS",
     "registryBurst", "imagePullCredentialsVerificationPolicy", "preloadedImagesVerificationAllowlist",
     "eventRecordQPS", "eventBurst", "enableDebuggingHandlers", "enableContentionProfiling", "healthzPort",
-    "healthzBindAddress", "oomScoreAdj", "streamingConnectionIdleTimeout", "nodeStatusUpdateFrequency",
+    "healthzBindAddress", "oomScoreAdj", "streamingConnectionIdleTimeout",
     "nodeStatusReportFrequency", "nodeLeaseDurationSeconds", "imageMaximumGCAge", "volumeStatsAggPeriod",
     "kubeletCgroups", "systemCgroups", "cgroupsPerQOS", "cpuManagerPolicy", "singleProcessOOMKill",
     "cpuManagerPolicyOptions", "cpuManagerReconcilePeriod", "draManagerReconcilePeriod", "memoryManagerPolicy",
@@ -135,6 +135,7 @@ const std::map<std::string_view, Field>& fields() {
       {"imageGCLowThresholdPercent", percent(&Config::image_gc_low_threshold_percent)},
       {"imageMinimumGCAge", duration(&Config::image_minimum_gc_age)},
       {"imageGCPeriod", duration(&Config::image_gc_period)},
+      {"nodeStatusUpdateFrequency", duration(&Config::node_status_update_frequency)},
   };
   return table;
 }
@@ -148,6 +149,20 @@ std::map<std::string, int> key_lines(const std::string& text) {
   for (auto it = root.begin(); it != root.end(); ++it)
     if (it->first.IsScalar()) lines.emplace(it->first.Scalar(), it->first.Mark().line + 1);
   return lines;
+}
+
+// The line of statusSinks (index SIZE_MAX) or of a key of statusSinks[index] (of the
+// entry itself when the key is not there).
+int sink_key_line(const std::string& text, size_t index, const std::string& key) {
+  auto root = YAML::Load(text);
+  auto list = root["statusSinks"];
+  if (!list) return 0;
+  if (index == SIZE_MAX || !list.IsSequence() || index >= list.size()) return list.Mark().line + 1;
+  auto entry = list[index];
+  if (entry.IsMap())
+    for (auto it = entry.begin(); it != entry.end(); ++it)
+      if (it->first.IsScalar() && it->first.Scalar() == key) return it->first.Mark().line + 1;
+  return entry.Mark().line + 1;
 }
 
 } // namespace
@@ -239,6 +254,13 @@ Config config_from_yaml(const std::string& text, const std::string& origin, Conf
   ConfigReport found;
   v.each_member([&](const std::string& key, const JsonView& f) {
     if (key == "apiVersion" || key == "kind") return;
+    if (key == "statusSinks") { // its errors name the line of the key inside the list
+      if (f.present())
+        c.status_sinks = parse_status_sinks(f, origin, [&](size_t i, const std::string& k) {
+          return sink_key_line(text, i, k);
+        });
+      return;
+    }
     auto handler = fields().find(key);
     if (handler != fields().end()) {
       // A null value ("key:" or "key: ~") is the field's default, as in Go's decoding.
@@ -296,6 +318,7 @@ void finalize_config(Config& c) {
   if (c.relist_period.count() < 100) fail("runtimeRelistPeriod: must be at least 100ms");
   if (c.container_log_monitor_interval.count() < 100) fail("containerLogMonitorInterval: must be at least 100ms");
   if (c.image_gc_period.count() < 100) fail("imageGCPeriod: must be at least 100ms");
+  if (c.node_status_update_frequency.count() < 100) fail("nodeStatusUpdateFrequency: must be at least 100ms");
   // As the kubelet's validation; 100 as the high threshold disables image GC.
   if (c.image_gc_high_threshold_percent != 100 &&
       c.image_gc_low_threshold_percent >= c.image_gc_high_threshold_percent)
@@ -344,12 +367,14 @@ std::string config_to_yaml(const Config& c) {
   line("imageGCHighThresholdPercent", std::to_string(c.image_gc_high_threshold_percent));
   line("imageGCLowThresholdPercent", std::to_string(c.image_gc_low_threshold_percent));
   line("imageMinimumGCAge", format_duration(c.image_minimum_gc_age));
+  line("nodeStatusUpdateFrequency", format_duration(c.node_status_update_frequency));
   out += fmt::format("logging:\n  format: {}\n  verbosity: {}\n", c.logging_format, c.logging_verbosity);
   out += "# berthlet's own fields (kubelet flags or constants)\n";
   line("nodeName", q(c.node_name));
   line("rootDir", q(c.root_dir));
   line("runtimeRelistPeriod", format_duration(c.relist_period));
   line("imageGCPeriod", format_duration(c.image_gc_period));
+  line("statusSinks", status_sinks_to_json(c.status_sinks).dump());
   return out;
 }
 

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "agent/lib/sinks/sink_config.hpp"
+
 namespace berth::agent {
 
 // How pod and container cgroups are named and made (the kubelet's cgroupDriver): plain
@@ -52,6 +54,10 @@ struct Config {
   int image_gc_low_threshold_percent = 80;
   std::chrono::milliseconds image_minimum_gc_age{120000};
   std::chrono::milliseconds image_gc_period{300000}; // berthlet-only: the kubelet's is fixed at 5 min
+  // How often the node's status is computed and reported to the status sinks (the kubelet's
+  // field and default); berthlet-only statusSinks: where to (docs/agent.md "Status sinks").
+  std::chrono::milliseconds node_status_update_frequency{10000};
+  std::vector<SinkConfig> status_sinks;
 };
 
 // What loading a file found besides the fields berthlet uses: the kubelet's fields it

@@ -16,7 +16,19 @@ AgentMetrics::AgentMetrics()
                                           "Containers started again after an earlier instance (attempt > 0).")
                              .with({})),
       pod_workers(registry.gauge("berthlet_pod_workers", "Pod workers (one per static pod, and those terminating).")
-                      .with({})) {
+                      .with({})),
+      sink_deliveries(registry.counter("berthlet_status_sink_deliveries_total",
+                                       "Status sink delivery attempts, by sink, kind and result (delivered, retried, "
+                                       "rejected).",
+                                       {"sink", "kind", "result"})),
+      sink_queue_depth(registry.gauge("berthlet_status_sink_queue_depth",
+                                      "Items (pod and node states, events) a status sink has not delivered yet.",
+                                      {"sink"})),
+      sink_events_dropped(registry.counter("berthlet_status_sink_events_dropped_total",
+                                           "Events dropped because a status sink's event queue was full.", {"sink"})),
+      sink_delivery_lag(registry.histogram("berthlet_status_sink_delivery_lag_seconds",
+                                           "Seconds from a status change to its delivery by a status sink.", {"sink"},
+                                           metrics::rpc_latency_buckets())) {
   metrics::add_process_collector(registry);
 }
 

@@ -19,6 +19,13 @@ struct AgentMetrics {
   metrics::Family<metrics::Counter>& probes;             // probe_type, result (as the kubelet's prober)
   metrics::Counter& container_restarts;
   metrics::Gauge& pod_workers;
+  // Status sinks (sink = its configured name): deliveries by kind and result (delivered,
+  // retried, rejected), undelivered items, events dropped from a full queue, and the delay
+  // from a state change to its delivery.
+  metrics::Family<metrics::Counter>& sink_deliveries;
+  metrics::Family<metrics::Gauge>& sink_queue_depth;
+  metrics::Family<metrics::Counter>& sink_events_dropped;
+  metrics::Family<metrics::Histogram>& sink_delivery_lag;
 
   AgentMetrics();
 };

@@ -41,6 +41,7 @@ bool PodWorker::ensure_image(const Container& c) {
     backoff_wake_ = std::min(backoff_wake_, now + backoff_.current(key, now));
     view_.waiting[c.name] = {"ErrImagePull", e.what()};
     log_warn("pod {}: Failed to pull image \"{}\": {}", full_name_, c.image, e.what());
+    record_event("Warning", "Failed", fmt::format("Failed to pull image \"{}\": {}", c.image, e.what()));
     return false;
   }
 }
@@ -89,7 +90,10 @@ void PodWorker::start_container(const Container& c, uint32_t attempt) {
     notify(); // the runtime records the failed start as an exit: restart through the back-off
     return;
   }
-  if (attempt > 0) agent_metrics().container_restarts.inc();
+  if (attempt > 0) {
+    agent_metrics().container_restarts.inc();
+    record_event("Normal", "Restarted", fmt::format("Restarted container {} (attempt {})", c.name, attempt));
+  }
   log_info("pod {}: Started container {} (attempt {}, id {})", full_name_, c.name, attempt, id.substr(0, 13));
   if (c.post_start) {
     std::string error;

@@ -64,8 +64,11 @@ void PodWorker::run_probes() {
       }
       agent_metrics().probes.with({probe_type_label(t.kind()), out.result == ProbeResult::success ? "successful" : "failed"})
           .inc();
-      if (out.result == ProbeResult::failure)
+      if (out.result == ProbeResult::failure) {
         log_info("pod {}: {} probe of {} failed: {}", full_name_, probe_kind_name(t.kind()), c.name, out.message);
+        record_event("Warning", "Unhealthy",
+                     fmt::format("{} probe failed: {}", probe_kind_name(t.kind()), out.message));
+      }
       if (t.record(out.result, Clock::now()))
         log_info("pod {}: container {} {} probe: {}", full_name_, c.name, probe_kind_name(t.kind()),
                  t.result() == ProbeResult::success ? "success" : "failure");

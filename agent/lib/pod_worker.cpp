@@ -299,6 +299,15 @@ void PodWorker::sync_containers() {
   }
 }
 
+void PodWorker::record_event(const char* type, const char* reason, std::string message) {
+  nlohmann::json involved = {{"kind", "Pod"}, {"uid", uid_}};
+  if (manifest_) {
+    involved["namespace"] = manifest_->pod.namespace_;
+    involved["name"] = manifest_->pod.name;
+  }
+  ctx_.store.record_event({type, reason, std::move(message), std::move(involved)});
+}
+
 void PodWorker::publish() {
   const auto& m = *manifest_;
   auto st = compute_pod_status(m.pod, view_, ctx_.runtime_name(), last_status_ ? &*last_status_ : nullptr);

@@ -84,6 +84,7 @@ private:
   bool run_hook(const Handler& h, const std::string& container_id, const std::string& what, std::string& error);
   void publish();
   std::string pod_ref() const;
+  void record_event(const char* type, const char* reason, std::string message); // to the status sinks
 
   WorkerContext& ctx_;
   std::optional<Manifest> manifest_;

@@ -150,12 +150,24 @@ Healthz StatusStore::healthz(bool verbose) const {
 
 void StatusStore::set_pod(const std::string& uid, nlohmann::json pod) {
   std::lock_guard lock(mu_);
-  pods_[uid] = std::move(pod);
+  auto& slot = pods_[uid];
+  // Workers publish after every sync; observers hear of real changes only.
+  if (slot == pod) return;
+  slot = std::move(pod);
+  if (observer_) observer_->pod_changed(uid, slot);
 }
 
 void StatusStore::remove_pod(const std::string& uid) {
   std::lock_guard lock(mu_);
-  pods_.erase(uid);
+  auto it = pods_.find(uid);
+  if (it == pods_.end()) return;
+  if (observer_) observer_->pod_removed(uid, it->second);
+  pods_.erase(it);
+}
+
+void StatusStore::record_event(const EventInfo& e) {
+  std::lock_guard lock(mu_);
+  if (observer_) observer_->event(e);
 }
 
 void StatusStore::set_manifest(const std::string& path, const std::string& uid, const std::string& error) {

@@ -79,9 +79,34 @@ struct Healthz {
 Healthz evaluate_health(const RuntimeHealth& h, RuntimeHealth::Clock::time_point now,
                         std::chrono::milliseconds relist_threshold, bool verbose);
 
+// Something berthlet reports (a v1 Event without the bookkeeping): a manifest error,
+// a failed probe, a restart, a failed image pull.
+struct EventInfo {
+  std::string type = "Normal"; // Normal | Warning
+  std::string reason, message;
+  nlohmann::json involved_object; // {"kind":"Pod","namespace","name","uid"} or {"kind":"Node","name"}
+};
+
+// Told of every change the store sees (the status sinks, agent/lib/sinks/hub.hpp). Called
+// with the store's lock held, in the order of the changes: it must only enqueue.
+class StatusObserver {
+public:
+  virtual ~StatusObserver() = default;
+  virtual void pod_changed(const std::string& uid, const nlohmann::json& pod) = 0;
+  virtual void pod_removed(const std::string& uid, const nlohmann::json& last) = 0;
+  virtual void event(const EventInfo& e) = 0;
+};
+
 // Thread-safe: pod workers write, the HTTP endpoint reads.
 class StatusStore {
 public:
+  // Set before any pod worker starts; the observer outlives the workers.
+  void set_observer(StatusObserver* o) {
+    std::lock_guard lock(mu_);
+    observer_ = o;
+  }
+  void record_event(const EventInfo& e);
+
   void set_runtime_health(RuntimeHealth h);
   RuntimeHealth runtime_health() const;
   void set_relist_threshold(std::chrono::milliseconds t) {
@@ -112,6 +137,7 @@ private:
   mutable std::mutex mu_;
   RuntimeHealth health_;
   std::chrono::milliseconds relist_threshold_{60000};
+  StatusObserver* observer_ = nullptr;
   std::map<std::string, nlohmann::json> pods_;
   std::map<std::string, std::pair<std::string, std::string>> manifests_; // path -> (uid, error)
 };

@@ -219,7 +219,7 @@ TEST(Config, ReadsWhatKubeadmWrites) {
                          "authentication", "authorization", "cpuManagerReconcilePeriod",
                          "evictionHard", "evictionPressureTransitionPeriod", "featureGates", "healthzBindAddress",
                          "healthzPort", "httpCheckFrequency", "imageMaximumGCAge", "memorySwap",
-                         "nodeStatusReportFrequency", "nodeStatusUpdateFrequency", "rotateCertificates",
+                         "nodeStatusReportFrequency", "rotateCertificates",
                          "shutdownGracePeriod", "shutdownGracePeriodCriticalPods", "streamingConnectionIdleTimeout",
                          "syncFrequency", "volumeStatsAggPeriod"}));
   auto lines = report.lines("k.yaml");

@@ -7,6 +7,7 @@ Everything lives under one temp root (AGENT_ROOT, made by run.sh) and one cgroup
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import os
@@ -14,9 +15,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import yaml
@@ -457,3 +460,76 @@ def cstatus(pod, name, init=False):
 def running(pod, name):
     cs = cstatus(pod, name)
     return cs is not None and "running" in cs["state"]
+
+
+# A status sink's webhook requests (tests/agent/test_status_sinks.py, bench/status-sinks.sh).
+ReceivedRequest = collections.namedtuple("ReceivedRequest", "port method body auth at")
+
+
+class Receiver:
+    """Webhook receivers sharing one record: every request in arrival order. mode: ok,
+    slow (sleeps 30 s before 200), reject-pods (400 for kind pod, else 200)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.requests = []  # ReceivedRequest, in arrival order
+        self.servers = {}
+        self.connections = {}  # port -> sockets of the requests' connections
+
+    def start(self, port, mode="ok"):
+        rec = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as a real webhook
+
+            def log_message(self, *args):
+                pass
+
+            def setup(self):
+                super().setup()
+                with rec.lock:
+                    rec.connections.setdefault(port, []).append(self.connection)
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with rec.lock:
+                    rec.requests.append(ReceivedRequest(port, self.command, body, self.headers.get("Authorization"),
+                                                        time.monotonic()))
+                if mode == "slow":
+                    time.sleep(30)
+                code = 400 if mode == "reject-pods" and body["kind"] == "pod" else 200
+                self.send_response(code)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_PUT = do_POST
+
+        srv = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        srv.daemon_threads = True
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        self.servers[port] = srv
+
+    def stop(self, port):
+        """As a receiver that dies: kept-alive connections are cut too."""
+        srv = self.servers.pop(port)
+        srv.shutdown()
+        srv.server_close()
+        with self.lock:
+            for conn in self.connections.pop(port, []):
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
+
+    def stop_all(self):
+        for port in list(self.servers):
+            self.stop(port)
+
+    def latest(self):
+        """uid -> the last pod or podDeleted body, and the last node body."""
+        pods, node = {}, None
+        with self.lock:
+            for body in (r.body for r in self.requests):
+                if body["kind"] in ("pod", "podDeleted"):
+                    pods[body["object"]["metadata"]["uid"]] = body
+                elif body["kind"] == "node":
+                    node = body["object"]
+        return pods, node

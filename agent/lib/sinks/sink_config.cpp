@@ -1,0 +1,164 @@
+#include "agent/lib/sinks/sink_config.hpp"
+
+#include <cctype>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "agent/lib/config.hpp"
+#include "common/error.hpp"
+#include "common/fs.hpp"
+#include "common/json.hpp"
+
+namespace berth::agent {
+namespace {
+
+constexpr size_t kMaxSinks = 16, kMaxUrls = 16, kMaxUrlBytes = 2048;
+
+const std::set<std::string_view> kCommonKeys = {"name", "type", "initialBackoff", "maxBackoff", "maxQueuedEvents"};
+const std::set<std::string_view> kFileKeys = {"directory"};
+const std::set<std::string_view> kHttpKeys = {"urls",          "method",         "timeout",       "bearerTokenFile",
+                                              "basicAuthFile", "caFile",         "clientCertFile", "clientKeyFile"};
+
+// http:// or https://, a host, no spaces or control characters; libcurl does the rest.
+void check_url(const std::string& url) {
+  if (url.size() > kMaxUrlBytes) fail("{}: longer than {} bytes", quoted_value(url), kMaxUrlBytes);
+  auto scheme_end = url.find("://");
+  auto scheme = scheme_end == std::string::npos ? "" : url.substr(0, scheme_end);
+  if (scheme != "http" && scheme != "https") fail("{}: must start with http:// or https://", quoted_value(url));
+  auto host = url.substr(scheme_end + 3);
+  if (host.empty() || host[0] == '/' || host[0] == ':') fail("{}: no host", quoted_value(url));
+  for (unsigned char ch : url)
+    if (ch <= ' ' || ch == 0x7f) fail("{}: spaces and control characters are not allowed", quoted_value(url));
+}
+
+void check_absolute(const std::string& path) {
+  if (path.empty() || path[0] != '/') fail("{}: must be an absolute path", quoted_value(path));
+  for (auto& part : split(path, '/'))
+    if (part == "..") fail("{}: must not contain '..'", quoted_value(path));
+}
+
+bool valid_name(std::string_view s) {
+  if (s.empty() || s.size() > 63) return false;
+  for (unsigned char c : s)
+    if (!std::isalnum(c) && c != '-' && c != '_' && c != '.') return false;
+  return true;
+}
+
+std::chrono::milliseconds positive_duration(const JsonView& f) {
+  auto d = parse_duration(f.as_string());
+  if (d.count() <= 0) f.bad("must be positive");
+  return d;
+}
+
+SinkConfig parse_one(const JsonView& v) {
+  // An empty key: the message is about the entry itself.
+  if (!v.raw().is_object()) fail(": must be a mapping with name, type and the type's keys");
+  SinkConfig s;
+  s.name = v["name"].present() ? v["name"].as_string() : "";
+  if (s.name.empty()) fail("name: required");
+  if (!valid_name(s.name)) fail("name: {}: use letters, digits, '-', '_' and '.'", quoted_value(s.name));
+  s.type = v["type"].present() ? v["type"].as_string() : "";
+  const std::set<std::string_view>* own;
+  if (s.type == "file") own = &kFileKeys;
+  else if (s.type == "http") own = &kHttpKeys;
+  else fail("type: {}: unknown sink type (file or http)", quoted_value(s.type));
+  v.each_member([&](const std::string& key, const JsonView& f) {
+    if (!kCommonKeys.count(key) && !own->count(key))
+      fail("{}: unknown key for a {} sink (a typo?)", key, s.type);
+    auto field = [&](auto&& fn) {
+      try {
+        fn();
+      } catch (Error& e) {
+        if (std::string_view(e.what()).rfind(key, 0) != 0) e.wrap(key);
+        throw;
+      }
+    };
+    field([&] {
+      if (key == "initialBackoff") s.initial_backoff = positive_duration(f);
+      else if (key == "maxBackoff") s.max_backoff = positive_duration(f);
+      else if (key == "maxQueuedEvents") {
+        auto n = f.as_int();
+        if (n < 0 || n > 1000000) f.bad(fmt::format("{}: must be 0-1000000", n));
+        s.max_queued_events = static_cast<size_t>(n);
+      } else if (key == "directory") {
+        s.directory = f.as_string();
+        check_absolute(s.directory);
+      } else if (key == "urls") {
+        s.urls = f.as_string_list();
+        if (s.urls.empty() || s.urls.size() > kMaxUrls) f.bad(fmt::format("must list 1-{} URLs", kMaxUrls));
+        for (auto& u : s.urls) check_url(u);
+      } else if (key == "method") {
+        s.method = f.as_string();
+        if (s.method != "POST" && s.method != "PUT") f.bad(fmt::format("{}: must be POST or PUT", quoted_value(s.method)));
+      } else if (key == "timeout") {
+        s.timeout = positive_duration(f);
+      } else if (key != "name" && key != "type") {
+        auto path = f.as_string();
+        check_absolute(path);
+        if (key == "bearerTokenFile") s.bearer_token_file = path;
+        else if (key == "basicAuthFile") s.basic_auth_file = path;
+        else if (key == "caFile") s.ca_file = path;
+        else if (key == "clientCertFile") s.client_cert_file = path;
+        else if (key == "clientKeyFile") s.client_key_file = path;
+      }
+    });
+  });
+  if (s.max_backoff < s.initial_backoff) fail("maxBackoff: must not be less than initialBackoff");
+  if (s.type == "file" && s.directory.empty()) fail("directory: required for a file sink");
+  if (s.type == "http") {
+    if (s.urls.empty()) fail("urls: required for an http sink");
+    if (!s.bearer_token_file.empty() && !s.basic_auth_file.empty())
+      fail("basicAuthFile: bearerTokenFile and basicAuthFile exclude each other");
+    if (s.client_cert_file.empty() != s.client_key_file.empty())
+      fail("{}: clientCertFile and clientKeyFile go together", s.client_cert_file.empty() ? "clientCertFile" : "clientKeyFile");
+  }
+  return s;
+}
+
+} // namespace
+
+std::vector<SinkConfig> parse_status_sinks(const JsonView& list, const std::string& origin, const SinkKeyLine& line) {
+  if (!list.raw().is_array()) fail("{}:{}: statusSinks: must be a list", origin, line(SIZE_MAX, ""));
+  if (list.size() > kMaxSinks) fail("{}:{}: statusSinks: at most {} sinks", origin, line(SIZE_MAX, ""), kMaxSinks);
+  std::vector<SinkConfig> out;
+  std::set<std::string> names;
+  for (size_t i = 0; i < list.size(); i++) {
+    try {
+      out.push_back(parse_one(JsonView(list.raw()[i], "")));
+      if (!names.insert(out.back().name).second) fail("name: {}: used by an earlier sink", quoted_value(out.back().name));
+    } catch (Error& e) {
+      // The message starts with the key it is about: name its line.
+      std::string msg = e.what();
+      auto key = msg.substr(0, msg.find(':'));
+      int at = line(i, key);
+      auto where = fmt::format("statusSinks[{}]{}{}", i, key.empty() ? "" : ".", msg);
+      throw Error(e.code(), at > 0 ? fmt::format("{}:{}: {}", origin, at, where) : fmt::format("{}: {}", origin, where));
+    }
+  }
+  return out;
+}
+
+nlohmann::json status_sinks_to_json(const std::vector<SinkConfig>& sinks) {
+  auto arr = nlohmann::json::array();
+  for (auto& s : sinks) {
+    nlohmann::json j = {{"name", s.name}, {"type", s.type}};
+    j["initialBackoff"] = format_duration(s.initial_backoff);
+    j["maxBackoff"] = format_duration(s.max_backoff);
+    j["maxQueuedEvents"] = s.max_queued_events;
+    if (s.type == "file") j["directory"] = s.directory;
+    if (s.type == "http") {
+      j["urls"] = s.urls;
+      j["method"] = s.method;
+      j["timeout"] = format_duration(s.timeout);
+      for (auto [key, value] : {std::pair{"bearerTokenFile", &s.bearer_token_file}, {"basicAuthFile", &s.basic_auth_file},
+                                {"caFile", &s.ca_file}, {"clientCertFile", &s.client_cert_file},
+                                {"clientKeyFile", &s.client_key_file}})
+        if (!value->empty()) j[key] = *value;
+    }
+    arr.push_back(j);
+  }
+  return arr;
+}
+
+} // namespace berth::agent

@@ -1,0 +1,159 @@
+#!/usr/bin/python3
+"""Status sinks bench (bench/status-sinks.sh): N pods started at once by a berthlet with a
+file sink and an http sink whose receiver is a Python webhook on loopback.
+
+- delay: for each pod, the webhook's arrival of the first pod status with its container
+  running, less the moment the runtime first listed that container as running (polled every
+  10 ms through the CRI): berthlet's relist, status computation and the sink's delivery.
+- drain: with the receiver down, every pod is restarted (manifest touched with a new
+  annotation) so the sink holds N undelivered states; the receiver comes back and the time
+  to deliver them all gives the updates per second one sink sustains.
+- idle: berthlet's CPU and RSS over --idle seconds with the N pods, adopted by a fresh
+  berthlet without sinks and then by one with both sinks on.
+
+Started inside tests/agent/run.sh's world (AGENT_ROOT etc.)."""
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "agent"))
+import agent_lib as L  # noqa: E402
+from berthlet_bench import proc_cpu_rss, remove_all  # noqa: E402
+
+ROOT = Path(os.environ["AGENT_ROOT"])
+BRIDGE = os.environ["AGENT_BRIDGE"]
+CGROUP_ROOT = os.environ["AGENT_CGROUP_ROOT"]
+
+
+def pct(xs, q):
+    xs = sorted(xs)
+    return round(1000 * xs[min(len(xs) - 1, int(q * len(xs)))], 1)
+
+
+def running_body(body):
+    if body["kind"] != "pod":
+        return None
+    cs = body["object"]["status"].get("containerStatuses", [])
+    return body["object"]["metadata"]["name"] if cs and "running" in cs[0]["state"] else None
+
+
+def idle(b, seconds):
+    time.sleep(3)
+    c0, _, _, _ = proc_cpu_rss(b.proc.pid)
+    t0 = time.monotonic()
+    time.sleep(seconds)
+    c1, rss, hwm, threads = proc_cpu_rss(b.proc.pid)
+    dt = time.monotonic() - t0
+    return {"pods": len(b.pods()), "seconds": round(dt, 1), "berthlet_cpu_percent": round(100 * (c1 - c0) / dt, 3),
+            "berthlet_rss_mib": round(rss / 1024, 1), "berthlet_peak_rss_mib": round(hwm / 1024, 1),
+            "berthlet_threads": threads}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--pods", type=int, default=100)
+    ap.add_argument("--idle", type=float, default=30.0)
+    ap.add_argument("--out")
+    args = ap.parse_args()
+
+    reg = L.Registry(workdir=str(ROOT / "registry"))
+    reg.start()
+    L.oci_image.push(L.oci_image.build_image("busybox"), reg.addr, "library/busybox:latest")
+    pause = L.oci_image.Image([L.oci_image.Layer(L.oci_image.busybox_tar(), "gzip")], cmd=["/bin/sleep", "2147483647"])
+    L.oci_image.push(pause, reg.addr, "berth/pause:1")
+    cni = ROOT / "cni" / "net.d"
+    L.write_cni_conf(cni, BRIDGE, "10.231.79.0/24", ROOT / "cni" / "ipam")
+    ctd = L.Containerd(ROOT / "containerd", reg.addr, cni, "docker.io/berth/pause:1")
+    ctd.start()
+    cri = L.Cri(ctd.sock, ROOT / "pycri")
+    ctd.wait_ready(cri)
+    rx = L.Receiver()
+    port = L.free_port()
+    rx.start(port)
+    b = L.Berthlet(ROOT / "berthlet", ctd.sock, CGROUP_ROOT)
+    cfg = ROOT / "berthlet.yaml"
+    cfg.write_text("apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nstatusSinks:\n"
+                   f"- name: local\n  type: file\n  directory: {ROOT / 'status'}\n"
+                   f"- name: hook\n  type: http\n  urls: [http://127.0.0.1:{port}/]\n  maxBackoff: 1s\n")
+    out = {"pods": args.pods}
+    try:
+        b.start("--config", str(cfg))
+        b.write("warm.yaml", L.pod_manifest("warm", [L.container("app", L.SLEEPER)]))
+        b.wait_pod("warm", lambda p: L.running(p, "app"))
+        remove_all(b, cri)
+        names = [f"s{i}" for i in range(args.pods)]
+        for n in names:
+            b.write(f"{n}.yaml", L.pod_manifest(n, [L.container("app", L.SLEEPER)]))
+        seen = {}  # pod name -> when the runtime first listed its container running
+        end = time.monotonic() + 300
+        while len(seen) < len(names) and time.monotonic() < end:
+            now = time.monotonic()
+            for c in cri.running():
+                seen.setdefault(c.labels.get("io.kubernetes.pod.name"), now)
+            time.sleep(0.01)
+        want = {f"{n}-{L.NODE}" for n in names}
+        L.wait_for(lambda: want <= {running_body(r.body) for r in list(rx.requests)}, timeout=120,
+                   what="every pod's running status at the webhook")
+        arrived = {}
+        for r in rx.requests:
+            name = running_body(r.body)
+            if name:
+                arrived.setdefault(name, r.at)
+        delays = [max(0.0, arrived[f"{n}-{L.NODE}"] - seen[f"{n}-{L.NODE}"]) for n in names]
+        out["delay_ms"] = {"p50": pct(delays, 0.5), "p99": pct(delays, 0.99), "max": round(1000 * max(delays), 1)}
+
+        # Drain: N undelivered pod states (each pod's metadata changes), then the receiver is back.
+        rx.stop(port)
+        for n in names:
+            doc = L.pod_manifest(n, [L.container("app", L.SLEEPER)])
+            doc["metadata"]["labels"] = {"round": "2"}
+            b.write(f"{n}.yaml", doc)
+        L.wait_for(lambda: all(p["metadata"].get("labels", {}).get("round") == "2" and L.running(p, "app")
+                               for p in b.pods() if p["metadata"]["name"].startswith("s")) and
+                   len(b.pods()) == len(names), timeout=300, interval=0.5, what="pods restarted")
+        # What the sink now holds for them: states replaced in place, one per pod.
+        time.sleep(1)
+        with rx.lock:
+            rx.requests.clear()
+        rx.start(port)
+
+        def drained():
+            with rx.lock:
+                got = {r.body["object"]["metadata"]["uid"] for r in rx.requests if r.body["kind"] == "pod"}
+            return len(got & {p["metadata"]["uid"] for p in b.pods()}) >= len(names)
+        L.wait_for(drained, timeout=120, interval=0.01, what="the backlog delivered")
+        with rx.lock:
+            sent, first, last = len(rx.requests), rx.requests[0].at, rx.requests[-1].at
+        # From the first delivery to the last: the back-off wait before the first is not throughput.
+        out["drain"] = {"items": sent, "seconds": round(last - first, 2),
+                        "updates_per_second": round((sent - 1) / max(last - first, 1e-6), 1)}
+        # Idle: the same pods adopted by a fresh berthlet without sinks, then by one with both.
+        for key, extra in (("idle_without_sinks", ()), ("idle_with_sinks", ("--config", str(cfg)))):
+            b.stop()
+            b.start(*extra)
+            L.wait_for(lambda: len(b.pods()) == len(names) and all(L.running(p, "app") for p in b.pods()),
+                       timeout=120, what="pods adopted")
+            out[key] = idle(b, args.idle)
+        remove_all(b, cri)
+    finally:
+        b.stop()
+        cri.remove_everything()
+        rx.stop_all()
+        ctd.stop()
+        reg.stop()
+    print(json.dumps(out, indent=1))
+    d, r, i, o = out["delay_ms"], out["drain"], out["idle_with_sinks"], out["idle_without_sinks"]
+    print(f"\n{args.pods} pods, http sink: running in the runtime -> at the webhook p50 {d['p50']} ms, p99 {d['p99']} ms;"
+          f" backlog of {r['items']} delivered at {r['updates_per_second']}/s;\n"
+          f"idle with file + http sinks: CPU {i['berthlet_cpu_percent']}% of a core, RSS {i['berthlet_rss_mib']} MiB;"
+          f" without sinks: CPU {o['berthlet_cpu_percent']}%, RSS {o['berthlet_rss_mib']} MiB")
+    if args.out:
+        Path(args.out).write_text(json.dumps(out, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
