@@ -63,10 +63,12 @@ ShimStarted run_shim(const ShimSettings& shim, const ShimRun& run) {
   std::vector<std::string> args = {"run", "--id", run.id, "--bundle", run.bundle, "--runtime", run.runtime,
                                    "--state-dir", shim.state_root, "--exit-dir", shim.exit_dir,
                                    "--timeout", std::to_string(std::max<int64_t>(1, shim.timeout.count() / 1000)),
-                                   // The shim's diagnostics join berthd's log (its journal stream under
-                                   // systemd), in berthd's line format, tagged with the container's id.
-                                   "--shim-log-fd", "3", "--log-format",
-                                   dlog::format() == dlog::Format::json ? "json" : "text"};
+                                   "--log-format", dlog::format() == dlog::Format::json ? "json" : "text"};
+  // The shim's diagnostics join berthd's log (its journal stream under systemd), in
+  // berthd's line format, tagged with the container's id. (A berthd started without a
+  // stderr has none to pass: the shim then discards them.)
+  UniqueFd own_stderr(::fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3));
+  if (own_stderr) args.insert(args.end(), {"--shim-log-fd", "3"});
   for (const auto& a : run.runtime_args) args.insert(args.end(), {"--runtime-arg", a});
   if (!run.log_path.empty()) args.insert(args.end(), {"--log-path", run.log_path});
   if (run.stdin_pipe) args.push_back("--stdin");
@@ -76,7 +78,6 @@ ShimStarted run_shim(const ShimSettings& shim, const ShimRun& run) {
   RunOptions opts;
   opts.timeout = shim.timeout + std::chrono::seconds(5);
   opts.max_output = 64 << 10;
-  UniqueFd own_stderr(::fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3));
   opts.pass_fd = own_stderr.get();
   CommandResult r = run_command(shim.binary, args, opts);
   if (!r.ok()) {
@@ -160,7 +161,8 @@ ExecSyncResult shim_exec_sync(const ShimSettings& shim, const std::string& id, c
   UniqueFd sock = with_context("container is not running (no shim)", [&] { return connect_unix(sock_path, SOCK_SEQPACKET); });
   json req = {{"args", argv}, {"tty", false}, {"stdin", false}};
   if (timeout.count() > 0) req["timeout"] = static_cast<double>(timeout.count()) / 1000.0;
-  std::string msg = std::string(1, frame::kExec) + req.dump();
+  std::string msg(1, frame::kExec);
+  msg += req.dump();
   if (msg.size() > frame::kMaxPayload) fail("exec request too large ({} bytes)", msg.size());
   if (::send(sock.get(), msg.data(), msg.size(), MSG_NOSIGNAL) < 0) fail_errno("send exec request to {}", sock_path);
 
