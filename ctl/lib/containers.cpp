@@ -1,11 +1,11 @@
 // ps, create, run, start, stop, rm, inspect: containers.
 #include <algorithm>
 #include <iostream>
-#include <regex>
 
 #include <fmt/format.h>
 
 #include "ctl/lib/config_input.hpp"
+#include "ctl/lib/name_filter.hpp"
 #include "ctl/lib/output.hpp"
 #include "ctl/lib/verbs.hpp"
 
@@ -38,10 +38,10 @@ std::vector<cri::Container> list_containers(Client& c, const PsOptions& o) {
   for (const auto& [k, v] : parse_labels(o.labels)) (*f->mutable_label_selector())[k] = v;
   cri::ListContainersResponse resp;
   BERTHCTL_CALL(c, runtime, ListContainers, req, resp);
-  std::regex name(o.name);
+  NameFilter name(o.name, "--name");
   std::vector<cri::Container> out;
   for (const auto& ct : resp.containers()) {
-    if (!o.name.empty() && !std::regex_search(ct.metadata().name(), name)) continue;
+    if (!name.matches(ct.metadata().name())) continue;
     if (!o.image.empty() && ct.image().image() != o.image && ct.image_ref() != o.image) continue;
     out.push_back(ct);
   }

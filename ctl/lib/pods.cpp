@@ -1,11 +1,11 @@
 // pods, runp, stopp, rmp, inspectp: pod sandboxes.
 #include <algorithm>
 #include <iostream>
-#include <regex>
 
 #include <fmt/format.h>
 
 #include "ctl/lib/config_input.hpp"
+#include "ctl/lib/name_filter.hpp"
 #include "ctl/lib/output.hpp"
 #include "ctl/lib/verbs.hpp"
 
@@ -28,12 +28,10 @@ std::vector<cri::PodSandbox> list_pods(Client& c, const PodsOptions& o) {
   for (const auto& [k, v] : parse_labels(o.labels)) (*f->mutable_label_selector())[k] = v;
   cri::ListPodSandboxResponse resp;
   BERTHCTL_CALL(c, runtime, ListPodSandbox, req, resp);
-  // --name and --namespace are regular expressions, as in crictl.
-  std::regex name(o.name), ns(o.namespace_);
+  NameFilter name(o.name, "--name"), ns(o.namespace_, "--namespace");
   std::vector<cri::PodSandbox> pods;
   for (const auto& p : resp.items()) {
-    if (!o.name.empty() && !std::regex_search(p.metadata().name(), name)) continue;
-    if (!o.namespace_.empty() && !std::regex_search(p.metadata().namespace_(), ns)) continue;
+    if (!name.matches(p.metadata().name()) || !ns.matches(p.metadata().namespace_())) continue;
     pods.push_back(p);
   }
   std::sort(pods.begin(), pods.end(), [](auto& a, auto& b) { return a.created_at() > b.created_at(); });
