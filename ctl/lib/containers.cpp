@@ -36,9 +36,9 @@ std::vector<cri::Container> list_containers(Client& c, const PsOptions& o) {
   else if (!state.empty())
     throw std::invalid_argument(fmt::format("--state {:?}: created, running, exited or unknown", o.state));
   for (const auto& [k, v] : parse_labels(o.labels)) (*f->mutable_label_selector())[k] = v;
+  NameFilter name(o.name, "--name"); // a bad expression fails before the call
   cri::ListContainersResponse resp;
   BERTHCTL_CALL(c, runtime, ListContainers, req, resp);
-  NameFilter name(o.name, "--name");
   std::vector<cri::Container> out;
   for (const auto& ct : resp.containers()) {
     if (!name.matches(ct.metadata().name())) continue;

@@ -26,9 +26,9 @@ std::vector<cri::PodSandbox> list_pods(Client& c, const PodsOptions& o) {
     else throw std::invalid_argument(fmt::format("--state {:?}: ready or notready", o.state));
   }
   for (const auto& [k, v] : parse_labels(o.labels)) (*f->mutable_label_selector())[k] = v;
+  NameFilter name(o.name, "--name"), ns(o.namespace_, "--namespace"); // bad ones fail before the call
   cri::ListPodSandboxResponse resp;
   BERTHCTL_CALL(c, runtime, ListPodSandbox, req, resp);
-  NameFilter name(o.name, "--name"), ns(o.namespace_, "--namespace");
   std::vector<cri::PodSandbox> pods;
   for (const auto& p : resp.items()) {
     if (!name.matches(p.metadata().name()) || !ns.matches(p.metadata().namespace_())) continue;
