@@ -10,6 +10,7 @@ const char* kind_name(SinkItem::Kind k) {
   case SinkItem::Kind::pod: return "pod";
   case SinkItem::Kind::pod_deleted: return "podDeleted";
   case SinkItem::Kind::event: return "event";
+  case SinkItem::Kind::pod_set: return "podSet";
   }
   return "unknown";
 }
@@ -20,7 +21,11 @@ nlohmann::json envelope(const SinkItem& item) {
 
 std::string SinkQueue::state_key(const SinkItem& i) {
   // A pod and its deletion share a key: the deletion replaces the snapshot.
-  return (i.kind == SinkItem::Kind::node ? "node/" : "pod/") + i.key;
+  switch (i.kind) {
+  case SinkItem::Kind::node: return "node/" + i.key;
+  case SinkItem::Kind::pod_set: return "podSet/" + i.key;
+  default: return "pod/" + i.key;
+  }
 }
 
 void SinkQueue::put_state(SinkItem item) {

@@ -16,10 +16,13 @@ namespace berth::agent {
 struct SinkItem {
   using Clock = std::chrono::steady_clock;
   // node: a v1 Node; pod: a v1 Pod; pod_deleted: {"metadata":{namespace,name,uid}};
-  // event: a v1 Event. Wire names: node, pod, podDeleted, event.
-  enum class Kind { node, pod, pod_deleted, event };
+  // event: a v1 Event; pod_set: {"node":name,"pods":[{namespace,name,uid},...]}, every pod
+  // berthlet runs, sent once its manifests are first read (and again when a runtime
+  // reconnects), so that a sink removes what it still holds of pods deleted while berthlet
+  // was down. Wire names: node, pod, podDeleted, event, podSet.
+  enum class Kind { node, pod, pod_deleted, event, pod_set };
   Kind kind = Kind::pod;
-  std::string key; // node: the node name; pod and pod_deleted: the pod UID; event: ""
+  std::string key; // node, pod_set: the node name; pod and pod_deleted: the pod UID; event: ""
   // Shared by every sink's queue: one copy of a pod's JSON however many sinks there are.
   std::shared_ptr<const nlohmann::json> object;
   Clock::time_point changed{}; // the oldest change this item carries (delivery lag)
