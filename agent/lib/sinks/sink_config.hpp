@@ -17,7 +17,7 @@ namespace berth::agent {
 
 struct SinkConfig {
   std::string name; // unique; labels its metrics and log lines
-  std::string type; // file | http
+  std::string type; // file | http | etcd
   // Delivery (every type): back-off after a failed delivery, and the event queue's bound.
   std::chrono::milliseconds initial_backoff{500}, max_backoff{30000};
   size_t max_queued_events = 1000;
@@ -29,6 +29,10 @@ struct SinkConfig {
   std::chrono::milliseconds timeout{5000};
   std::string bearer_token_file, basic_auth_file; // basic: one "user:password" line
   std::string ca_file, client_cert_file, client_key_file;
+  // etcd (also timeout, caFile, clientCertFile, clientKeyFile)
+  std::vector<std::string> endpoints; // http(s)://host:port, tried in order
+  std::string prefix = "/berth";
+  std::chrono::milliseconds lease_ttl{10000}; // the <prefix>/alive/<node> key's lease
   bool operator==(const SinkConfig&) const = default;
 };
 
