@@ -19,6 +19,8 @@ packages=(
   docker-registry skopeo apache2-utils python3-grpcio python3-protobuf python3-yaml containerd
   # tests/cri/test_registry_config.py: podman writes the auth.json berthd reads
   podman
+  # tests/agent/test_status_sink_etcd.py: a 3-member etcd cluster on loopback, read with etcdctl
+  etcd-server etcd-client
 )
 if [[ "${1:-}" == "--bench" ]]; then
   packages+=(runc crun)

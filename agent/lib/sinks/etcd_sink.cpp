@@ -6,7 +6,6 @@
 #include <fmt/format.h>
 
 #include "agent/lib/log.hpp"
-#include "agent/lib/manifest.hpp"
 #include "agent/lib/pod.hpp"
 #include "agent/lib/status.hpp"
 #include "rpc.grpc.pb.h"
@@ -18,7 +17,6 @@ using std::chrono::steady_clock;
 using std::chrono::system_clock;
 
 constexpr int kMaxReceiveBytes = 4 << 20;     // a Range page of keys is far less
-constexpr size_t kMaxPemBytes = 1 << 20;      // a CA bundle, a certificate chain, a key
 constexpr int64_t kRangePage = 500;           // keys per Range of a node's pods
 constexpr int kMaxRangePages = 200;           // 100000 keys: more is not berthlet's
 constexpr int64_t kEventLeaseSeconds = 3600;  // events live about an hour, as in Kubernetes
@@ -35,14 +33,16 @@ Delivery outcome(const grpc::Status& st, const std::string& what) {
   return Delivery::retry(why);
 }
 
-std::string pem(const std::string& path) { return path.empty() ? "" : read_bounded_file(path, kMaxPemBytes); }
-
 } // namespace
 
 std::string etcd_pod_key(const std::string& prefix, const std::string& node, const nlohmann::json& pod) {
   auto meta = pod.find("metadata");
   if (meta == pod.end() || !meta->is_object()) return "";
-  auto ns = meta->value("namespace", ""), name = meta->value("name", "");
+  auto text = [&](const char* field) {
+    auto f = meta->find(field);
+    return f != meta->end() && f->is_string() ? f->get<std::string>() : std::string();
+  };
+  auto ns = text("namespace"), name = text("name");
   if (!valid_dns1123_subdomain(node) || !valid_dns1123_subdomain(ns) || !valid_dns1123_subdomain(name)) return "";
   return fmt::format("{}/pods/{}/{}/{}", prefix, node, ns, name);
 }
@@ -72,7 +72,6 @@ bool etcd_try_next_endpoint(const grpc::Status& st) {
 
 struct EtcdSink::Endpoint {
   std::string url, target; // target: host:port
-  bool tls = false;
   std::shared_ptr<grpc::Channel> channel;
   std::unique_ptr<etcdserverpb::KV::Stub> kv;
   std::unique_ptr<etcdserverpb::Lease::Stub> lease;
@@ -82,7 +81,6 @@ EtcdSink::EtcdSink(SinkConfig config, std::string node_name) : config_(std::move
   for (auto& url : config_.endpoints) {
     auto ep = std::make_unique<Endpoint>();
     ep->url = url;
-    ep->tls = url.starts_with("https://");
     ep->target = url.substr(url.find("://") + 3);
     endpoints_.push_back(std::move(ep));
   }
@@ -112,34 +110,28 @@ grpc::Status EtcdSink::call(const Call& fn) {
   for (size_t n = 0; n < endpoints_.size(); n++) {
     size_t i = (preferred_ + n) % endpoints_.size();
     auto& ep = *endpoints_[i];
-    grpc::Status st;
-    try {
-      if (!ep.channel) {
-        grpc::ChannelArguments args;
-        args.SetMaxReceiveMessageSize(kMaxReceiveBytes);
-        // A member back from a crash is tried again within seconds, not gRPC's 2 minutes.
-        args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 500);
-        args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5000);
-        auto creds = ep.tls ? grpc::SslCredentials({pem(config_.ca_file), pem(config_.client_key_file),
-                                                    pem(config_.client_cert_file)})
-                            : grpc::InsecureChannelCredentials();
-        ep.channel = grpc::CreateCustomChannel(ep.target, creds, args);
-        ep.kv = etcdserverpb::KV::NewStub(ep.channel);
-        ep.lease = etcdserverpb::Lease::NewStub(ep.channel);
-      }
-      grpc::ClientContext ctx;
-      ctx.set_deadline(system_clock::now() + config_.timeout);
-      ctx.AddMetadata("hasleader", "true"); // clientv3's WithRequireLeader
-      {
-        std::lock_guard lock(current_mu_);
-        if (aborted_) return {grpc::StatusCode::CANCELLED, "aborted at shutdown"};
-        current_ = &ctx;
-      }
-      st = fn(ep, ctx);
+    if (!ep.channel) {
+      grpc::ChannelArguments args;
+      args.SetMaxReceiveMessageSize(kMaxReceiveBytes);
+      // A member back from a crash is tried again within seconds, not gRPC's 2 minutes.
+      args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 500);
+      args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5000);
+      ep.channel = grpc::CreateCustomChannel(ep.target, grpc::InsecureChannelCredentials(), args);
+      ep.kv = etcdserverpb::KV::NewStub(ep.channel);
+      ep.lease = etcdserverpb::Lease::NewStub(ep.channel);
+    }
+    grpc::ClientContext ctx;
+    ctx.set_deadline(system_clock::now() + config_.timeout);
+    ctx.AddMetadata("hasleader", "true"); // clientv3's WithRequireLeader
+    {
+      std::lock_guard lock(current_mu_);
+      if (aborted_) return {grpc::StatusCode::CANCELLED, "aborted at shutdown"};
+      current_ = &ctx;
+    }
+    auto st = fn(ep, ctx);
+    {
       std::lock_guard lock(current_mu_);
       current_ = nullptr;
-    } catch (const std::exception& e) { // a TLS file missing or being replaced
-      st = grpc::Status(grpc::StatusCode::UNAVAILABLE, e.what());
     }
     if (!etcd_try_next_endpoint(st)) {
       preferred_ = i;

@@ -29,8 +29,8 @@ struct SinkConfig {
   std::chrono::milliseconds timeout{5000};
   std::string bearer_token_file, basic_auth_file; // basic: one "user:password" line
   std::string ca_file, client_cert_file, client_key_file;
-  // etcd (also timeout, caFile, clientCertFile, clientKeyFile)
-  std::vector<std::string> endpoints; // http(s)://host:port, tried in order
+  // etcd (also timeout)
+  std::vector<std::string> endpoints; // http://host:port, tried in order
   std::string prefix = "/berth";
   std::chrono::milliseconds lease_ttl{10000}; // the <prefix>/alive/<node> key's lease
   bool operator==(const SinkConfig&) const = default;
