@@ -98,7 +98,7 @@ def talking_to(cluster, pid):
     ports = set()
     for line in out.splitlines():
         if f"pid={pid}," in line:
-            m = re.search(r"127\.0\.0\.1:(\d+)\s+users:", line)
+            m = re.search(r":(\d+)\s+users:", line)  # the peer (gRPC's sockets are v4-mapped IPv6)
             if m and int(m.group(1)) in cluster.client:
                 ports.add(cluster.client.index(int(m.group(1))))
     return ports
