@@ -1,27 +1,37 @@
 #!/usr/bin/python3
 """Status sinks bench (bench/status-sinks.sh): N pods started at once by a berthlet with a
-file sink and an http sink whose receiver is a Python webhook on loopback.
+file sink, an http sink whose receiver is a Python webhook on loopback and an etcd sink to a
+3-member etcd cluster on loopback.
 
 - delay: for each pod, the webhook's arrival of the first pod status with its container
   running, less the moment the runtime first listed that container as running (polled every
   10 ms through the CRI): berthlet's relist, status computation and the sink's delivery.
-- drain: with the receiver down, every pod is restarted (manifest touched with a new
-  annotation) so the sink holds N undelivered states; the receiver comes back and the time
-  to deliver them all gives the updates per second one sink sustains.
+  For etcd, the arrival is the first event of `etcdctl watch --prefix` (JSON, one line per
+  event, timestamped as read) whose pod has its container running.
+- drain: with the receiver and every etcd member down, every pod is restarted (manifest
+  touched with a new annotation) so each sink holds N undelivered states; the receiver and
+  the cluster come back (together: both sinks drain at once, each on its own thread) and the
+  time to deliver them all gives the updates per second one sink sustains (etcd: from
+  berthlet's delivered counter, polled every 20 ms).
 - idle: berthlet's CPU and RSS over --idle seconds with the N pods, adopted by a fresh
   berthlet without sinks and then by one with both sinks on.
 
 Started inside tests/agent/run.sh's world (AGENT_ROOT etc.)."""
 import argparse
+import base64
 import json
 import os
+import re
+import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "agent"))
 import agent_lib as L  # noqa: E402
 from berthlet_bench import proc_cpu_rss, remove_all  # noqa: E402
+from etcd_lib import EtcdCluster  # noqa: E402
 
 ROOT = Path(os.environ["AGENT_ROOT"])
 BRIDGE = os.environ["AGENT_BRIDGE"]
@@ -38,6 +48,36 @@ def running_body(body):
         return None
     cs = body["object"]["status"].get("containerStatuses", [])
     return body["object"]["metadata"]["name"] if cs and "running" in cs[0]["state"] else None
+
+
+class EtcdWatch:
+    """etcdctl watch --prefix in JSON: when each pod's key first held a running container."""
+
+    def __init__(self, cluster, prefix):
+        self.running_at = {}
+        self.proc = subprocess.Popen(["etcdctl", "--endpoints", ",".join(cluster.urls), "watch", "--prefix", prefix,
+                                      "-w", "json"], env=dict(os.environ, ETCDCTL_API="3"),
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        threading.Thread(target=self.read, daemon=True).start()
+
+    def read(self):
+        for line in self.proc.stdout:
+            at = time.monotonic()
+            for ev in json.loads(line).get("Events") or []:
+                if "value" in ev["kv"]:
+                    name = running_body({"kind": "pod", "object": json.loads(base64.b64decode(ev["kv"]["value"]))})
+                    if name:
+                        self.running_at.setdefault(name, at)
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+def etcd_delivered(b):
+    m = re.search(r'berthlet_status_sink_deliveries_total\{sink="etcd",kind="pod",result="delivered"\} (\d+)',
+                  b.get("/metrics"))
+    return int(m.group(1)) if m else 0
 
 
 def idle(b, seconds):
@@ -73,11 +113,16 @@ def main():
     rx = L.Receiver()
     port = L.free_port()
     rx.start(port)
+    cluster = EtcdCluster(ROOT / "etcd")
+    cluster.start_all()
+    watch = EtcdWatch(cluster, f"/bench/pods/{L.NODE}/")
     b = L.Berthlet(ROOT / "berthlet", ctd.sock, CGROUP_ROOT)
     cfg = ROOT / "berthlet.yaml"
     cfg.write_text("apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nstatusSinks:\n"
                    f"- name: local\n  type: file\n  directory: {ROOT / 'status'}\n"
-                   f"- name: hook\n  type: http\n  urls: [http://127.0.0.1:{port}/]\n  maxBackoff: 1s\n")
+                   f"- name: hook\n  type: http\n  urls: [http://127.0.0.1:{port}/]\n  maxBackoff: 1s\n"
+                   f"- name: etcd\n  type: etcd\n  endpoints: [{', '.join(cluster.urls)}]\n  prefix: /bench\n"
+                   "  maxBackoff: 1s\n")
     out = {"pods": args.pods}
     try:
         b.start("--config", str(cfg))
@@ -104,9 +149,14 @@ def main():
                 arrived.setdefault(name, r.at)
         delays = [max(0.0, arrived[f"{n}-{L.NODE}"] - seen[f"{n}-{L.NODE}"]) for n in names]
         out["delay_ms"] = {"p50": pct(delays, 0.5), "p99": pct(delays, 0.99), "max": round(1000 * max(delays), 1)}
+        L.wait_for(lambda: want <= set(watch.running_at), timeout=120, what="every pod's running status in etcd")
+        delays = [max(0.0, watch.running_at[f"{n}-{L.NODE}"] - seen[f"{n}-{L.NODE}"]) for n in names]
+        out["etcd_delay_ms"] = {"p50": pct(delays, 0.5), "p99": pct(delays, 0.99), "max": round(1000 * max(delays), 1)}
+        watch.stop()
 
         # Drain: N undelivered pod states (each pod's metadata changes), then the receiver is back.
         rx.stop(port)
+        cluster.stop()
         for n in names:
             doc = L.pod_manifest(n, [L.container("app", L.SLEEPER)])
             doc["metadata"]["labels"] = {"round": "2"}
@@ -118,7 +168,20 @@ def main():
         time.sleep(1)
         with rx.lock:
             rx.requests.clear()
+        etcd_before = etcd_delivered(b)
         rx.start(port)
+        for i in range(3):
+            cluster.start(i)
+        # From the first delivery seen to the last: the back-off wait before the first is not throughput.
+        first, end = None, time.monotonic() + 120
+        while (n := etcd_delivered(b)) < etcd_before + len(names) and time.monotonic() < end:
+            if first is None and n > etcd_before:
+                first = (time.monotonic(), n)
+            time.sleep(0.02)
+        last, n = time.monotonic(), etcd_delivered(b)
+        assert first is not None and n >= etcd_before + len(names), "the etcd sink's backlog was not delivered"
+        out["etcd_drain"] = {"items": n - etcd_before, "seconds": round(last - first[0], 2),
+                             "updates_per_second": round((n - first[1]) / max(last - first[0], 1e-6), 1)}
 
         def drained():
             with rx.lock:
@@ -142,13 +205,18 @@ def main():
         b.stop()
         cri.remove_everything()
         rx.stop_all()
+        watch.stop()
+        cluster.stop()
         ctd.stop()
         reg.stop()
     print(json.dumps(out, indent=1))
     d, r, i, o = out["delay_ms"], out["drain"], out["idle_with_sinks"], out["idle_without_sinks"]
+    ed, er = out["etcd_delay_ms"], out["etcd_drain"]
     print(f"\n{args.pods} pods, http sink: running in the runtime -> at the webhook p50 {d['p50']} ms, p99 {d['p99']} ms;"
           f" backlog of {r['items']} delivered at {r['updates_per_second']}/s;\n"
-          f"idle with file + http sinks: CPU {i['berthlet_cpu_percent']}% of a core, RSS {i['berthlet_rss_mib']} MiB;"
+          f"etcd sink (3 members): running in the runtime -> key changed p50 {ed['p50']} ms, p99 {ed['p99']} ms;"
+          f" backlog of {er['items']} delivered at {er['updates_per_second']}/s;\n"
+          f"idle with file + http + etcd sinks: CPU {i['berthlet_cpu_percent']}% of a core, RSS {i['berthlet_rss_mib']} MiB;"
           f" without sinks: CPU {o['berthlet_cpu_percent']}%, RSS {o['berthlet_rss_mib']} MiB")
     if args.out:
         Path(args.out).write_text(json.dumps(out, indent=1))
