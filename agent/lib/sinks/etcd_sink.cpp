@@ -22,12 +22,21 @@ constexpr int kMaxRangePages = 200;           // 100000 keys: more is not berthl
 constexpr int64_t kEventLeaseSeconds = 3600;  // events live about an hour, as in Kubernetes
 constexpr auto kEventLeaseRenewal = std::chrono::minutes(6); // a new lease every 6 min: 54-60 min
 constexpr auto kRevokeTimeout = std::chrono::seconds(1);
+constexpr size_t kMaxErrorBytes = 256;
+
+// A server's error message as it goes into a log line: bounded, no control characters.
+std::string printable(const grpc::Status& st) {
+  auto msg = st.error_message().substr(0, kMaxErrorBytes);
+  for (auto& ch : msg)
+    if (static_cast<unsigned char>(ch) < ' ' || ch == 0x7f) ch = ' ';
+  return msg;
+}
 
 // What an answer means for the item: delivered, retried (the cluster is unavailable, or
 // refuses for now), or rejected (etcd refuses this request for good, e.g. too large).
 Delivery outcome(const grpc::Status& st, const std::string& what) {
   if (st.ok()) return Delivery::ok();
-  auto why = fmt::format("{}: {} (gRPC code {})", what, st.error_message(), static_cast<int>(st.error_code()));
+  auto why = fmt::format("{}: {} (gRPC code {})", what, printable(st), static_cast<int>(st.error_code()));
   if (st.error_code() == grpc::StatusCode::INVALID_ARGUMENT || st.error_code() == grpc::StatusCode::OUT_OF_RANGE)
     return Delivery::rejected(why);
   return Delivery::retry(why);
@@ -94,7 +103,7 @@ EtcdSink::~EtcdSink() {
   req.set_id(alive_lease_);
   etcdserverpb::LeaseRevokeResponse resp;
   auto st = call([&](Endpoint& ep, grpc::ClientContext& ctx) { return ep.lease->LeaseRevoke(&ctx, req, &resp); });
-  if (!st.ok()) log_warn("status sink {}: revoking the alive lease: {}", config_.name, st.error_message());
+  if (!st.ok()) log_warn("status sink {}: revoking the alive lease: {}", config_.name, printable(st));
 }
 
 void EtcdSink::abort() {
@@ -137,7 +146,7 @@ grpc::Status EtcdSink::call(const Call& fn) {
       preferred_ = i;
       return st;
     }
-    errors += fmt::format("{}{}: {}", errors.empty() ? "" : "; ", ep.url, st.error_message());
+    errors += fmt::format("{}{}: {}", errors.empty() ? "" : "; ", ep.url, printable(st));
   }
   return {grpc::StatusCode::UNAVAILABLE, errors};
 }
@@ -163,7 +172,7 @@ grpc::Status EtcdSink::grant(int64_t ttl_seconds, int64_t& lease) {
   req.set_ttl(ttl_seconds);
   etcdserverpb::LeaseGrantResponse resp;
   auto st = call([&](Endpoint& ep, grpc::ClientContext& ctx) { return ep.lease->LeaseGrant(&ctx, req, &resp); });
-  if (st.ok() && !resp.error().empty()) return {grpc::StatusCode::UNKNOWN, resp.error()};
+  if (st.ok() && !resp.error().empty()) return {grpc::StatusCode::UNKNOWN, resp.error().substr(0, kMaxErrorBytes)};
   lease = resp.id();
   return st;
 }
@@ -265,8 +274,8 @@ Delivery EtcdSink::remove_stale(const nlohmann::json& pod_set) {
 Delivery EtcdSink::deliver(const SinkItem& item) {
   if (!valid_dns1123_subdomain(node_))
     return Delivery::rejected(fmt::format("node name {:?} is not a DNS-1123 name: no etcd key", node_));
-  if (alive_lease_ == 0)
-    if (auto d = put_alive(); d.outcome != Delivery::Outcome::delivered) return d;
+  if (alive_lease_ == 0) // the node is alive before anything else of it is written
+    if (auto d = put_alive(); d.outcome != Delivery::Outcome::delivered) return Delivery::retry(d.error);
   switch (item.kind) {
   case SinkItem::Kind::node: {
     auto key = fmt::format("{}/nodes/{}", config_.prefix, node_);

@@ -192,6 +192,10 @@ nlohmann::json status_sinks_to_json(const std::vector<SinkConfig>& sinks) {
       j["urls"] = s.urls;
       j["method"] = s.method;
       j["timeout"] = format_duration(s.timeout);
+      for (auto [key, value] : {std::pair{"bearerTokenFile", &s.bearer_token_file}, {"basicAuthFile", &s.basic_auth_file},
+                                {"caFile", &s.ca_file}, {"clientCertFile", &s.client_cert_file},
+                                {"clientKeyFile", &s.client_key_file}})
+        if (!value->empty()) j[key] = *value;
     }
     if (s.type == "etcd") {
       j["endpoints"] = s.endpoints;
@@ -199,11 +203,6 @@ nlohmann::json status_sinks_to_json(const std::vector<SinkConfig>& sinks) {
       j["leaseTTL"] = format_duration(s.lease_ttl);
       j["timeout"] = format_duration(s.timeout);
     }
-    // Credential and TLS files of any type (empty: not set).
-    for (auto [key, value] : {std::pair{"bearerTokenFile", &s.bearer_token_file}, {"basicAuthFile", &s.basic_auth_file},
-                              {"caFile", &s.ca_file}, {"clientCertFile", &s.client_cert_file},
-                              {"clientKeyFile", &s.client_key_file}})
-      if (!value->empty()) j[key] = *value;
     arr.push_back(j);
   }
   return arr;
