@@ -13,21 +13,13 @@
 
 #include "agent/lib/config.hpp"
 #include "agent/lib/sinks/etcd_sink.hpp"
+#include "agent/tests/sink_test_config.hpp"
 #include "common/error.hpp"
 
 using namespace berth::agent;
 using namespace std::chrono_literals;
 
 namespace {
-
-std::string config_error(const std::string& sinks) {
-  try {
-    config_from_yaml("apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n" + sinks, "cfg.yaml");
-  } catch (const berth::Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
 
 std::string etcd_error(const std::string& keys) {
   return config_error("statusSinks:\n- name: e\n  type: etcd\n" + keys);
