@@ -208,6 +208,7 @@ def main():
                        timeout=120, what="pods adopted")
             out[key] = idle(b, args.idle)
     finally:  # the pods go through the CRI: removing 100 through berthlet on a loaded machine lost the figures
+        print("figures:", json.dumps(out), file=sys.stderr)  # also those of a run cut short
         b.stop()
         cri.remove_everything()
         rx.stop_all()

@@ -125,6 +125,12 @@ def test_etcd_sink_fails_over_and_converges(berthlet_factory, tmp_path):
         L.wait_for(lambda: b.pod("b") is None, timeout=60, what="pod b removed after the restart")
         L.wait_for(lambda: converged(b, cluster), timeout=30, what="etcd without the pod removed while down")
         assert "default/b-" + L.NODE not in pods_in_etcd(cluster)
+
+        # A clean stop: the pods' deletions are delivered, and the lease revoked (the alive key
+        # goes at once, not after its TTL).
+        remove_pods_and_stop(b)
+        assert pods_in_etcd(cluster) == {}
+        assert alive not in cluster.get_prefix(alive)
     finally:
         cluster.stop()  # berthlet stays up: the fixture removes its pods through it
 

@@ -22,11 +22,11 @@ constexpr int kMaxRangePages = 200;           // 100000 keys: more is not berthl
 constexpr int64_t kEventLeaseSeconds = 3600;  // events live about an hour, as in Kubernetes
 constexpr auto kEventLeaseRenewal = std::chrono::minutes(6); // a new lease every 6 min: 54-60 min
 constexpr auto kRevokeTimeout = std::chrono::seconds(1);
-constexpr size_t kMaxErrorBytes = 256;
+constexpr size_t kMaxErrorBytes = 256; // of one endpoint's error message
 
 // A server's error message as it goes into a log line: bounded, no control characters.
-std::string printable(const grpc::Status& st) {
-  auto msg = st.error_message().substr(0, kMaxErrorBytes);
+std::string printable(const grpc::Status& st, size_t max = kMaxErrorBytes) {
+  auto msg = st.error_message().substr(0, max);
   for (auto& ch : msg)
     if (static_cast<unsigned char>(ch) < ' ' || ch == 0x7f) ch = ' ';
   return msg;
@@ -36,7 +36,9 @@ std::string printable(const grpc::Status& st) {
 // refuses for now), or rejected (etcd refuses this request for good, e.g. too large).
 Delivery outcome(const grpc::Status& st, const std::string& what) {
   if (st.ok()) return Delivery::ok();
-  auto why = fmt::format("{}: {} (gRPC code {})", what, printable(st), static_cast<int>(st.error_code()));
+  // When every endpoint failed the message holds each one's (bounded in call()).
+  auto why = fmt::format("{}: {} (gRPC code {})", what, printable(st, 20 * kMaxErrorBytes),
+                         static_cast<int>(st.error_code()));
   if (st.error_code() == grpc::StatusCode::INVALID_ARGUMENT || st.error_code() == grpc::StatusCode::OUT_OF_RANGE)
     return Delivery::rejected(why);
   return Delivery::retry(why);
