@@ -159,6 +159,20 @@ TEST(FileSink, PodSetRemovesOnlyTheFilesOfPodsThatAreGone) {
   EXPECT_TRUE(berth::path_exists(c.directory + "/pods/not-a-pod.txt"));
 }
 
+TEST(FileSink, DeletionOfAnOlderPodOfTheSameNameLeavesTheNewerOnesFile) {
+  TempDir tmp;
+  auto c = file_sink_config(tmp.path + "/status");
+  FileSink sink(c);
+  auto old_pod = pod("u1", 1), new_pod = pod("u1", 2);
+  new_pod.key = "u1-changed"; // the same namespace and name, another UID (a changed manifest)
+  ASSERT_EQ(sink.deliver(old_pod).outcome, Delivery::Outcome::delivered);
+  ASSERT_EQ(sink.deliver(new_pod).outcome, Delivery::Outcome::delivered);
+  ASSERT_EQ(sink.deliver(pod("u1", 0, SinkItem::Kind::pod_deleted)).outcome, Delivery::Outcome::delivered);
+  auto file = c.directory + "/pods/default_p-u1.json";
+  ASSERT_TRUE(berth::path_exists(file));
+  EXPECT_EQ(nlohmann::json::parse(berth::read_file(file)).at("v"), 2);
+}
+
 TEST(FileSink, UnwritableDirectoryIsRetriedNotDropped) {
   TempDir tmp;
   auto c = file_sink_config(tmp.path + "/file-not-dir");

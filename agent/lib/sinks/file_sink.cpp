@@ -60,10 +60,16 @@ Delivery FileSink::deliver(const SinkItem& item) {
   try {
     mkdir_p(dir_ + "/pods", 0755);
     if (item.kind == SinkItem::Kind::pod_deleted) {
+      // A newer pod of the same name (a changed manifest) may have been written there
+      // since: the file is its, and stays.
+      auto at = uid_at_.find(path);
+      if (at != uid_at_.end() && at->second != item.key) return Delivery::ok();
       if (::unlink(path.c_str()) != 0 && errno != ENOENT) fail_errno("remove {}", path);
+      uid_at_.erase(path);
       return Delivery::ok();
     }
     write_file_atomic(path, item.object->dump() + "\n", 0644, true);
+    if (item.kind == SinkItem::Kind::pod) uid_at_[path] = item.key;
   } catch (const Error& e) {
     // ENOSPC, EROFS, EIO...: nothing half-written is left (write_file_atomic removes its
     // temp file); the runner retries with back-off and logs once.

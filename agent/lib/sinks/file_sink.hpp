@@ -6,6 +6,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 
 #include "agent/lib/sinks/sink.hpp"
 #include "agent/lib/sinks/sink_config.hpp"
@@ -21,6 +22,7 @@ private:
   Delivery remove_stale(const nlohmann::json& pod_set);
   void remove_pod_files(const std::function<bool(const std::string&)>& pred);
   std::string dir_;
+  std::map<std::string, std::string> uid_at_; // pod file -> UID of the pod last written there
 };
 
 // "<namespace>_<name>.json" when both are DNS-1123 names (they cannot hold '_' or '/'),
