@@ -5,6 +5,7 @@
 
 #include "agent/lib/sinks/file_sink.hpp"
 #include "agent/lib/sinks/http_sink.hpp"
+#include "agent/lib/sinks/kube_sink.hpp"
 #include "common/error.hpp"
 
 namespace berth::agent {
@@ -12,6 +13,7 @@ namespace berth::agent {
 std::unique_ptr<StatusSink> make_sink(const SinkConfig& config) {
   if (config.type == "file") return std::make_unique<FileSink>(config);
   if (config.type == "http") return std::make_unique<HttpSink>(config);
+  if (config.type == "kubernetes") return std::make_unique<KubeSink>(config);
   fail("status sink {}: unknown type {:?}", config.name, config.type);
 }
 

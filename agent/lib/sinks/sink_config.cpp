@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "agent/lib/config.hpp"
+#include "agent/lib/sinks/kubeconfig.hpp"
 #include "common/error.hpp"
 #include "common/fs.hpp"
 #include "common/json.hpp"
@@ -19,6 +20,8 @@ const std::set<std::string_view> kCommonKeys = {"name", "type", "initialBackoff"
 const std::set<std::string_view> kFileKeys = {"directory"};
 const std::set<std::string_view> kHttpKeys = {"urls",          "method",         "timeout",       "bearerTokenFile",
                                               "basicAuthFile", "caFile",         "clientCertFile", "clientKeyFile"};
+const std::set<std::string_view> kKubeKeys = {"kubeconfig",      "servers",        "timeout",       "nodeLeaseDuration",
+                                              "bearerTokenFile", "caFile",         "clientCertFile", "clientKeyFile"};
 
 // http:// or https://, a host, no spaces or control characters; libcurl does the rest.
 void check_url(const std::string& url) {
@@ -62,7 +65,8 @@ SinkConfig parse_one(const JsonView& v) {
   const std::set<std::string_view>* own;
   if (s.type == "file") own = &kFileKeys;
   else if (s.type == "http") own = &kHttpKeys;
-  else fail("type: {}: unknown sink type (file or http)", quoted_value(s.type));
+  else if (s.type == "kubernetes") own = &kKubeKeys;
+  else fail("type: {}: unknown sink type (file, http or kubernetes)", quoted_value(s.type));
   v.each_member([&](const std::string& key, const JsonView& f) {
     if (!kCommonKeys.count(key) && !own->count(key))
       fail("{}: unknown key for a {} sink (a typo?)", key, s.type);
@@ -84,7 +88,7 @@ SinkConfig parse_one(const JsonView& v) {
       } else if (key == "directory") {
         s.directory = f.as_string();
         check_absolute(s.directory);
-      } else if (key == "urls") {
+      } else if (key == "urls" || key == "servers") {
         s.urls = f.as_string_list();
         if (s.urls.empty() || s.urls.size() > kMaxUrls) f.bad(fmt::format("must list 1-{} URLs", kMaxUrls));
         for (auto& u : s.urls) check_url(u);
@@ -93,6 +97,13 @@ SinkConfig parse_one(const JsonView& v) {
         if (s.method != "POST" && s.method != "PUT") f.bad(fmt::format("{}: must be POST or PUT", quoted_value(s.method)));
       } else if (key == "timeout") {
         s.timeout = positive_duration(f);
+      } else if (key == "nodeLeaseDuration") {
+        s.node_lease_duration = positive_duration(f);
+        if (s.node_lease_duration < std::chrono::seconds(4)) f.bad("must be at least 4s (renewed every quarter of it)");
+      } else if (key == "kubeconfig") {
+        s.kubeconfig = f.as_string();
+        check_absolute(s.kubeconfig);
+        load_kubeconfig(s.kubeconfig); // a bad file is an error at start, naming the key
       } else if (key != "name" && key != "type") {
         auto path = f.as_string();
         check_absolute(path);
@@ -106,6 +117,10 @@ SinkConfig parse_one(const JsonView& v) {
   });
   if (s.max_backoff < s.initial_backoff) fail("maxBackoff: must not be less than initialBackoff");
   if (s.type == "file" && s.directory.empty()) fail("directory: required for a file sink");
+  if (s.type == "kubernetes" && s.urls.empty() && s.kubeconfig.empty())
+    fail("servers: a kubernetes sink needs kubeconfig or servers");
+  if (s.type == "kubernetes" && s.client_cert_file.empty() != s.client_key_file.empty())
+    fail("{}: clientCertFile and clientKeyFile go together", s.client_cert_file.empty() ? "clientCertFile" : "clientKeyFile");
   if (s.type == "http") {
     if (s.urls.empty()) fail("urls: required for an http sink");
     if (!s.bearer_token_file.empty() && !s.basic_auth_file.empty())
@@ -154,6 +169,15 @@ nlohmann::json status_sinks_to_json(const std::vector<SinkConfig>& sinks) {
       for (auto [key, value] : {std::pair{"bearerTokenFile", &s.bearer_token_file}, {"basicAuthFile", &s.basic_auth_file},
                                 {"caFile", &s.ca_file}, {"clientCertFile", &s.client_cert_file},
                                 {"clientKeyFile", &s.client_key_file}})
+        if (!value->empty()) j[key] = *value;
+    }
+    if (s.type == "kubernetes") {
+      if (!s.kubeconfig.empty()) j["kubeconfig"] = s.kubeconfig;
+      if (!s.urls.empty()) j["servers"] = s.urls;
+      j["timeout"] = format_duration(s.timeout);
+      j["nodeLeaseDuration"] = format_duration(s.node_lease_duration);
+      for (auto [key, value] : {std::pair{"bearerTokenFile", &s.bearer_token_file}, {"caFile", &s.ca_file},
+                                {"clientCertFile", &s.client_cert_file}, {"clientKeyFile", &s.client_key_file}})
         if (!value->empty()) j[key] = *value;
     }
     arr.push_back(j);
