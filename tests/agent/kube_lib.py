@@ -6,16 +6,19 @@ the Node authorizer applies) and one for the test (O=system:masters). Both proce
 started here and stopped by PID. Absent binary: the caller skips (counted)."""
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import shutil
 import signal
 import ssl
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import agent_lib as L
@@ -160,3 +163,144 @@ class KubeApiServer:
                "contexts": [{"name": "berth", "context": {"cluster": "test", "user": "node"}}]}
         path.write_text(json.dumps(doc))
         return path
+
+
+# ---- recorded exchanges (test_status_sink_kube.py records, ..._replay.py replays) --------
+
+EXCHANGES = Path(__file__).resolve().parent / "data" / "kube-apiserver-v1.19-exchanges.json"
+LEASE = f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{L.NODE}"
+
+
+def scrub(obj):
+    """This machine's identity out of a recorded Node (machineID, bootID)."""
+    if isinstance(obj, dict):
+        return {k: ("0" * 32 if k in ("machineID", "bootID") else scrub(v)) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [scrub(v) for v in obj]
+    return obj
+
+
+class Exchanges:
+    """Requests (and responses) in arrival order, shared by the proxy and the replay server."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.items = []
+
+    def add(self, method, path, request, status, response):
+        with self.lock:
+            self.items.append({"method": method, "path": path, "request": request, "status": status,
+                               "response": response})
+
+    def matching(self, method, path, status=None):
+        with self.lock:
+            return [e for e in self.items if e["method"] == method and e["path"] == path and
+                    (status is None or e["status"] == status)]
+
+
+def read_body(handler):
+    n = int(handler.headers.get("Content-Length") or 0)
+    raw = handler.rfile.read(n) if n else b""
+    return json.loads(raw) if raw else None
+
+
+def reply(handler, status, body):
+    raw = json.dumps(body).encode() if body is not None else b""
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(raw)))
+    handler.end_headers()
+    handler.wfile.write(raw)
+
+
+def serve(handler_fn):
+    """A loopback HTTP server calling handler_fn(handler, method) for every request."""
+    class H(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):
+            handler_fn(self, "GET")
+
+        def do_POST(self):
+            handler_fn(self, "POST")
+
+        def do_PUT(self):
+            handler_fn(self, "PUT")
+
+        def do_PATCH(self):
+            handler_fn(self, "PATCH")
+
+        def do_DELETE(self):
+            handler_fn(self, "DELETE")
+    srv = ThreadingHTTPServer(("127.0.0.1", L.free_port()), H)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
+
+
+class RecordingProxy:
+    """Plain HTTP on loopback in front of the API server: forwards each request with the
+    node's client certificate and records it with the answer."""
+
+    def __init__(self, api: KubeApiServer):
+        self.api = api
+        self.log = Exchanges()
+        ctx = ssl.create_default_context(cafile=str(api.pki / "ca.crt"))
+        ctx.load_cert_chain(str(api.pki / "node.crt"), str(api.pki / "node.key"))
+
+        def forward(h, method):
+            body = read_body(h)
+            conn = http.client.HTTPSConnection("127.0.0.1", api.port, context=ctx, timeout=10)
+            headers = {"Content-Type": h.headers.get("Content-Type", "application/json"), "Accept": "application/json"}
+            conn.request(method, h.path, body=json.dumps(body) if body is not None else None, headers=headers)
+            r = conn.getresponse()
+            raw = r.read()
+            conn.close()
+            answer = json.loads(raw) if raw.startswith(b"{") else None
+            self.log.add(method, h.path, scrub(body), r.status, scrub(answer))
+            reply(h, r.status, answer)
+        self.srv = serve(forward)
+        self.url = f"http://127.0.0.1:{self.srv.server_address[1]}"
+
+    def stop(self):
+        self.srv.shutdown()
+        self.srv.server_close()
+
+
+def scenario(b, log: Exchanges, sink_config: str, tmp_path: Path, bump_lease=None):
+    """What the exchanges are recorded from and replayed with: a Node registered, its Lease
+    created and renewed, a 409 on a renewal (bump_lease changes the Lease meanwhile when
+    recording; the replay answers 409 where the server did), a mirror pod created with its
+    status patched until Running, then removed with its manifest."""
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n"
+                   "nodeStatusUpdateFrequency: 1s\nstatusSinks:\n" + sink_config +
+                   "  nodeLeaseDuration: 4s\n  initialBackoff: 100ms\n  maxBackoff: 1s\n")
+    b.write("a.yaml", L.pod_manifest("a", [L.container("c", L.SLEEPER)]))
+    b.start("--config", str(cfg))
+    pod_path = f"/api/v1/namespaces/default/pods/a-{L.NODE}"
+
+    def running_patched():
+        return any(e["status"] == 200 and e["request"]["status"].get("phase") == "Running"
+                   for e in log.matching("PATCH", pod_path + "/status"))
+
+    def wait_for(cond, timeout, what):
+        try:
+            L.wait_for(cond, timeout=timeout, what=what)
+        except AssertionError as e:
+            seen = "\n".join(f'{x["method"]} {x["path"]} {x["status"]} {json.dumps(x["response"])[:200]}'
+                             for x in log.items[-40:])
+            raise AssertionError(f"{e}\n--- exchanges\n{seen}\n--- berthlet log\n{b.log()[-3000:]}") from None
+    wait_for(running_patched, timeout=60, what="the mirror pod's status patched to Running")
+    wait_for(lambda: len(log.matching("PUT", LEASE, 200)) >= 2, timeout=30, what="two Lease renewals")
+    if bump_lease:
+        bump_lease()
+    wait_for(lambda: log.matching("PUT", LEASE, 409), timeout=30, what="a Lease renewal refused with 409")
+    n = len(log.matching("PUT", LEASE, 200))
+    wait_for(lambda: len(log.matching("PUT", LEASE, 200)) > n, timeout=30, what="the Lease renewed after the 409")
+    b.remove("a.yaml")
+    wait_for(lambda: log.matching("DELETE", pod_path, 200), timeout=60, what="the mirror pod deleted")
+    wait_for(lambda: b.pods() == [], timeout=60, what="pod a removed")
+    assert b.stop() == 0

@@ -149,3 +149,30 @@ def test_removed_while_stopped_and_failover(apiserver, berthlet_factory, tmp_pat
     b.start("--config", str(cfg))
     L.wait_for(lambda: mirror(api, "drop") is None, timeout=60, what="the orphaned mirror pod deleted")
     assert mirror(api, "keep") is not None
+
+
+def test_exchanges_recorded_through_a_proxy(apiserver, berthlet_factory, tmp_path):
+    """The scenario test_status_sink_kube_replay.py replays, against the real server through
+    a recording proxy. BERTH_KUBE_RECORD=1 writes the recording to tests/agent/data/."""
+    api = apiserver
+    proxy = K.RecordingProxy(api)
+
+    def bump_lease():  # someone else writes the Lease: berthlet's next renewal gets a 409
+        lease = api.obj(K.LEASE)
+        lease["metadata"].setdefault("labels", {})["berth.test/bumped"] = "1"
+        code, body = api.request("PUT", K.LEASE, lease)
+        assert code == 200, body
+    try:
+        b = berthlet_factory()
+        K.scenario(b, proxy.log, f"- name: kube\n  type: kubernetes\n  servers: [{proxy.url}]\n", tmp_path, bump_lease)
+    finally:
+        proxy.stop()
+    log = proxy.log.items
+    node_post = [e for e in log if e["method"] == "POST" and e["path"] == "/api/v1/nodes"]
+    assert node_post and node_post[0]["status"] in (201, 409)
+    assert any(e["status"] == 201 and e["path"].endswith("/namespaces/default/pods") for e in log)
+    assert any(e["status"] == 409 and e["path"] == K.LEASE for e in log)
+    if os.environ.get("BERTH_KUBE_RECORD"):
+        K.EXCHANGES.parent.mkdir(parents=True, exist_ok=True)
+        K.EXCHANGES.write_text(json.dumps({"server": "kube-apiserver v1.19 (mayooot/k8s-1.19-read, built from source)",
+                                           "node": L.NODE, "exchanges": log}, indent=1) + "\n")

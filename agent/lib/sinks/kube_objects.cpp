@@ -48,12 +48,14 @@ nlohmann::json mirror_pod(const nlohmann::json& pod, const std::string& node, co
 }
 
 static std::string annotation(const nlohmann::json& pod, const char* key) {
+  if (!pod.is_object()) return "";
   auto meta = pod.value("metadata", nlohmann::json::object());
   auto ann = meta.value("annotations", nlohmann::json::object());
   return ann.is_object() && ann.contains(key) && ann[key].is_string() ? ann[key].get<std::string>() : "";
 }
 
 bool is_mirror_pod(const nlohmann::json& api_pod) {
+  if (!api_pod.is_object()) return false;
   auto meta = api_pod.value("metadata", nlohmann::json::object());
   auto ann = meta.value("annotations", nlohmann::json::object());
   return ann.is_object() && ann.contains(kMirrorAnnotation);

@@ -14,6 +14,7 @@ namespace {
 constexpr const char* kMergePatch = "application/merge-patch+json";
 
 std::string meta_string(const nlohmann::json& obj, const char* key, const char* fallback = "") {
+  if (!obj.is_object()) return fallback;
   auto meta = obj.value("metadata", nlohmann::json::object());
   return meta.is_object() && meta.contains(key) && meta[key].is_string() ? meta[key].get<std::string>() : fallback;
 }
@@ -250,8 +251,9 @@ Delivery KubeSink::resync_mirror_pods() {
   if (pods_.empty() || node_uid_.empty()) return Delivery::ok();
   auto list = client_->call("GET", "/api/v1/pods?fieldSelector=spec.nodeName%3D" + url_escape(node_));
   if (!list.ok()) return failed(list);
+  auto items = list.body.value("items", nlohmann::json::array());
   std::map<std::string, const nlohmann::json*> present;
-  for (auto& p : list.body.value("items", nlohmann::json::array()))
+  for (auto& p : items)
     present[meta_string(p, "namespace") + "/" + meta_string(p, "name")] = &p;
   for (auto& [key, pod] : pods_) {
     auto it = present.find(key);
@@ -268,10 +270,14 @@ Delivery KubeSink::keepalive() {
   if (node_.empty()) return Delivery::ok(); // nothing to renew before the first node item
   std::string error;
   if (!client(error)) return Delivery::retry(error);
-  if (node_uid_.empty()) known_node(); // the Lease's owner reference
-  auto d = renew_lease();
-  if (d.outcome != Delivery::Outcome::delivered) return d;
-  return resync_mirror_pods();
+  try {
+    if (node_uid_.empty()) known_node(); // the Lease's owner reference
+    auto d = renew_lease();
+    if (d.outcome != Delivery::Outcome::delivered) return d;
+    return resync_mirror_pods();
+  } catch (const std::exception& e) { // a reply of an unexpected shape
+    return Delivery::retry(e.what());
+  }
 }
 
 } // namespace berth::agent
