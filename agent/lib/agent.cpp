@@ -104,6 +104,19 @@ void Agent::report_node() {
   sinks_->node_changed(node_status_->build(read_host_stats(config_.root_dir), info, k8s_time_now()));
 }
 
+// The sinks learn which pods exist now, to forget those removed while berthlet was down.
+void Agent::report_pod_set() {
+  auto pods = nlohmann::json::array();
+  for (auto& [path, src] : sources_) {
+    if (src.uid.empty()) continue;
+    auto slash = src.full_name.find('/');
+    pods.push_back({{"namespace", src.full_name.substr(0, slash)},
+                    {"name", src.full_name.substr(slash + 1)},
+                    {"uid", src.uid}});
+  }
+  sinks_->pods_running(std::move(pods));
+}
+
 void Agent::start_worker(Manifest m) {
   auto uid = m.pod.uid;
   // The same pod coming back (a manifest restored right after its removal) waits until
@@ -352,6 +365,7 @@ void Agent::run(const std::function<void()>& on_ready) {
   }
   relist(); // learn the runtime's name before the first pods start
   scan_manifests();
+  report_pod_set();
   relist();
   if (on_ready) on_ready();
   log_rotation_thread_ = std::make_unique<PeriodicThread>("log-rotation", config_.container_log_monitor_interval,

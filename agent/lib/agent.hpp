@@ -47,6 +47,7 @@ private:
   void count_workers();  // berthlet_pod_workers
   void start_worker(Manifest m);
   void report_node(); // the node's status to the status sinks (any thread)
+  void report_pod_set();
 
   Config config_;
   CriClient cri_;

@@ -54,7 +54,7 @@ std::string config_error(const std::string& sinks) {
 SinkConfig file_sink_config(const std::string& dir) {
   SinkConfig c;
   c.name = "f";
-  c.type = "file";
+  c.type = std::string_view("file"); // not operator=(const char*): GCC 12's -Wrestrict misreads it here
   c.directory = dir;
   return c;
 }
@@ -148,6 +148,23 @@ TEST(FileSink, WritesAtomicallyAndDeletesValidatedNames) {
       nlohmann::json{{"metadata", {{"namespace", ".."}, {"name", "../../etc/x"}}}});
   EXPECT_EQ(sink.deliver(evil).outcome, Delivery::Outcome::rejected);
   EXPECT_EQ(pod_file_name(*evil.object), "");
+}
+
+TEST(FileSink, PodSetRemovesOnlyTheFilesOfPodsThatAreGone) {
+  TempDir tmp;
+  auto c = file_sink_config(tmp.path + "/status");
+  FileSink sink(c);
+  for (auto* uid : {"u1", "u2"}) ASSERT_EQ(sink.deliver(pod(uid, 1)).outcome, Delivery::Outcome::delivered);
+  berth::write_file_atomic(c.directory + "/pods/not-a-pod.txt", "x"); // not the sink's: kept
+  SinkItem set;
+  set.kind = SinkItem::Kind::pod_set;
+  set.key = "node1";
+  set.object = std::make_shared<const nlohmann::json>(nlohmann::json{
+      {"node", "node1"}, {"pods", {{{"namespace", "default"}, {"name", "p-u2"}, {"uid", "u2"}}}}});
+  ASSERT_EQ(sink.deliver(set).outcome, Delivery::Outcome::delivered);
+  EXPECT_FALSE(berth::path_exists(c.directory + "/pods/default_p-u1.json"));
+  EXPECT_TRUE(berth::path_exists(c.directory + "/pods/default_p-u2.json"));
+  EXPECT_TRUE(berth::path_exists(c.directory + "/pods/not-a-pod.txt"));
 }
 
 TEST(FileSink, UnwritableDirectoryIsRetriedNotDropped) {

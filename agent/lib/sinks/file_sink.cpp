@@ -3,6 +3,7 @@
 #include <dirent.h>
 
 #include <cerrno>
+#include <set>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -22,19 +23,32 @@ std::string pod_file_name(const nlohmann::json& pod) {
 }
 
 FileSink::FileSink(const SinkConfig& config) : dir_(config.directory) {
-  // The directory mirrors this run's pods: files of an earlier run (pods removed while
-  // berthlet was down would keep theirs forever) go; every pod is written again at start.
-  if (DIR* d = ::opendir((dir_ + "/pods").c_str())) {
-    while (auto* e = ::readdir(d)) {
-      std::string name = e->d_name;
-      if (e->d_type == DT_REG && (name.ends_with(".json") || name.ends_with(".tmp"))) ::unlinkat(::dirfd(d), name.c_str(), 0);
-    }
-    ::closedir(d);
+  // Temp files of an interrupted write are never read: they go at start.
+  remove_pod_files([](const std::string& name) { return name.ends_with(".tmp"); });
+}
+
+void FileSink::remove_pod_files(const std::function<bool(const std::string&)>& pred) {
+  DIR* d = ::opendir((dir_ + "/pods").c_str());
+  if (!d) return;
+  while (auto* e = ::readdir(d)) {
+    std::string name = e->d_name;
+    if (e->d_type == DT_REG && pred(name)) ::unlinkat(::dirfd(d), name.c_str(), 0);
   }
+  ::closedir(d);
+}
+
+// The files of pods not in the set (removed while berthlet was down) go; the others stay
+// until they are written again, so a reader never sees a running pod disappear.
+Delivery FileSink::remove_stale(const nlohmann::json& pod_set) {
+  std::set<std::string> keep;
+  for (auto& p : pod_set.value("pods", nlohmann::json::array())) keep.insert(pod_file_name({{"metadata", p}}));
+  remove_pod_files([&](const std::string& name) { return name.ends_with(".json") && !keep.count(name); });
+  return Delivery::ok();
 }
 
 Delivery FileSink::deliver(const SinkItem& item) {
   if (item.kind == SinkItem::Kind::event) return Delivery::ok();
+  if (item.kind == SinkItem::Kind::pod_set) return remove_stale(*item.object);
   std::string path;
   if (item.kind == SinkItem::Kind::node) {
     path = dir_ + "/node.json";

@@ -46,6 +46,10 @@ void StatusSinks::pod_removed(const std::string& uid, const nlohmann::json& last
 
 void StatusSinks::node_changed(nlohmann::json node) { put_state(SinkItem::Kind::node, node_name_, std::move(node)); }
 
+void StatusSinks::pods_running(nlohmann::json pods) {
+  put_state(SinkItem::Kind::pod_set, node_name_, {{"node", node_name_}, {"pods", std::move(pods)}});
+}
+
 void StatusSinks::event(const EventInfo& e) {
   if (runners_.empty()) return;
   static std::atomic<uint64_t> serial{0};

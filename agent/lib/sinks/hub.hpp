@@ -25,6 +25,8 @@ public:
   void pod_removed(const std::string& uid, const nlohmann::json& last) override;
   void event(const EventInfo& e) override;
   void node_changed(nlohmann::json node);
+  // Every pod berthlet runs ({namespace, name, uid} each): a pod_set item.
+  void pods_running(nlohmann::json pods);
   // The final flush: every sink delivers what it can within flush, in parallel.
   void shutdown(std::chrono::milliseconds flush);
 

@@ -17,9 +17,8 @@ struct SinkItem {
   using Clock = std::chrono::steady_clock;
   // node: a v1 Node; pod: a v1 Pod; pod_deleted: {"metadata":{namespace,name,uid}};
   // event: a v1 Event; pod_set: {"node":name,"pods":[{namespace,name,uid},...]}, every pod
-  // berthlet runs, sent once its manifests are first read (and again when a runtime
-  // reconnects), so that a sink removes what it still holds of pods deleted while berthlet
-  // was down. Wire names: node, pod, podDeleted, event, podSet.
+  // berthlet runs, sent once after the first manifest scan, so that a sink removes what it
+  // still holds of pods deleted while berthlet was down. Wire names: node, pod, podDeleted, event, podSet.
   enum class Kind { node, pod, pod_deleted, event, pod_set };
   Kind kind = Kind::pod;
   std::string key; // node, pod_set: the node name; pod and pod_deleted: the pod UID; event: ""
