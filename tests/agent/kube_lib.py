@@ -172,9 +172,11 @@ LEASE = f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{L.NODE
 
 
 def scrub(obj):
-    """This machine's identity out of a recorded Node (machineID, bootID)."""
+    """This machine's identity out of a recorded Node (machineID, bootID); managedFields
+    (the server's bookkeeping, half the size) left out."""
     if isinstance(obj, dict):
-        return {k: ("0" * 32 if k in ("machineID", "bootID") else scrub(v)) for k, v in obj.items()}
+        return {k: ("0" * 32 if k in ("machineID", "bootID") else scrub(v)) for k, v in obj.items()
+                if k != "managedFields"}
     if isinstance(obj, list):
         return [scrub(v) for v in obj]
     return obj
