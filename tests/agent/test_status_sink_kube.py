@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+
 import pytest
 
 import agent_lib as L

@@ -108,26 +108,30 @@ Delivery KubeSink::known_node() {
 }
 
 Delivery KubeSink::ensure_mirror(const nlohmann::json& pod, const std::string& path, std::string& mirror_uid) {
-  auto got = client_->call("GET", path);
-  if (got.ok() && is_current_mirror_of(got.body, pod)) {
-    mirror_uid = meta_string(got.body, "uid");
-    return Delivery::ok();
-  }
-  if (got.ok()) {
-    if (!is_mirror_pod(got.body))
-      return Delivery::rejected(fmt::format("{}: a pod that is not a mirror pod has the static pod's name", path));
-    // Outdated (the manifest changed) or being deleted: replaced, as the kubelet does.
-    auto del = client_->call("DELETE", path, mirror_delete_options(meta_string(got.body, "uid")));
-    if (!del.ok() && del.status != 404 && del.status != 409) return failed(del);
-  } else if (got.status != 404) {
-    return failed(got);
-  }
   auto node_ok = known_node();
   if (node_ok.outcome != Delivery::Outcome::delivered) return node_ok;
   auto ns = meta_string(pod, "namespace", "default");
-  auto created = client_->call("POST", fmt::format("/api/v1/namespaces/{}/pods", url_escape(ns)), mirror_pod(pod, node_, node_uid_));
-  if (created.status == 409) { // created meanwhile (or the old one still being removed): next time
-    return Delivery::retry(created.error);
+  auto create = [&] {
+    return client_->call("POST", fmt::format("/api/v1/namespaces/{}/pods", url_escape(ns)), mirror_pod(pod, node_, node_uid_));
+  };
+  // Created first (a new pod's mirror pod costs one request); AlreadyExists: look at it.
+  auto created = create();
+  if (created.status == 409) {
+    auto got = client_->call("GET", path);
+    if (got.ok() && is_current_mirror_of(got.body, pod)) {
+      mirror_uid = meta_string(got.body, "uid");
+      return Delivery::ok();
+    }
+    if (got.ok()) {
+      if (!is_mirror_pod(got.body))
+        return Delivery::rejected(fmt::format("{}: a pod that is not a mirror pod has the static pod's name", path));
+      // Outdated (the manifest changed) or being deleted: replaced, as the kubelet does.
+      auto del = client_->call("DELETE", path, mirror_delete_options(meta_string(got.body, "uid")));
+      if (!del.ok() && del.status != 404 && del.status != 409) return failed(del);
+    } else if (got.status != 404) {
+      return failed(got);
+    }
+    created = create(); // 409 again: the old one is still being removed; retried later
   }
   if (!created.ok()) return failed(created);
   mirror_uid = meta_string(created.body, "uid");
