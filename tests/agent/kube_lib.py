@@ -306,3 +306,35 @@ def scenario(b, log: Exchanges, sink_config: str, tmp_path: Path, bump_lease=Non
     wait_for(lambda: log.matching("DELETE", pod_path, 200), timeout=60, what="the mirror pod deleted")
     wait_for(lambda: b.pods() == [], timeout=60, what="pod a removed")
     assert b.stop() == 0
+
+
+class PodWatch:
+    """A watch on the node's pods (GET ?watch=1, one JSON event per line), noting when each
+    pod's first container was first seen running (time.monotonic()); for the bench."""
+
+    def __init__(self, api: KubeApiServer):
+        self.running_at = {}
+        self.lock = threading.Lock()
+        sel = urllib.parse.quote(f"spec.nodeName={api.node}")
+        self.conn = http.client.HTTPSConnection("127.0.0.1", api.port, context=api.ssl, timeout=3600)
+        self.conn.request("GET", f"/api/v1/pods?watch=1&fieldSelector={sel}", headers={"Accept": "application/json"})
+        self.resp = self.conn.getresponse()
+        assert self.resp.status == 200, self.resp.status
+        threading.Thread(target=self.read, daemon=True).start()
+
+    def read(self):
+        try:
+            for line in self.resp:
+                now = time.monotonic()
+                ev = json.loads(line)
+                pod = ev.get("object", {})
+                cs = pod.get("status", {}).get("containerStatuses", [])
+                if cs and "running" in cs[0].get("state", {}):
+                    with self.lock:
+                        self.running_at.setdefault(pod["metadata"]["name"], now)
+        except (OSError, ValueError, http.client.HTTPException):
+            pass  # closed by stop()
+
+    def stop(self):
+        self.conn.sock and self.conn.sock.shutdown(2)
+        self.conn.close()
