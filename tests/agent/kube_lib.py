@@ -62,6 +62,7 @@ class KubeApiServer:
         self.pki = make_pki(root / "pki", node)
         self.etcd_port, self.etcd_peer, self.port = L.free_port(), L.free_port(), L.free_port()
         self.url = f"https://127.0.0.1:{self.port}"
+        self.token = "berth-test-node-token"
         self.procs = []
         ctx = ssl.create_default_context(cafile=str(self.pki / "ca.crt"))
         ctx.load_cert_chain(str(self.pki / "admin.crt"), str(self.pki / "admin.key"))
@@ -78,6 +79,8 @@ class KubeApiServer:
              "--initial-cluster", f"berth-test=http://127.0.0.1:{self.etcd_peer}"],
             stdout=etcd_log, stderr=subprocess.STDOUT))
         p = self.pki
+        # A bearer token for the node, as an alternative to its certificate.
+        (p / "tokens.csv").write_text(f'{self.token},system:node:{self.node},node-uid,"system:nodes"\n')
         api_log = open(self.root / "apiserver.log", "wb")
         self.procs.append(subprocess.Popen(
             [APISERVER, f"--etcd-servers=http://127.0.0.1:{self.etcd_port}", "--bind-address=127.0.0.1",
@@ -85,7 +88,7 @@ class KubeApiServer:
              f"--tls-cert-file={p}/serving.crt", f"--tls-private-key-file={p}/serving.key",
              f"--client-ca-file={p}/ca.crt", f"--service-account-key-file={p}/sa.key",
              f"--service-account-signing-key-file={p}/sa.key", "--service-account-issuer=https://berth.test",
-             "--authorization-mode=Node,RBAC", "--service-cluster-ip-range=10.96.0.0/24",
+             f"--token-auth-file={p}/tokens.csv", "--authorization-mode=Node,RBAC", "--service-cluster-ip-range=10.96.0.0/24",
              "--enable-priority-and-fairness=false", "--logtostderr=true", "--v=1"],
             stdout=api_log, stderr=subprocess.STDOUT))
         L.wait_for(self.ready, timeout=120, interval=0.5, what="kube-apiserver /readyz")

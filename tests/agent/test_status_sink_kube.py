@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 
 import pytest
 
@@ -180,3 +181,26 @@ def test_exchanges_captured_through_a_proxy(apiserver, berthlet_factory, tmp_pat
         K.EXCHANGES.parent.mkdir(parents=True, exist_ok=True)
         K.EXCHANGES.write_text(json.dumps({"server": "kube-apiserver v1.19 (mayooot/k8s-1.19-read, built from source)",
                                            "node": L.NODE, "exchanges": log}, indent=1) + "\n")
+
+
+def test_rejected_token_is_one_log_line_and_a_fixed_one_is_used(apiserver, berthlet_factory, tmp_path):
+    api = apiserver
+    token = tmp_path / "token"
+    token.write_text("not-the-token\n")
+    cfg = write_config(tmp_path / "config.yaml", f"- name: kube\n  type: kubernetes\n  servers: [{api.url}]\n"
+                       f"  caFile: {api.pki}/ca.crt\n  bearerTokenFile: {token}\n  initialBackoff: 200ms\n"
+                       "  maxBackoff: 1s\n")
+    b = berthlet_factory()
+    b.start("--config", str(cfg))
+    b.write("t.yaml", pod_manifest("t", [container("c", SLEEPER)]))
+    b.wait_pod("t", lambda p: running(p, "c"))
+    L.wait_for(lambda: "credentials rejected" in b.log(), timeout=30, what="the rejected-credentials log line")
+    assert mirror(api, "t") is None
+    time.sleep(3)  # retries meanwhile: still one line
+    rejected = [line for line in b.log().splitlines() if "credentials rejected" in line]
+    assert len(rejected) == 1, rejected
+    assert "HTTP 401" in rejected[0]
+    token.write_text(api.token + "\n")  # fixed: read at the next request, no restart
+    L.wait_for(lambda: (mirror(api, "t") or {}).get("status", {}).get("phase") == "Running", timeout=30,
+               what="the mirror pod once the token is right")
+    assert "status sink kube: delivering again" in b.log()

@@ -199,6 +199,7 @@ KubeReply KubeClient::call(const std::string& method, const std::string& path, c
     auto base = creds_.servers[i];
     while (!base.empty() && base.back() == '/') base.pop_back();
     last = once(base + path, method, text, content_type);
+    last.server = base;
     if (!move_on(last.status)) {
       preferred_ = i;
       return last;

@@ -19,6 +19,7 @@ struct KubeReply {
   long status = 0;     // HTTP status; 0 when no server answered
   nlohmann::json body; // the reply's JSON (null when empty or not JSON)
   std::string error;   // when status is 0 or not 2xx: what failed, for the log
+  std::string server;  // the URL that answered (or was tried last)
   bool ok() const { return status >= 200 && status < 300; }
   // A Status object's reason (AlreadyExists, Conflict, NotFound, ...) or "".
   std::string reason() const;

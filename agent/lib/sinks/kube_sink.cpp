@@ -48,8 +48,11 @@ KubeClient* KubeSink::client(std::string& error) {
 }
 
 Delivery KubeSink::failed(const KubeReply& r) {
+  // The same line for every request (the runner logs a changed error only): one line.
   if (r.status == 401 || r.status == 403)
-    return Delivery::retry(r.error + " (credentials rejected: check the client certificate, key or token; retrying)");
+    return Delivery::retry(fmt::format("{}: HTTP {} {}: credentials rejected (check the client certificate, key or "
+                                       "token; retrying with back-off)",
+                                       r.server, r.status, r.reason()));
   if (r.status == 0 || r.status == 408 || r.status == 409 || r.status == 429 || r.status >= 500)
     return Delivery::retry(r.error);
   return Delivery::rejected(r.error);
