@@ -151,14 +151,17 @@ def main():
         # From the first delivery to the last: the back-off wait before the first is not throughput.
         out["drain"] = {"items": sent, "seconds": round(last - first, 2),
                         "updates_per_second": round((sent - 1) / max(last - first, 1e-6), 1)}
-        # Idle: the same pods adopted by a fresh berthlet without sinks, then by one with both.
+        # Idle: the same pods adopted by a fresh berthlet without sinks, then by one with them all.
         for key, extra in (("idle_without_sinks", ()), ("idle_with_sinks", ("--config", str(cfg)))):
             b.stop()
             b.start(*extra)
             L.wait_for(lambda: len(b.pods()) == len(names) and all(L.running(p, "app") for p in b.pods()),
                        timeout=120, what="pods adopted")
             out[key] = idle(b, args.idle)
-        remove_all(b, cri)
+        try:
+            remove_all(b, cri)
+        except AssertionError as e:  # the figures stand; the runtime's leftovers go below
+            print(f"status-sinks bench: {e}", file=sys.stderr)
     finally:
         b.stop()
         cri.remove_everything()
@@ -173,7 +176,7 @@ def main():
     d, r, i, o = out["delay_ms"], out["drain"], out["idle_with_sinks"], out["idle_without_sinks"]
     print(f"\n{args.pods} pods, http sink: running in the runtime -> at the webhook p50 {d['p50']} ms, p99 {d['p99']} ms;"
           f" backlog of {r['items']} delivered at {r['updates_per_second']}/s;\n"
-          f"idle with file + http sinks: CPU {i['berthlet_cpu_percent']}% of a core, RSS {i['berthlet_rss_mib']} MiB;"
+          f"idle with file + http{' + kubernetes' if api else ''} sinks: CPU {i['berthlet_cpu_percent']}% of a core, RSS {i['berthlet_rss_mib']} MiB;"
           f" without sinks: CPU {o['berthlet_cpu_percent']}%, RSS {o['berthlet_rss_mib']} MiB")
     if "kube_delay_ms" in out:
         k = out["kube_delay_ms"]

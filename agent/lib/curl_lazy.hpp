@@ -16,4 +16,11 @@ using berth::CurlApi;
 // loaded, berthlet keeps it for the life of the process.
 const CurlApi* curl_api(std::string& error);
 
+// A CURLOPT_XFERINFOFUNCTION that ends the transfer once *(std::atomic<bool>*)user is set
+// (a status sink aborted when shutdown's flush runs out of time).
+int curl_abort_when_set(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t);
+
+// A credential file's text without its trailing newlines and spaces.
+std::string trim_trailing_space(std::string s);
+
 } // namespace berth::agent

@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "agent/lib/config.hpp"
+#include "agent/lib/pod.hpp"
 #include "agent/lib/sinks/kube_client.hpp"
 #include "agent/lib/sinks/kube_objects.hpp"
 #include "agent/lib/sinks/kubeconfig.hpp"
@@ -244,13 +245,13 @@ TEST(KubeObjects, NodeRegistrationLeaseAndStatusPatch) {
 }
 
 TEST(KubeClient, NamesAndBoundedJson) {
-  EXPECT_TRUE(is_dns1123_subdomain("web-node1.example"));
-  EXPECT_FALSE(is_dns1123_subdomain("Web"));
-  EXPECT_FALSE(is_dns1123_subdomain("a/../b"));
-  EXPECT_FALSE(is_dns1123_subdomain("-a"));
-  EXPECT_FALSE(is_dns1123_subdomain(std::string(254, 'a')));
-  EXPECT_TRUE(is_dns1123_label("kube-system"));
-  EXPECT_FALSE(is_dns1123_label("a.b"));
+  EXPECT_TRUE(valid_dns1123_subdomain("web-node1.example"));
+  EXPECT_FALSE(valid_dns1123_subdomain("Web"));
+  EXPECT_FALSE(valid_dns1123_subdomain("a/../b"));
+  EXPECT_FALSE(valid_dns1123_subdomain("-a"));
+  EXPECT_FALSE(valid_dns1123_subdomain(std::string(254, 'a')));
+  EXPECT_TRUE(valid_dns1123_label("kube-system"));
+  EXPECT_FALSE(valid_dns1123_label("a.b"));
   EXPECT_EQ(url_escape("a b/c?"), "a%20b%2Fc%3F");
   EXPECT_EQ(parse_bounded_json("{\"a\":[1]}")["a"][0], 1);
   EXPECT_TRUE(parse_bounded_json("").is_null());

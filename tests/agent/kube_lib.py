@@ -335,8 +335,8 @@ class PodWatch:
                 if cs and "running" in cs[0].get("state", {}):
                     with self.lock:
                         self.running_at.setdefault(pod["metadata"]["name"], now)
-        except (OSError, ValueError, http.client.HTTPException):
-            pass  # closed by stop()
+        except Exception:  # noqa: BLE001  (closed by stop(): http.client raises several kinds)
+            pass
 
     def stop(self):
         self.conn.sock and self.conn.sock.shutdown(2)

@@ -29,15 +29,6 @@ size_t keep_reply(char* data, size_t size, size_t n, void* user) {
   return len;
 }
 
-int check_abort(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
-  return static_cast<std::atomic<bool>*>(user)->load() ? 1 : 0;
-}
-
-std::string trimmed(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
-  return s;
-}
-
 // One line for the log: the Status message when there is one, else the start of the body.
 std::string reply_summary(const KubeReply& r, const std::string& text) {
   std::string msg;
@@ -68,24 +59,6 @@ nlohmann::json parse_bounded_json(const std::string& text) {
     return nlohmann::json::parse(text, depth_check);
   } catch (const nlohmann::json::exception& e) {
     fail("not valid JSON: {}", e.what());
-  }
-}
-
-bool is_dns1123_label(std::string_view s) {
-  if (s.empty() || s.size() > 63) return false;
-  for (unsigned char c : s)
-    if (!(std::islower(c) || std::isdigit(c) || c == '-')) return false;
-  return s.front() != '-' && s.back() != '-';
-}
-
-bool is_dns1123_subdomain(std::string_view s) {
-  if (s.empty() || s.size() > 253) return false;
-  size_t start = 0;
-  while (true) {
-    auto dot = s.find('.', start);
-    if (!is_dns1123_label(s.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start))) return false;
-    if (dot == std::string_view::npos) return true;
-    start = dot + 1;
   }
 }
 
@@ -121,7 +94,7 @@ KubeReply KubeClient::once(const std::string& url, const std::string& method, co
   c->easy_reset(curl_);
   std::string token = creds_.token;
   try {
-    if (!creds_.token_file.empty()) token = trimmed(read_bounded_file(creds_.token_file, kMaxTokenBytes));
+    if (!creds_.token_file.empty()) token = trim_trailing_space(read_bounded_file(creds_.token_file, kMaxTokenBytes));
   } catch (const std::exception& e) {
     r.error = e.what(); // a token file being replaced: the next try reads it again
     return r;
@@ -146,7 +119,7 @@ KubeReply KubeClient::once(const std::string& url, const std::string& method, co
   c->easy_setopt(curl_, CURLOPT_WRITEFUNCTION, keep_reply);
   c->easy_setopt(curl_, CURLOPT_WRITEDATA, &reply);
   c->easy_setopt(curl_, CURLOPT_NOPROGRESS, 0L);
-  c->easy_setopt(curl_, CURLOPT_XFERINFOFUNCTION, check_abort);
+  c->easy_setopt(curl_, CURLOPT_XFERINFOFUNCTION, curl_abort_when_set);
   c->easy_setopt(curl_, CURLOPT_XFERINFODATA, &aborted_);
   // PEM held in memory (a kubeconfig's -data keys) is passed as blobs: no temp files.
   auto blob = [](const std::string& pem) {

@@ -53,9 +53,6 @@ private:
   std::atomic<bool> aborted_{false};
 };
 
-// Names that go into URL paths: DNS-1123 subdomains (pods, nodes) and labels (namespaces).
-bool is_dns1123_subdomain(std::string_view s);
-bool is_dns1123_label(std::string_view s);
 // Percent-escapes everything but unreserved characters (names are checked before anyway).
 std::string url_escape(std::string_view s);
 

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "agent/lib/log.hpp"
+#include "agent/lib/pod.hpp"
 #include "agent/lib/sinks/kube_objects.hpp"
 #include "common/error.hpp"
 
@@ -21,7 +22,7 @@ std::string meta_string(const nlohmann::json& obj, const char* key, const char* 
 
 // "/api/v1/namespaces/<ns>/pods/<name>", or "" when a name is not one the API accepts.
 std::string pod_path(const std::string& ns, const std::string& name) {
-  if (!is_dns1123_label(ns) || !is_dns1123_subdomain(name)) return "";
+  if (!valid_dns1123_label(ns) || !valid_dns1123_subdomain(name)) return "";
   return fmt::format("/api/v1/namespaces/{}/pods/{}", url_escape(ns), url_escape(name));
 }
 
@@ -74,7 +75,7 @@ Delivery KubeSink::deliver(const SinkItem& item) {
 
 Delivery KubeSink::deliver_node(const nlohmann::json& node) {
   auto name = meta_string(node, "name");
-  if (!is_dns1123_subdomain(name)) return Delivery::rejected(fmt::format("node name {:?} is not a DNS-1123 subdomain", name));
+  if (!valid_dns1123_subdomain(name)) return Delivery::rejected(fmt::format("node name {:?} is not a DNS-1123 subdomain", name));
   node_ = name;
   auto path = "/api/v1/nodes/" + url_escape(name);
   for (int attempt = 0; attempt < 2; attempt++) {
@@ -195,7 +196,7 @@ Delivery KubeSink::delete_pod(const nlohmann::json& meta) {
 
 Delivery KubeSink::remove_orphans(const nlohmann::json& pod_set) {
   auto node = pod_set.value("node", node_);
-  if (!is_dns1123_subdomain(node)) return Delivery::rejected(fmt::format("node name {:?} is not valid", node));
+  if (!valid_dns1123_subdomain(node)) return Delivery::rejected(fmt::format("node name {:?} is not valid", node));
   node_ = node;
   std::set<std::string> keep;
   for (auto& p : pod_set.value("pods", nlohmann::json::array()))
@@ -214,7 +215,7 @@ Delivery KubeSink::remove_orphans(const nlohmann::json& pod_set) {
 
 Delivery KubeSink::post_event(const nlohmann::json& event) {
   auto ns = meta_string(event, "namespace", "default");
-  if (!is_dns1123_label(ns)) return Delivery::rejected(fmt::format("event namespace {:?} is not valid", ns));
+  if (!valid_dns1123_label(ns)) return Delivery::rejected(fmt::format("event namespace {:?} is not valid", ns));
   auto r = client_->call("POST", fmt::format("/api/v1/namespaces/{}/events", url_escape(ns)), event);
   return r.ok() ? Delivery::ok() : failed(r);
 }
