@@ -4,6 +4,8 @@
 // every berthlet, including the many that never run an httpGet.
 #pragma once
 
+#include <atomic>
+#include <chrono>
 #include <string>
 
 #include "common/curl_lazy.hpp"
@@ -16,9 +18,10 @@ using berth::CurlApi;
 // loaded, berthlet keeps it for the life of the process.
 const CurlApi* curl_api(std::string& error);
 
-// A CURLOPT_XFERINFOFUNCTION that ends the transfer once *(std::atomic<bool>*)user is set
-// (a status sink aborted when shutdown's flush runs out of time).
-int curl_abort_when_set(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t);
+// A status sink's request options: the timeout (connect included), no signals, no proxy
+// from the environment, http(s) only, and an end to the transfer once *aborted is set
+// (shutdown's flush ran out of time).
+void curl_sink_request_options(const CurlApi* c, CURL* h, std::chrono::milliseconds timeout, std::atomic<bool>* aborted);
 
 // A credential file's text without its trailing newlines and spaces.
 std::string trim_trailing_space(std::string s);

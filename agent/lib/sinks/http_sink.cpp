@@ -60,16 +60,9 @@ Delivery HttpSink::post(const std::string& url, const std::string& body) {
   c->easy_setopt(curl_, CURLOPT_POSTFIELDS, body.data());
   c->easy_setopt(curl_, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
   c->easy_setopt(curl_, CURLOPT_HTTPHEADER, headers);
-  c->easy_setopt(curl_, CURLOPT_TIMEOUT_MS, static_cast<long>(config_.timeout.count()));
-  c->easy_setopt(curl_, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(config_.timeout.count()));
-  c->easy_setopt(curl_, CURLOPT_NOSIGNAL, 1L);
-  c->easy_setopt(curl_, CURLOPT_PROXY, "");
-  c->easy_setopt(curl_, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_sink_request_options(c, curl_, config_.timeout, &aborted_);
   c->easy_setopt(curl_, CURLOPT_WRITEFUNCTION, keep_reply);
   c->easy_setopt(curl_, CURLOPT_WRITEDATA, &reply);
-  c->easy_setopt(curl_, CURLOPT_NOPROGRESS, 0L);
-  c->easy_setopt(curl_, CURLOPT_XFERINFOFUNCTION, curl_abort_when_set);
-  c->easy_setopt(curl_, CURLOPT_XFERINFODATA, &aborted_);
   if (!config_.ca_file.empty()) c->easy_setopt(curl_, CURLOPT_CAINFO, config_.ca_file.c_str());
   if (!config_.client_cert_file.empty()) {
     c->easy_setopt(curl_, CURLOPT_SSLCERT, config_.client_cert_file.c_str());

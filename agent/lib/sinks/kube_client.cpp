@@ -111,16 +111,9 @@ KubeReply KubeClient::once(const std::string& url, const std::string& method, co
     c->easy_setopt(curl_, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
   }
   c->easy_setopt(curl_, CURLOPT_HTTPHEADER, headers);
-  c->easy_setopt(curl_, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout_.count()));
-  c->easy_setopt(curl_, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(timeout_.count()));
-  c->easy_setopt(curl_, CURLOPT_NOSIGNAL, 1L);
-  c->easy_setopt(curl_, CURLOPT_PROXY, "");
-  c->easy_setopt(curl_, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_sink_request_options(c, curl_, timeout_, &aborted_);
   c->easy_setopt(curl_, CURLOPT_WRITEFUNCTION, keep_reply);
   c->easy_setopt(curl_, CURLOPT_WRITEDATA, &reply);
-  c->easy_setopt(curl_, CURLOPT_NOPROGRESS, 0L);
-  c->easy_setopt(curl_, CURLOPT_XFERINFOFUNCTION, curl_abort_when_set);
-  c->easy_setopt(curl_, CURLOPT_XFERINFODATA, &aborted_);
   // PEM held in memory (a kubeconfig's -data keys) is passed as blobs: no temp files.
   auto blob = [](const std::string& pem) {
     return curl_blob{const_cast<char*>(pem.data()), pem.size(), CURL_BLOB_COPY};
