@@ -68,7 +68,7 @@ def test_node_lease_and_mirror_pods(apiserver, berthlet_factory, tmp_path):
     b.wait_pod("a", lambda p: running(p, "c"))
 
     # The Node: labels, node info, capacity, addresses, conditions.
-    node = L.wait_for(lambda: api.obj(f"/api/v1/nodes/{L.NODE}"), timeout=30, what="the Node")
+    node = L.wait_for(lambda: api.obj(f"/api/v1/nodes/{L.NODE}"), timeout=60, what="the Node")
     labels = node["metadata"]["labels"]
     assert labels["kubernetes.io/hostname"] == L.NODE and labels["kubernetes.io/os"] == "linux"
     assert labels["beta.kubernetes.io/arch"] == labels["kubernetes.io/arch"]
@@ -78,11 +78,11 @@ def test_node_lease_and_mirror_pods(apiserver, berthlet_factory, tmp_path):
     assert int(st["capacity"]["pods"]) == 110 and int(st["capacity"]["cpu"]) >= 1
     assert {a["type"] for a in st["addresses"]} == {"InternalIP", "Hostname"}
     L.wait_for(lambda: {c["type"]: c["status"] for c in api.obj(f"/api/v1/nodes/{L.NODE}")["status"]["conditions"]}
-               .get("Ready") == "True", timeout=30, what="Node Ready=True")
+               .get("Ready") == "True", timeout=60, what="Node Ready=True")
 
     # The Lease: held by the node, owned by the Node, renewed every 2 s (8 s / 4).
     lease_path = f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{L.NODE}"
-    lease = L.wait_for(lambda: api.obj(lease_path), timeout=30, what="the node Lease")
+    lease = L.wait_for(lambda: api.obj(lease_path), timeout=60, what="the node Lease")
     assert lease["spec"]["holderIdentity"] == L.NODE and lease["spec"]["leaseDurationSeconds"] == 8
     L.wait_for(lambda: api.obj(lease_path)["metadata"].get("ownerReferences"), timeout=15, what="the Lease's owner")
     assert api.obj(lease_path)["metadata"]["ownerReferences"][0]["uid"] == node["metadata"]["uid"]
@@ -91,7 +91,7 @@ def test_node_lease_and_mirror_pods(apiserver, berthlet_factory, tmp_path):
 
     # Mirror pods: annotation, owner reference, status following the containers.
     pod = b.pod("a")
-    m = L.wait_for(lambda: mirror(api, "a"), timeout=30, what="the mirror pod of a")
+    m = L.wait_for(lambda: mirror(api, "a"), timeout=60, what="the mirror pod of a")
     ann = m["metadata"]["annotations"]
     assert ann["kubernetes.io/config.mirror"] == pod["metadata"]["uid"] == ann["kubernetes.io/config.hash"]
     assert ann["kubernetes.io/config.source"] == "file"
@@ -99,10 +99,10 @@ def test_node_lease_and_mirror_pods(apiserver, berthlet_factory, tmp_path):
                                                  "uid": node["metadata"]["uid"], "controller": True}]
     assert m["spec"]["nodeName"] == L.NODE
     L.wait_for(lambda: mirror(api, "a")["status"].get("phase") == "Running" and
-               "running" in mirror(api, "a")["status"]["containerStatuses"][0]["state"], timeout=30,
+               "running" in mirror(api, "a")["status"]["containerStatuses"][0]["state"], timeout=60,
                what="the mirror pod Running")
     b.wait_pod("once", lambda p: p["status"]["phase"] == "Succeeded")
-    L.wait_for(lambda: mirror(api, "once")["status"]["phase"] == "Succeeded", timeout=30,
+    L.wait_for(lambda: mirror(api, "once")["status"]["phase"] == "Succeeded", timeout=60,
                what="the run-once mirror pod Succeeded")
     assert mirror(api, "once")["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 0
 
@@ -115,20 +115,20 @@ def test_node_lease_and_mirror_pods(apiserver, berthlet_factory, tmp_path):
         code, body = api.request("DELETE", f"/api/v1/namespaces/default/pods/a-{L.NODE}", {"gracePeriodSeconds": 0})
         assert code == 200, body
     L.wait_for(lambda: mirror(api, "a") and mirror(api, "a")["metadata"]["uid"] != old_uid and
-               mirror(api, "a")["status"].get("phase") == "Running", timeout=30, what="the mirror pod recreated")
+               mirror(api, "a")["status"].get("phase") == "Running", timeout=60, what="the mirror pod recreated")
 
     # A changed manifest: the outdated mirror pod is replaced by one with the new hash.
     b.write("a.yaml", pod_manifest("a", [container("c", SLEEPER)], terminationGracePeriodSeconds=2))
-    L.wait_for(lambda: b.pod("a") and b.pod("a")["metadata"]["uid"] != pod["metadata"]["uid"], timeout=30,
+    L.wait_for(lambda: b.pod("a") and b.pod("a")["metadata"]["uid"] != pod["metadata"]["uid"], timeout=60,
                what="the new pod a")
     new_uid = b.pod("a")["metadata"]["uid"]
     L.wait_for(lambda: mirror(api, "a") and
                mirror(api, "a")["metadata"]["annotations"]["kubernetes.io/config.mirror"] == new_uid,
-               timeout=30, what="the mirror pod of the changed manifest")
+               timeout=60, what="the mirror pod of the changed manifest")
 
     # A removed manifest: its mirror pod is deleted.
     b.remove("once.yaml")
-    L.wait_for(lambda: mirror(api, "once") is None, timeout=30, what="the mirror pod of a removed manifest deleted")
+    L.wait_for(lambda: mirror(api, "once") is None, timeout=60, what="the mirror pod of a removed manifest deleted")
     assert "credentials rejected" not in b.log()
 
 
@@ -145,7 +145,7 @@ def test_removed_while_stopped_and_failover(apiserver, berthlet_factory, tmp_pat
     b.write("drop.yaml", pod_manifest("drop", [container("c", SLEEPER)]))
     for name in ("keep", "drop"):
         b.wait_pod(name, lambda p: running(p, "c"))
-        L.wait_for(lambda: (mirror(api, name) or {}).get("status", {}).get("phase") == "Running", timeout=30,
+        L.wait_for(lambda: (mirror(api, name) or {}).get("status", {}).get("phase") == "Running", timeout=60,
                    what=f"mirror pod {name} through the second URL")
     # berthlet stops (its pods keep running), a manifest goes, berthlet comes back: the
     # set of pods it sends at start removes the orphaned mirror pod.
@@ -194,13 +194,13 @@ def test_rejected_token_is_one_log_line_and_a_fixed_one_is_used(apiserver, berth
     b.start("--config", str(cfg))
     b.write("t.yaml", pod_manifest("t", [container("c", SLEEPER)]))
     b.wait_pod("t", lambda p: running(p, "c"))
-    L.wait_for(lambda: "credentials rejected" in b.log(), timeout=30, what="the rejected-credentials log line")
+    L.wait_for(lambda: "credentials rejected" in b.log(), timeout=60, what="the rejected-credentials log line")
     assert mirror(api, "t") is None
     time.sleep(3)  # retries meanwhile: still one line
     rejected = [line for line in b.log().splitlines() if "credentials rejected" in line]
     assert len(rejected) == 1, rejected
     assert "HTTP 401" in rejected[0]
     token.write_text(api.token + "\n")  # fixed: read at the next request, no restart
-    L.wait_for(lambda: (mirror(api, "t") or {}).get("status", {}).get("phase") == "Running", timeout=30,
+    L.wait_for(lambda: (mirror(api, "t") or {}).get("status", {}).get("phase") == "Running", timeout=60,
                what="the mirror pod once the token is right")
     assert "status sink kube: delivering again" in b.log()

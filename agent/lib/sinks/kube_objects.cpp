@@ -61,6 +61,8 @@ bool is_mirror_pod(const nlohmann::json& api_pod) {
   return ann.is_object() && ann.contains(kMirrorAnnotation);
 }
 
+std::string mirror_hash(const nlohmann::json& api_pod) { return annotation(api_pod, kMirrorAnnotation); }
+
 bool is_current_mirror_of(const nlohmann::json& api_pod, const nlohmann::json& static_pod) {
   auto meta = api_pod.value("metadata", nlohmann::json::object());
   return is_mirror_pod(api_pod) && !meta.contains("deletionTimestamp") &&

@@ -27,6 +27,8 @@ std::string static_pod_hash(const nlohmann::json& pod);
 nlohmann::json mirror_pod(const nlohmann::json& pod, const std::string& node, const std::string& node_uid);
 // A pod from the API server is a mirror pod (of any static pod).
 bool is_mirror_pod(const nlohmann::json& api_pod);
+// Its kubernetes.io/config.mirror annotation (the static pod's hash), or "".
+std::string mirror_hash(const nlohmann::json& api_pod);
 // ... of this static pod (same config hash), and not being deleted.
 bool is_current_mirror_of(const nlohmann::json& api_pod, const nlohmann::json& static_pod);
 // The status patch of a mirror pod: {"metadata":{"uid":...},"status":...}; the UID is a

@@ -182,13 +182,19 @@ Delivery KubeSink::delete_pod(const nlohmann::json& meta) {
   auto ns = meta.value("namespace", "default"), name = meta.value("name", "");
   auto path = pod_path(ns, name);
   if (path.empty()) return Delivery::rejected(fmt::format("pod {}/{}: not a valid namespace and name for the API", ns, name));
-  auto key = ns + "/" + name;
-  pods_.erase(key);
-  mirror_uids_.erase(key);
+  // A changed manifest is a new pod of the same name: its deletion and the new pod's status
+  // may come in either order, and the new pod's mirror pod must stay.
+  auto key = ns + "/" + name, uid = meta.value("uid", "");
+  if (auto it = pods_.find(key); it != pods_.end()) {
+    if (!uid.empty() && meta_string(*it->second, "uid") != uid) return Delivery::ok();
+    pods_.erase(it);
+    mirror_uids_.erase(key);
+  }
   auto got = client_->call("GET", path);
   if (got.status == 404) return Delivery::ok();
   if (!got.ok()) return failed(got);
   if (!is_mirror_pod(got.body)) return Delivery::ok(); // not ours
+  if (!uid.empty() && mirror_hash(got.body) != uid) return Delivery::ok(); // another pod's by now
   auto r = client_->call("DELETE", path, mirror_delete_options(meta_string(got.body, "uid")));
   if (r.ok() || r.status == 404 || r.status == 409) return Delivery::ok(); // 409: already replaced
   return failed(r);
