@@ -21,7 +21,9 @@ packages=(
   podman
   # tests/agent/test_status_sink_kube.py: etcd under a kube-apiserver built from source
   # (skipped without it), certificates made with openssl
-  etcd-server openssl
+  openssl
+  # tests/agent/test_status_sink_etcd.py: a 3-member etcd cluster on loopback, read with etcdctl
+  etcd-server etcd-client
 )
 # kubectl to look at that API server (any kubectl already installed will do)
 command -v kubectl >/dev/null || packages+=(kubernetes-client)

@@ -17,6 +17,7 @@
 #include "agent/lib/sinks/http_sink.hpp"
 #include "agent/lib/sinks/queue.hpp"
 #include "agent/lib/sinks/runner.hpp"
+#include "agent/tests/sink_test_config.hpp"
 #include "common/error.hpp"
 #include "common/fs.hpp"
 
@@ -40,15 +41,6 @@ SinkItem event(int n) {
   i.kind = SinkItem::Kind::event;
   i.object = std::make_shared<const nlohmann::json>(nlohmann::json{{"n", n}});
   return i;
-}
-
-std::string config_error(const std::string& sinks) {
-  try {
-    config_from_yaml("apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n" + sinks, "cfg.yaml");
-  } catch (const berth::Error& e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 
 SinkConfig file_sink_config(const std::string& dir) {
@@ -217,7 +209,7 @@ statusSinks:
 
 TEST(SinkConfig, ErrorsNameFileLineAndKey) {
   auto e = config_error("statusSinks:\n- name: a\n  type: flie\n  directory: /x\n");
-  EXPECT_EQ(e, "cfg.yaml:5: statusSinks[0].type: \"flie\": unknown sink type (file, http or kubernetes)");
+  EXPECT_EQ(e, "cfg.yaml:5: statusSinks[0].type: \"flie\": unknown sink type (file, http, etcd or kubernetes)");
   e = config_error("statusSinks:\n- name: a\n  type: file\n  directroy: /x\n");
   EXPECT_EQ(e, "cfg.yaml:6: statusSinks[0].directroy: unknown key for a file sink (a typo?)");
   e = config_error("statusSinks:\n- name: a\n  type: file\n  directory: /x\n- name: b\n  type: http\n"

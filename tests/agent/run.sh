@@ -5,7 +5,8 @@
 #   BERTHLET=/path/to/berthlet tests/agent/run.sh
 #
 # Installs what is missing (containerd, containernetworking-plugins, docker-registry,
-# python3-pytest/-grpcio/-protobuf/-yaml, busybox-static, protobuf-compiler-grpc). Everything
+# python3-pytest/-grpcio/-protobuf/-yaml, busybox-static, protobuf-compiler-grpc,
+# etcd-server, etcd-client). Everything
 # lives under one temp root, one cgroup root (/berthlet-test-<tag>) and one bridge
 # (bt-agent<tag>), inside a private mount namespace; all are removed at the end. Only
 # processes started by this run are ever signalled.
@@ -77,6 +78,7 @@ command -v containerd >/dev/null && command -v containerd-shim-runc-v2 >/dev/nul
 [ -x /usr/bin/docker-registry ] || apt_install docker-registry
 command -v grpc_python_plugin >/dev/null || apt_install protobuf-compiler-grpc
 command -v htpasswd >/dev/null || apt_install apache2-utils
+command -v etcd >/dev/null && command -v etcdctl >/dev/null || apt_install etcd-server etcd-client
 
 if [ -z "${BERTHLET:-}" ]; then
   BERTHLET=$repo/build/agent/berthlet

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <thread>
 
+#include "agent/lib/sinks/etcd_sink.hpp"
 #include "agent/lib/sinks/file_sink.hpp"
 #include "agent/lib/sinks/http_sink.hpp"
 #include "agent/lib/sinks/kube_sink.hpp"
@@ -10,15 +11,16 @@
 
 namespace berth::agent {
 
-std::unique_ptr<StatusSink> make_sink(const SinkConfig& config) {
+std::unique_ptr<StatusSink> make_sink(const SinkConfig& config, const std::string& node_name) {
   if (config.type == "file") return std::make_unique<FileSink>(config);
   if (config.type == "http") return std::make_unique<HttpSink>(config);
   if (config.type == "kubernetes") return std::make_unique<KubeSink>(config);
+  if (config.type == "etcd") return std::make_unique<EtcdSink>(config, node_name);
   fail("status sink {}: unknown type {:?}", config.name, config.type);
 }
 
 StatusSinks::StatusSinks(const Config& config) : node_name_(config.node_name) {
-  for (auto& s : config.status_sinks) runners_.push_back(std::make_unique<SinkRunner>(s, make_sink(s)));
+  for (auto& s : config.status_sinks) runners_.push_back(std::make_unique<SinkRunner>(s, make_sink(s, node_name_)));
 }
 
 StatusSinks::~StatusSinks() { shutdown(std::chrono::milliseconds(0)); }

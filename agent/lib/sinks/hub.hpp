@@ -12,8 +12,8 @@
 
 namespace berth::agent {
 
-// The sink of one config entry (file, http).
-std::unique_ptr<StatusSink> make_sink(const SinkConfig& config);
+// The sink of one config entry (file, http, etcd) on node node_name.
+std::unique_ptr<StatusSink> make_sink(const SinkConfig& config, const std::string& node_name);
 
 class StatusSinks final : public StatusObserver {
 public:

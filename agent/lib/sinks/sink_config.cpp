@@ -22,6 +22,8 @@ const std::set<std::string_view> kHttpKeys = {"urls",          "method",        
                                               "basicAuthFile", "caFile",         "clientCertFile", "clientKeyFile"};
 const std::set<std::string_view> kKubeKeys = {"kubeconfig",      "servers",        "timeout",       "nodeLeaseDuration",
                                               "bearerTokenFile", "caFile",         "clientCertFile", "clientKeyFile"};
+const std::set<std::string_view> kEtcdKeys = {"endpoints", "prefix", "leaseTTL", "timeout"};
+constexpr size_t kMaxPrefixBytes = 256;
 
 // http:// or https://, a host, no spaces or control characters; libcurl does the rest.
 void check_url(const std::string& url) {
@@ -33,6 +35,32 @@ void check_url(const std::string& url) {
   if (host.empty() || host[0] == '/' || host[0] == ':') fail("{}: no host", quoted_value(url));
   for (unsigned char ch : url)
     if (ch <= ' ' || ch == 0x7f) fail("{}: spaces and control characters are not allowed", quoted_value(url));
+}
+
+// An etcd endpoint: http://host:port and nothing after the port (gRPC's target). No
+// https: berthlet's gRPC is linked without TLS (3.5 MiB less RSS; docs/agent.md, "etcd").
+void check_endpoint(const std::string& url) {
+  check_url(url);
+  if (url.starts_with("https://"))
+    fail("{}: https is not supported (berthlet's gRPC has no TLS): use http:// on a trusted network", quoted_value(url));
+  auto hostport = url.substr(url.find("://") + 3);
+  auto colon = hostport.rfind(':');
+  auto port = colon == std::string::npos || hostport.find(']', colon) != std::string::npos ? "" : hostport.substr(colon + 1);
+  if (hostport.find('/') != std::string::npos || port.empty() || port.size() > 5 ||
+      port.find_first_not_of("0123456789") != std::string::npos || std::stoi(port) == 0 || std::stoi(port) > 65535)
+    fail("{}: must be http://host:port", quoted_value(url));
+}
+
+// An etcd key prefix: "/" then '/'-separated parts of [A-Za-z0-9._-], none empty or "..".
+void check_prefix(const std::string& prefix) {
+  if (prefix.size() < 2 || prefix.size() > kMaxPrefixBytes || prefix[0] != '/')
+    fail("{}: must start with '/' and be 2-{} bytes", quoted_value(prefix), kMaxPrefixBytes);
+  bool empty_part = prefix.back() == '/' || prefix.find("//") != std::string::npos;
+  for (auto& part : split(prefix.substr(1), '/')) {
+    bool ok = !empty_part && part != "." && part != "..";
+    for (unsigned char c : part) ok = ok && (std::isalnum(c) || c == '.' || c == '_' || c == '-');
+    if (!ok) fail("{}: use '/'-separated parts of letters, digits, '.', '_' and '-'", quoted_value(prefix));
+  }
 }
 
 void check_absolute(const std::string& path) {
@@ -66,7 +94,8 @@ SinkConfig parse_one(const JsonView& v) {
   if (s.type == "file") own = &kFileKeys;
   else if (s.type == "http") own = &kHttpKeys;
   else if (s.type == "kubernetes") own = &kKubeKeys;
-  else fail("type: {}: unknown sink type (file, http or kubernetes)", quoted_value(s.type));
+  else if (s.type == "etcd") own = &kEtcdKeys;
+  else fail("type: {}: unknown sink type (file, http, etcd or kubernetes)", quoted_value(s.type));
   v.each_member([&](const std::string& key, const JsonView& f) {
     if (!kCommonKeys.count(key) && !own->count(key))
       fail("{}: unknown key for a {} sink (a typo?)", key, s.type);
@@ -95,6 +124,17 @@ SinkConfig parse_one(const JsonView& v) {
       } else if (key == "method") {
         s.method = f.as_string();
         if (s.method != "POST" && s.method != "PUT") f.bad(fmt::format("{}: must be POST or PUT", quoted_value(s.method)));
+      } else if (key == "endpoints") {
+        s.endpoints = f.as_string_list();
+        if (s.endpoints.empty() || s.endpoints.size() > kMaxUrls) f.bad(fmt::format("must list 1-{} endpoints", kMaxUrls));
+        for (auto& u : s.endpoints) check_endpoint(u);
+      } else if (key == "prefix") {
+        s.prefix = f.as_string();
+        check_prefix(s.prefix);
+      } else if (key == "leaseTTL") {
+        s.lease_ttl = positive_duration(f);
+        if (s.lease_ttl.count() % 1000 != 0 || s.lease_ttl < std::chrono::seconds(2) || s.lease_ttl > std::chrono::hours(1))
+          f.bad(fmt::format("{}: must be whole seconds, 2s-1h", f.as_string()));
       } else if (key == "timeout") {
         s.timeout = positive_duration(f);
       } else if (key == "nodeLeaseDuration") {
@@ -121,6 +161,7 @@ SinkConfig parse_one(const JsonView& v) {
     fail("servers: a kubernetes sink needs kubeconfig or servers");
   if (s.type == "kubernetes" && s.client_cert_file.empty() != s.client_key_file.empty())
     fail("{}: clientCertFile and clientKeyFile go together", s.client_cert_file.empty() ? "clientCertFile" : "clientKeyFile");
+  if (s.type == "etcd" && s.endpoints.empty()) fail("endpoints: required for an etcd sink");
   if (s.type == "http") {
     if (s.urls.empty()) fail("urls: required for an http sink");
     if (!s.bearer_token_file.empty() && !s.basic_auth_file.empty())
@@ -179,6 +220,12 @@ nlohmann::json status_sinks_to_json(const std::vector<SinkConfig>& sinks) {
       for (auto [key, value] : {std::pair{"bearerTokenFile", &s.bearer_token_file}, {"caFile", &s.ca_file},
                                 {"clientCertFile", &s.client_cert_file}, {"clientKeyFile", &s.client_key_file}})
         if (!value->empty()) j[key] = *value;
+    }
+    if (s.type == "etcd") {
+      j["endpoints"] = s.endpoints;
+      j["prefix"] = s.prefix;
+      j["leaseTTL"] = format_duration(s.lease_ttl);
+      j["timeout"] = format_duration(s.timeout);
     }
     arr.push_back(j);
   }

@@ -17,7 +17,7 @@ namespace berth::agent {
 
 struct SinkConfig {
   std::string name; // unique; labels its metrics and log lines
-  std::string type; // file | http | kubernetes
+  std::string type; // file | http | etcd | kubernetes
   // Delivery (every type): back-off after a failed delivery, and the event queue's bound.
   std::chrono::milliseconds initial_backoff{500}, max_backoff{30000};
   size_t max_queued_events = 1000;
@@ -33,6 +33,10 @@ struct SinkConfig {
   // `servers` are kept in urls, after the kubeconfig's server)
   std::string kubeconfig;
   std::chrono::milliseconds node_lease_duration{40000};
+  // etcd (also timeout)
+  std::vector<std::string> endpoints; // http://host:port, tried in order
+  std::string prefix = "/berth";
+  std::chrono::milliseconds lease_ttl{10000}; // the <prefix>/alive/<node> key's lease
   bool operator==(const SinkConfig&) const = default;
 };
 
