@@ -19,9 +19,14 @@ packages=(
   docker-registry skopeo apache2-utils python3-grpcio python3-protobuf python3-yaml containerd
   # tests/cri/test_registry_config.py: podman writes the auth.json berthd reads
   podman
+  # tests/agent/test_status_sink_kube.py: etcd under a kube-apiserver built from source
+  # (skipped without it), certificates made with openssl
+  openssl
   # tests/agent/test_status_sink_etcd.py: a 3-member etcd cluster on loopback, read with etcdctl
   etcd-server etcd-client
 )
+# kubectl to look at that API server (any kubectl already installed will do)
+command -v kubectl >/dev/null || packages+=(kubernetes-client)
 if [[ "${1:-}" == "--bench" ]]; then
   packages+=(runc crun)
 fi

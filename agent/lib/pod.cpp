@@ -349,6 +349,7 @@ Volume parse_volume(const JsonView& v) {
 } // namespace
 
 bool valid_dns1123_subdomain(std::string_view s) { return dns1123_subdomain(s); }
+bool valid_dns1123_label(std::string_view s) { return dns1123_label(s); }
 
 bool valid_pod_uid(std::string_view s) {
   if (s.empty() || s.size() > kMaxUidLength) return false;

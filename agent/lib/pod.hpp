@@ -167,6 +167,8 @@ constexpr size_t kMaxUidLength = 128;
 bool valid_pod_uid(std::string_view uid);
 // DNS-1123 subdomain: dot-separated labels of [a-z0-9-], at most 253 characters.
 bool valid_dns1123_subdomain(std::string_view s);
+// DNS-1123 label: [a-z0-9-], at most 63 characters, no '-' at either end.
+bool valid_dns1123_label(std::string_view s);
 
 // Parses a Pod document (already converted to JSON). Throws berth::Error naming the field.
 Pod parse_pod(const nlohmann::json& doc);

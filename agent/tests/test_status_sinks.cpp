@@ -223,7 +223,7 @@ statusSinks:
 
 TEST(SinkConfig, ErrorsNameFileLineAndKey) {
   auto e = config_error("statusSinks:\n- name: a\n  type: flie\n  directory: /x\n");
-  EXPECT_EQ(e, "cfg.yaml:5: statusSinks[0].type: \"flie\": unknown sink type (file, http or etcd)");
+  EXPECT_EQ(e, "cfg.yaml:5: statusSinks[0].type: \"flie\": unknown sink type (file, http, etcd or kubernetes)");
   e = config_error("statusSinks:\n- name: a\n  type: file\n  directroy: /x\n");
   EXPECT_EQ(e, "cfg.yaml:6: statusSinks[0].directroy: unknown key for a file sink (a typo?)");
   e = config_error("statusSinks:\n- name: a\n  type: file\n  directory: /x\n- name: b\n  type: http\n"

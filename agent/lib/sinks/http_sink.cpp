@@ -17,16 +17,6 @@ size_t keep_reply(char* data, size_t size, size_t n, void* user) {
   return len;
 }
 
-// Ends a transfer once the sink is aborted (shutdown's flush ran out of time).
-int check_abort(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
-  return static_cast<std::atomic<bool>*>(user)->load() ? 1 : 0;
-}
-
-std::string trimmed(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
-  return s;
-}
-
 } // namespace
 
 HttpSink::HttpSink(SinkConfig config) : config_(std::move(config)) {}
@@ -52,9 +42,9 @@ Delivery HttpSink::post(const std::string& url, const std::string& body) {
   std::string auth_header;
   try {
     if (!config_.bearer_token_file.empty())
-      auth_header = "Authorization: Bearer " + trimmed(read_bounded_file(config_.bearer_token_file, kMaxCredentialBytes));
+      auth_header = "Authorization: Bearer " + trim_trailing_space(read_bounded_file(config_.bearer_token_file, kMaxCredentialBytes));
     if (!config_.basic_auth_file.empty()) {
-      auto userpass = trimmed(read_bounded_file(config_.basic_auth_file, kMaxCredentialBytes));
+      auto userpass = trim_trailing_space(read_bounded_file(config_.basic_auth_file, kMaxCredentialBytes));
       c->easy_setopt(curl_, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
       c->easy_setopt(curl_, CURLOPT_USERPWD, userpass.c_str()); // libcurl copies it
     }
@@ -70,16 +60,9 @@ Delivery HttpSink::post(const std::string& url, const std::string& body) {
   c->easy_setopt(curl_, CURLOPT_POSTFIELDS, body.data());
   c->easy_setopt(curl_, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
   c->easy_setopt(curl_, CURLOPT_HTTPHEADER, headers);
-  c->easy_setopt(curl_, CURLOPT_TIMEOUT_MS, static_cast<long>(config_.timeout.count()));
-  c->easy_setopt(curl_, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(config_.timeout.count()));
-  c->easy_setopt(curl_, CURLOPT_NOSIGNAL, 1L);
-  c->easy_setopt(curl_, CURLOPT_PROXY, "");
-  c->easy_setopt(curl_, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_sink_request_options(c, curl_, config_.timeout, &aborted_);
   c->easy_setopt(curl_, CURLOPT_WRITEFUNCTION, keep_reply);
   c->easy_setopt(curl_, CURLOPT_WRITEDATA, &reply);
-  c->easy_setopt(curl_, CURLOPT_NOPROGRESS, 0L);
-  c->easy_setopt(curl_, CURLOPT_XFERINFOFUNCTION, check_abort);
-  c->easy_setopt(curl_, CURLOPT_XFERINFODATA, &aborted_);
   if (!config_.ca_file.empty()) c->easy_setopt(curl_, CURLOPT_CAINFO, config_.ca_file.c_str());
   if (!config_.client_cert_file.empty()) {
     c->easy_setopt(curl_, CURLOPT_SSLCERT, config_.client_cert_file.c_str());

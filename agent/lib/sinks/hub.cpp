@@ -6,6 +6,7 @@
 #include "agent/lib/sinks/etcd_sink.hpp"
 #include "agent/lib/sinks/file_sink.hpp"
 #include "agent/lib/sinks/http_sink.hpp"
+#include "agent/lib/sinks/kube_sink.hpp"
 #include "common/error.hpp"
 
 namespace berth::agent {
@@ -13,6 +14,7 @@ namespace berth::agent {
 std::unique_ptr<StatusSink> make_sink(const SinkConfig& config, const std::string& node_name) {
   if (config.type == "file") return std::make_unique<FileSink>(config);
   if (config.type == "http") return std::make_unique<HttpSink>(config);
+  if (config.type == "kubernetes") return std::make_unique<KubeSink>(config);
   if (config.type == "etcd") return std::make_unique<EtcdSink>(config, node_name);
   fail("status sink {}: unknown type {:?}", config.name, config.type);
 }

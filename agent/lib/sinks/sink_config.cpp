@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "agent/lib/config.hpp"
+#include "agent/lib/sinks/kubeconfig.hpp"
 #include "common/error.hpp"
 #include "common/fs.hpp"
 #include "common/json.hpp"
@@ -19,6 +20,8 @@ const std::set<std::string_view> kCommonKeys = {"name", "type", "initialBackoff"
 const std::set<std::string_view> kFileKeys = {"directory"};
 const std::set<std::string_view> kHttpKeys = {"urls",          "method",         "timeout",       "bearerTokenFile",
                                               "basicAuthFile", "caFile",         "clientCertFile", "clientKeyFile"};
+const std::set<std::string_view> kKubeKeys = {"kubeconfig",      "servers",        "timeout",       "nodeLeaseDuration",
+                                              "bearerTokenFile", "caFile",         "clientCertFile", "clientKeyFile"};
 const std::set<std::string_view> kEtcdKeys = {"endpoints", "prefix", "leaseTTL", "timeout"};
 constexpr size_t kMaxPrefixBytes = 256;
 
@@ -90,8 +93,9 @@ SinkConfig parse_one(const JsonView& v) {
   const std::set<std::string_view>* own;
   if (s.type == "file") own = &kFileKeys;
   else if (s.type == "http") own = &kHttpKeys;
+  else if (s.type == "kubernetes") own = &kKubeKeys;
   else if (s.type == "etcd") own = &kEtcdKeys;
-  else fail("type: {}: unknown sink type (file, http or etcd)", quoted_value(s.type));
+  else fail("type: {}: unknown sink type (file, http, etcd or kubernetes)", quoted_value(s.type));
   v.each_member([&](const std::string& key, const JsonView& f) {
     if (!kCommonKeys.count(key) && !own->count(key))
       fail("{}: unknown key for a {} sink (a typo?)", key, s.type);
@@ -113,7 +117,7 @@ SinkConfig parse_one(const JsonView& v) {
       } else if (key == "directory") {
         s.directory = f.as_string();
         check_absolute(s.directory);
-      } else if (key == "urls") {
+      } else if (key == "urls" || key == "servers") {
         s.urls = f.as_string_list();
         if (s.urls.empty() || s.urls.size() > kMaxUrls) f.bad(fmt::format("must list 1-{} URLs", kMaxUrls));
         for (auto& u : s.urls) check_url(u);
@@ -133,6 +137,13 @@ SinkConfig parse_one(const JsonView& v) {
           f.bad(fmt::format("{}: must be whole seconds, 2s-1h", f.as_string()));
       } else if (key == "timeout") {
         s.timeout = positive_duration(f);
+      } else if (key == "nodeLeaseDuration") {
+        s.node_lease_duration = positive_duration(f);
+        if (s.node_lease_duration < std::chrono::seconds(4)) f.bad("must be at least 4s (renewed every quarter of it)");
+      } else if (key == "kubeconfig") {
+        s.kubeconfig = f.as_string();
+        check_absolute(s.kubeconfig);
+        load_kubeconfig(s.kubeconfig); // a bad file is an error at start, naming the key
       } else if (key != "name" && key != "type") {
         auto path = f.as_string();
         check_absolute(path);
@@ -146,6 +157,10 @@ SinkConfig parse_one(const JsonView& v) {
   });
   if (s.max_backoff < s.initial_backoff) fail("maxBackoff: must not be less than initialBackoff");
   if (s.type == "file" && s.directory.empty()) fail("directory: required for a file sink");
+  if (s.type == "kubernetes" && s.urls.empty() && s.kubeconfig.empty())
+    fail("servers: a kubernetes sink needs kubeconfig or servers");
+  if (s.type == "kubernetes" && s.client_cert_file.empty() != s.client_key_file.empty())
+    fail("{}: clientCertFile and clientKeyFile go together", s.client_cert_file.empty() ? "clientCertFile" : "clientKeyFile");
   if (s.type == "etcd" && s.endpoints.empty()) fail("endpoints: required for an etcd sink");
   if (s.type == "http") {
     if (s.urls.empty()) fail("urls: required for an http sink");
@@ -195,6 +210,15 @@ nlohmann::json status_sinks_to_json(const std::vector<SinkConfig>& sinks) {
       for (auto [key, value] : {std::pair{"bearerTokenFile", &s.bearer_token_file}, {"basicAuthFile", &s.basic_auth_file},
                                 {"caFile", &s.ca_file}, {"clientCertFile", &s.client_cert_file},
                                 {"clientKeyFile", &s.client_key_file}})
+        if (!value->empty()) j[key] = *value;
+    }
+    if (s.type == "kubernetes") {
+      if (!s.kubeconfig.empty()) j["kubeconfig"] = s.kubeconfig;
+      if (!s.urls.empty()) j["servers"] = s.urls;
+      j["timeout"] = format_duration(s.timeout);
+      j["nodeLeaseDuration"] = format_duration(s.node_lease_duration);
+      for (auto [key, value] : {std::pair{"bearerTokenFile", &s.bearer_token_file}, {"caFile", &s.ca_file},
+                                {"clientCertFile", &s.client_cert_file}, {"clientKeyFile", &s.client_key_file}})
         if (!value->empty()) j[key] = *value;
     }
     if (s.type == "etcd") {

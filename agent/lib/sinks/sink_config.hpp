@@ -17,7 +17,7 @@ namespace berth::agent {
 
 struct SinkConfig {
   std::string name; // unique; labels its metrics and log lines
-  std::string type; // file | http | etcd
+  std::string type; // file | http | etcd | kubernetes
   // Delivery (every type): back-off after a failed delivery, and the event queue's bound.
   std::chrono::milliseconds initial_backoff{500}, max_backoff{30000};
   size_t max_queued_events = 1000;
@@ -29,6 +29,10 @@ struct SinkConfig {
   std::chrono::milliseconds timeout{5000};
   std::string bearer_token_file, basic_auth_file; // basic: one "user:password" line
   std::string ca_file, client_cert_file, client_key_file;
+  // kubernetes (also timeout, bearerTokenFile, caFile, clientCertFile, clientKeyFile; its
+  // `servers` are kept in urls, after the kubeconfig's server)
+  std::string kubeconfig;
+  std::chrono::milliseconds node_lease_duration{40000};
   // etcd (also timeout)
   std::vector<std::string> endpoints; // http://host:port, tried in order
   std::string prefix = "/berth";
