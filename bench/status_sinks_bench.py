@@ -35,7 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "agent"))
 import agent_lib as L  # noqa: E402
 import kube_lib as K  # noqa: E402
-from berthlet_bench import proc_cpu_rss, remove_all  # noqa: E402
+from berthlet_bench import CLK_TCK, proc_cpu_rss, remove_all, rss_split  # noqa: E402
 from etcd_lib import EtcdCluster  # noqa: E402
 
 ROOT = Path(os.environ["AGENT_ROOT"])
@@ -88,16 +88,35 @@ def etcd_progress(b):
     return done, int(depth.group(1)) if depth else 0
 
 
+def thread_cpu(pid):
+    """thread name -> CPU seconds, summed over the threads of that name."""
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            comm = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[comm] = out.get(comm, 0.0) + (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return out
+
+
 def idle(b, seconds):
     time.sleep(3)
     c0, _, _, _ = proc_cpu_rss(b.proc.pid)
+    per0 = thread_cpu(b.proc.pid)
     t0 = time.monotonic()
     time.sleep(seconds)
     c1, rss, hwm, threads = proc_cpu_rss(b.proc.pid)
+    per1 = thread_cpu(b.proc.pid)
     dt = time.monotonic() - t0
+    anon, file, pss = rss_split(b.proc.pid)
+    by_thread = {k: round(100 * (v - per0.get(k, 0.0)) / dt, 3) for k, v in per1.items()}
     return {"pods": len(b.pods()), "seconds": round(dt, 1), "berthlet_cpu_percent": round(100 * (c1 - c0) / dt, 3),
+            "cpu_percent_by_thread": {k: v for k, v in sorted(by_thread.items(), key=lambda x: -x[1]) if v > 0},
             "berthlet_rss_mib": round(rss / 1024, 1), "berthlet_peak_rss_mib": round(hwm / 1024, 1),
-            "berthlet_threads": threads}
+            "rss_anon_mib": round(anon / 1024, 1), "rss_file_mib": round(file / 1024, 1),
+            "pss_mib": round(pss / 1024, 1), "berthlet_threads": threads}
 
 
 def main():

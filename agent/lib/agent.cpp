@@ -9,6 +9,8 @@
 #include <sys/signalfd.h>
 #include <sys/timerfd.h>
 
+#include <set>
+
 #include "agent/lib/cri_convert.hpp"
 #include "agent/lib/log.hpp"
 #include "agent/lib/metrics.hpp"
@@ -290,11 +292,14 @@ void Agent::relist() {
     if (uid == s.labels().end()) continue;
     now[uid->second] += fmt::format("s{}:{};", s.id(), static_cast<int>(s.state()));
   }
+  std::set<std::string> running;
   for (auto& c : containers) {
+    if (c.state() == cri::CONTAINER_RUNNING) running.insert(c.id());
     auto uid = c.labels().find(kPodUidLabel);
     if (uid == c.labels().end()) continue;
     now[uid->second] += fmt::format("c{}:{};", c.id(), static_cast<int>(c.state()));
   }
+  log_rotator_.set_running(std::move(running));
   for (auto& [uid, w] : workers_) {
     auto& fp = now[uid];
     auto old = fingerprints_.find(uid);

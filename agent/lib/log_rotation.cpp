@@ -203,28 +203,25 @@ void LogRotator::rotate_container(const std::string& id, const std::string& log_
     log_debug("container {}: log {} rotated", id.substr(0, 13), log_path);
 }
 
+void LogRotator::set_running(std::set<std::string> ids) {
+  std::lock_guard lock(running_mu_);
+  running_ = std::move(ids);
+}
+
 void LogRotator::run_once() {
-  std::vector<cri::Container> containers;
-  try {
-    // A short deadline: a hung runtime must not hold berthlet's shutdown for the 2m
-    // request timeout (the thread is joined then).
-    containers = cri_.list_containers("", std::chrono::seconds(10));
-    list_failed_ = false;
-  } catch (const std::exception& e) {
-    if (!list_failed_) log_debug("log rotation: {}", e.what()); // the event loop reports the runtime's health
-    list_failed_ = true;
-    return;
-  }
   std::set<std::string> running;
-  for (auto& c : containers) {
-    if (c.state() != cri::CONTAINER_RUNNING) continue;
-    running.insert(c.id());
+  {
+    std::lock_guard lock(running_mu_);
+    if (!running_) return; // no relist has succeeded yet
+    running = *running_;
+  }
+  for (auto& id : running) {
     try {
-      auto path = log_paths_.count(c.id()) ? log_paths_[c.id()] : cri_.container_status(c.id()).log_path();
-      rotate_container(c.id(), path);
-      report(c.id(), "");
+      auto path = log_paths_.count(id) ? log_paths_[id] : cri_.container_status(id).log_path();
+      rotate_container(id, path);
+      report(id, "");
     } catch (const std::exception& e) {
-      report(c.id(), e.what());
+      report(id, e.what());
     }
   }
   std::erase_if(log_paths_, [&](auto& kv) { return !running.count(kv.first); });

@@ -9,6 +9,9 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <mutex>
+#include <optional>
+#include <set>
 #include <string>
 
 #include "agent/lib/config.hpp"
@@ -40,6 +43,9 @@ std::string rotated_log_name(const std::string& name, std::chrono::system_clock:
 class LogRotator {
 public:
   LogRotator(const Config& config, CriClient& cri);
+  // The running containers as the event loop's relist last saw them (any thread): the
+  // rotation does not list the runtime's containers again every second.
+  void set_running(std::set<std::string> ids);
   void run_once();
 
 private:
@@ -51,7 +57,8 @@ private:
   CriClient& cri_;
   std::map<std::string, std::string> log_paths_; // container id -> its log (it never changes)
   std::map<std::string, std::string> errors_;    // container id -> the last error logged
-  bool list_failed_ = false;
+  std::mutex running_mu_;
+  std::optional<std::set<std::string>> running_; // none before the first relist
 };
 
 } // namespace berth::agent

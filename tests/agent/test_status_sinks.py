@@ -23,6 +23,13 @@ def write_config(path: Path, sinks: str, extra=""):
     return path
 
 
+def file_and_hook_config(tmp_path, urls, hook_keys=""):
+    """A config with a file sink "local" (its directory is returned) and an http sink "hook"."""
+    status_dir = tmp_path / "status"
+    return status_dir, write_config(tmp_path / "config.yaml", f"- name: local\n  type: file\n  directory: {status_dir}\n"
+                                    f"- name: hook\n  type: http\n  urls: [{', '.join(urls)}]\n" + hook_keys)
+
+
 def receiver_and_config(tmp_path, name, mode, keys):
     """A webhook receiver in `mode` and a config with one http sink to it."""
     rx = Receiver()
@@ -52,14 +59,8 @@ def test_file_and_http_sinks_converge_through_outages(berthlet_factory, tmp_path
     rx.start(p2)  # the first URL is down at start
     token = tmp_path / "hook.token"
     token.write_text("s3cret\n")
-    status_dir = tmp_path / "status"
-    cfg = write_config(tmp_path / "config.yaml", f"""- name: local
-  type: file
-  directory: {status_dir}
-- name: hook
-  type: http
-  urls: [http://127.0.0.1:{p1}/status, http://127.0.0.1:{p2}/status]
-  timeout: 2s
+    status_dir, cfg = file_and_hook_config(tmp_path, [f"http://127.0.0.1:{p1}/status", f"http://127.0.0.1:{p2}/status"],
+                                           f"""  timeout: 2s
   initialBackoff: 200ms
   maxBackoff: 1s
   bearerTokenFile: {token}
@@ -224,14 +225,7 @@ def test_pod_removed_while_down_leaves_the_sinks(berthlet_factory, tmp_path):
     rx = Receiver()
     port = L.free_port()
     rx.start(port)
-    status_dir = tmp_path / "status"
-    cfg = write_config(tmp_path / "config.yaml", f"""- name: local
-  type: file
-  directory: {status_dir}
-- name: hook
-  type: http
-  urls: [http://127.0.0.1:{port}/]
-""")
+    status_dir, cfg = file_and_hook_config(tmp_path, [f"http://127.0.0.1:{port}/"])
     b = berthlet_factory()
     try:
         b.start("--config", str(cfg))

@@ -83,7 +83,7 @@ KubeClient::~KubeClient() {
 }
 
 KubeReply KubeClient::once(const std::string& url, const std::string& method, const std::string& body,
-                           const char* content_type) {
+                           const char* content_type, const char* accept) {
   KubeReply r;
   const CurlApi* c = curl_api(r.error);
   if (!c) return r;
@@ -100,7 +100,7 @@ KubeReply KubeClient::once(const std::string& url, const std::string& method, co
     return r;
   }
   struct curl_slist* headers = c->slist_append(nullptr, fmt::format("Content-Type: {}", content_type).c_str());
-  headers = c->slist_append(headers, "Accept: application/json");
+  headers = c->slist_append(headers, fmt::format("Accept: {}", accept).c_str());
   headers = c->slist_append(headers, fmt::format("User-Agent: berthlet/{}", BERTH_VERSION).c_str());
   if (!token.empty()) headers = c->slist_append(headers, ("Authorization: Bearer " + token).c_str());
   ReplyBuffer reply;
@@ -156,7 +156,7 @@ KubeReply KubeClient::once(const std::string& url, const std::string& method, co
 }
 
 KubeReply KubeClient::call(const std::string& method, const std::string& path, const nlohmann::json& body,
-                           const char* content_type) {
+                           const char* content_type, const char* accept) {
   auto text = body.is_null() ? std::string() : body.dump();
   std::string errors;
   KubeReply last;
@@ -164,7 +164,7 @@ KubeReply KubeClient::call(const std::string& method, const std::string& path, c
     size_t i = (preferred_ + n) % creds_.servers.size();
     auto base = creds_.servers[i];
     while (!base.empty() && base.back() == '/') base.pop_back();
-    last = once(base + path, method, text, content_type);
+    last = once(base + path, method, text, content_type, accept);
     last.server = base;
     if (!move_on(last.status)) {
       preferred_ = i;

@@ -38,14 +38,15 @@ public:
   KubeClient& operator=(const KubeClient&) = delete;
 
   // method and path (already escaped: "/api/v1/nodes/n1/status"); body null = none.
-  // content_type defaults to application/json.
+  // content_type defaults to application/json; accept is the Accept header.
   KubeReply call(const std::string& method, const std::string& path, const nlohmann::json& body = nullptr,
-                 const char* content_type = "application/json");
+                 const char* content_type = "application/json", const char* accept = "application/json");
   void abort() { aborted_ = true; }
   const std::string& server() const { return creds_.servers.at(preferred_); }
 
 private:
-  KubeReply once(const std::string& url, const std::string& method, const std::string& body, const char* content_type);
+  KubeReply once(const std::string& url, const std::string& method, const std::string& body, const char* content_type,
+                 const char* accept);
   KubeCredentials creds_;
   std::chrono::milliseconds timeout_;
   CURL* curl_ = nullptr; // kept: connections (and TLS sessions) are reused

@@ -200,6 +200,15 @@ Delivery KubeSink::delete_pod(const nlohmann::json& meta) {
   return failed(r);
 }
 
+// The node's pods, metadata only (names, annotations, deletionTimestamp: all the checks
+// read), as the API server answers since 1.15: with 100 pods a tenth of the full list,
+// which the keepalive fetches every renewal. A server without it sends the full list.
+KubeReply KubeSink::list_node_pods(const std::string& node) {
+  return client_->call("GET", "/api/v1/pods?fieldSelector=spec.nodeName%3D" + url_escape(node), nullptr,
+                       "application/json",
+                       "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1, application/json");
+}
+
 Delivery KubeSink::remove_orphans(const nlohmann::json& pod_set) {
   auto node = pod_set.value("node", node_);
   if (!valid_dns1123_subdomain(node)) return Delivery::rejected(fmt::format("node name {:?} is not valid", node));
@@ -207,7 +216,7 @@ Delivery KubeSink::remove_orphans(const nlohmann::json& pod_set) {
   std::set<std::string> keep;
   for (auto& p : pod_set.value("pods", nlohmann::json::array()))
     if (p.is_object()) keep.insert(p.value("namespace", "default") + "/" + p.value("name", ""));
-  auto list = client_->call("GET", "/api/v1/pods?fieldSelector=spec.nodeName%3D" + url_escape(node));
+  auto list = list_node_pods(node);
   if (!list.ok()) return failed(list);
   for (auto& p : list.body.value("items", nlohmann::json::array())) {
     auto ns = meta_string(p, "namespace"), name = meta_string(p, "name");
@@ -263,7 +272,7 @@ Delivery KubeSink::renew_lease() {
 
 Delivery KubeSink::resync_mirror_pods() {
   if (pods_.empty() || node_uid_.empty()) return Delivery::ok();
-  auto list = client_->call("GET", "/api/v1/pods?fieldSelector=spec.nodeName%3D" + url_escape(node_));
+  auto list = list_node_pods(node_);
   if (!list.ok()) return failed(list);
   auto items = list.body.value("items", nlohmann::json::array());
   std::map<std::string, const nlohmann::json*> present;

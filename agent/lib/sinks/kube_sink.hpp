@@ -35,6 +35,7 @@ private:
   Delivery post_event(const nlohmann::json& event);
   Delivery renew_lease();
   Delivery resync_mirror_pods();
+  KubeReply list_node_pods(const std::string& node);
   // Creates the mirror pod (replacing an outdated one) unless current; sets its UID.
   Delivery ensure_mirror(const nlohmann::json& pod, const std::string& path, std::string& mirror_uid);
   Delivery patch_pod_status(const nlohmann::json& pod, const std::string& path);

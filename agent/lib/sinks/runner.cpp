@@ -1,5 +1,7 @@
 #include "agent/lib/sinks/runner.hpp"
 
+#include <pthread.h>
+
 #include "agent/lib/log.hpp"
 #include "agent/lib/metrics.hpp"
 
@@ -94,6 +96,8 @@ void SinkRunner::record(const SinkItem& item, const Delivery& d) {
 }
 
 void SinkRunner::loop() {
+  // "sink <name>" in top -H and /proc: which sink spends the CPU.
+  ::pthread_setname_np(::pthread_self(), ("sink " + name_).substr(0, 15).c_str());
   loop_until_stopped();
   {
     std::lock_guard lock(mu_);
