@@ -239,11 +239,6 @@ def main():
         for i in range(3):
             cluster.start(i)
         out["etcd_drain"] = drain_rate(b, "etcd", etcd_before, backlog)
-        if api:
-            # The API server (and its etcd) comes back after the others: its sink's backlog
-            # drains alone, a mirror pod's deletion, creation and status patch per pod.
-            api.start()
-            out["kube_drain"] = drain_rate(b, "kube", kube_before, kube_backlog)
 
         def drained():
             with rx.lock:
@@ -255,6 +250,11 @@ def main():
         # From the first delivery to the last: the back-off wait before the first is not throughput.
         out["drain"] = {"items": sent, "seconds": round(last - first, 2),
                         "updates_per_second": round((sent - 1) / max(last - first, 1e-6), 1)}
+        if api:
+            # The API server (and its etcd) comes back after the others: its sink's backlog
+            # drains alone, a mirror pod's deletion, creation and status patch per pod.
+            api.start()
+            out["kube_drain"] = drain_rate(b, "kube", kube_before, kube_backlog)
         # Idle: the same pods adopted by a fresh berthlet without sinks, then by one with both.
         for key, extra in (("idle_without_sinks", ()), ("idle_with_sinks", ("--config", str(cfg)))):
             b.stop()
