@@ -104,6 +104,23 @@ def direct_round(cri, count):
     return total
 
 
+def start_world(subnet):
+    """A local registry with busybox and the pause image, and a containerd on our bridge
+    (subnet): (registry, containerd, CRI client)."""
+    reg = L.Registry(workdir=str(ROOT / "registry"))
+    reg.start()
+    L.oci_image.push(L.oci_image.build_image("busybox"), reg.addr, "library/busybox:latest")
+    pause = L.oci_image.Image([L.oci_image.Layer(L.oci_image.busybox_tar(), "gzip")], cmd=["/bin/sleep", "2147483647"])
+    L.oci_image.push(pause, reg.addr, "berth/pause:1")
+    cni = ROOT / "cni" / "net.d"
+    L.write_cni_conf(cni, BRIDGE, subnet, ROOT / "cni" / "ipam")
+    ctd = L.Containerd(ROOT / "containerd", reg.addr, cni, "docker.io/berth/pause:1")
+    ctd.start()
+    cri = L.Cri(ctd.sock, ROOT / "pycri")
+    ctd.wait_ready(cri)
+    return reg, ctd, cri
+
+
 def proc_cpu_rss(pid):
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     cpu = (int(fields[11]) + int(fields[12])) / CLK_TCK
@@ -134,18 +151,7 @@ def main():
     ap.add_argument("--out")
     args = ap.parse_args()
 
-    reg = L.Registry(workdir=str(ROOT / "registry"))
-    reg.start()
-    busybox = L.oci_image.build_image("busybox")
-    L.oci_image.push(busybox, reg.addr, "library/busybox:latest")
-    pause = L.oci_image.Image([L.oci_image.Layer(L.oci_image.busybox_tar(), "gzip")], cmd=["/bin/sleep", "2147483647"])
-    L.oci_image.push(pause, reg.addr, "berth/pause:1")
-    cni = ROOT / "cni" / "net.d"
-    L.write_cni_conf(cni, BRIDGE, "10.231.78.0/24", ROOT / "cni" / "ipam")
-    ctd = L.Containerd(ROOT / "containerd", reg.addr, cni, "docker.io/berth/pause:1")
-    ctd.start()
-    cri = L.Cri(ctd.sock, ROOT / "pycri")
-    ctd.wait_ready(cri)
+    reg, ctd, cri = start_world("10.231.78.0/24")
     b = L.Berthlet(ROOT / "berthlet", ctd.sock, CGROUP_ROOT)
     out = {"runs": args.runs, "pods": args.pods}
     try:

@@ -36,11 +36,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "agent"))
 import agent_lib as L  # noqa: E402
 import kube_lib as K  # noqa: E402
-from berthlet_bench import CLK_TCK, proc_cpu_rss, remove_all, rss_split  # noqa: E402
+from berthlet_bench import CLK_TCK, proc_cpu_rss, remove_all, rss_split, start_world  # noqa: E402
 from etcd_lib import EtcdCluster  # noqa: E402
 
 ROOT = Path(os.environ["AGENT_ROOT"])
-BRIDGE = os.environ["AGENT_BRIDGE"]
 CGROUP_ROOT = os.environ["AGENT_CGROUP_ROOT"]
 
 
@@ -144,17 +143,7 @@ def main():
     ap.add_argument("--out")
     args = ap.parse_args()
 
-    reg = L.Registry(workdir=str(ROOT / "registry"))
-    reg.start()
-    L.oci_image.push(L.oci_image.build_image("busybox"), reg.addr, "library/busybox:latest")
-    pause = L.oci_image.Image([L.oci_image.Layer(L.oci_image.busybox_tar(), "gzip")], cmd=["/bin/sleep", "2147483647"])
-    L.oci_image.push(pause, reg.addr, "berth/pause:1")
-    cni = ROOT / "cni" / "net.d"
-    L.write_cni_conf(cni, BRIDGE, "10.231.79.0/24", ROOT / "cni" / "ipam")
-    ctd = L.Containerd(ROOT / "containerd", reg.addr, cni, "docker.io/berth/pause:1")
-    ctd.start()
-    cri = L.Cri(ctd.sock, ROOT / "pycri")
-    ctd.wait_ready(cri)
+    reg, ctd, cri = start_world("10.231.79.0/24")
     rx = L.Receiver()
     port = L.free_port()
     rx.start(port)

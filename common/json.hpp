@@ -6,6 +6,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -13,6 +14,18 @@
 namespace berth {
 
 using json = nlohmann::json;
+
+// The nesting depth of a JSON text ([ and { outside strings), scanning no further than
+// the first point where it exceeds `limit` (then limit + 1). Linear, no recursion; the
+// text need not be valid JSON.
+size_t json_depth(std::string_view text, size_t limit);
+
+// Parses a JSON document from an untrusted source (a registry, an API server): the depth
+// is checked before parsing (nlohmann's parser is iterative, but copying, comparing and
+// dumping a document recurse). Throws berth::Error (EINVAL) naming `what` when it is
+// nested deeper than max_depth or is not JSON.
+json parse_untrusted_json(std::string_view text, std::string_view what, size_t max_depth);
+nlohmann::ordered_json parse_untrusted_ordered_json(std::string_view text, std::string_view what, size_t max_depth);
 
 class JsonView {
 public:

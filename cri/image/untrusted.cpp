@@ -7,56 +7,6 @@
 
 namespace berth::image {
 
-size_t json_depth(std::string_view text, size_t limit) {
-  size_t depth = 0, max = 0;
-  bool in_string = false, escaped = false;
-  for (char c : text) {
-    if (in_string) {
-      if (escaped) escaped = false;
-      else if (c == '\\') escaped = true;
-      else if (c == '"') in_string = false;
-      continue;
-    }
-    switch (c) {
-    case '"': in_string = true; break;
-    case '[':
-    case '{':
-      if (++depth > max) {
-        max = depth;
-        if (max > limit) return limit + 1;
-      }
-      break;
-    case ']':
-    case '}':
-      if (depth > 0) --depth;
-      break;
-    default: break;
-    }
-  }
-  return max;
-}
-
-namespace {
-
-template <typename Json>
-Json parse_bounded(std::string_view text, std::string_view what, size_t max_depth) {
-  if (json_depth(text, max_depth) > max_depth)
-    fail_code(EINVAL, "{}: JSON nested deeper than {} levels", what, max_depth);
-  Json j = Json::parse(text, nullptr, false);
-  if (j.is_discarded()) fail_code(EINVAL, "{}: not valid JSON", what);
-  return j;
-}
-
-} // namespace
-
-nlohmann::json parse_untrusted_json(std::string_view text, std::string_view what, size_t max_depth) {
-  return parse_bounded<nlohmann::json>(text, what, max_depth);
-}
-
-nlohmann::ordered_json parse_untrusted_ordered_json(std::string_view text, std::string_view what, size_t max_depth) {
-  return parse_bounded<nlohmann::ordered_json>(text, what, max_depth);
-}
-
 std::string excerpt(std::string_view s, size_t max) {
   // common's quoting (escapes, cut), plus the full size: a cut value says how big it was.
   std::string out = quoted_value(s, max);

@@ -10,6 +10,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/json.hpp"
+
 namespace berth::image {
 
 // Deepest nesting accepted in a JSON document from a registry (manifest, index, config,
@@ -18,16 +20,16 @@ namespace berth::image {
 // containerd, stops at 10000.)
 inline constexpr size_t kMaxJsonDepth = 32;
 
-// The nesting depth of a JSON text ([ and { outside strings), scanning no further than
-// the first point where it exceeds `limit` (then limit + 1). Linear, no recursion; the
-// text need not be valid JSON.
-size_t json_depth(std::string_view text, size_t limit);
-
-// Parses a JSON document from an untrusted source; throws berth::Error naming `what` when
-// it is nested deeper than max_depth or is not JSON.
-nlohmann::json parse_untrusted_json(std::string_view text, std::string_view what, size_t max_depth = kMaxJsonDepth);
-nlohmann::ordered_json parse_untrusted_ordered_json(std::string_view text, std::string_view what,
-                                                    size_t max_depth = kMaxJsonDepth);
+// common/json.hpp's, with the registry's depth limit as the default.
+using berth::json_depth;
+inline nlohmann::json parse_untrusted_json(std::string_view text, std::string_view what,
+                                           size_t max_depth = kMaxJsonDepth) {
+  return berth::parse_untrusted_json(text, what, max_depth);
+}
+inline nlohmann::ordered_json parse_untrusted_ordered_json(std::string_view text, std::string_view what,
+                                                           size_t max_depth = kMaxJsonDepth) {
+  return berth::parse_untrusted_ordered_json(text, what, max_depth);
+}
 
 // A quoted excerpt for messages: common's quoted_value() (at most `max` bytes, control
 // and non-ASCII bytes escaped, "..." when cut) followed by " (N bytes)" when it was cut.

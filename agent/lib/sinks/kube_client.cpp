@@ -7,6 +7,7 @@
 #include "agent/lib/curl_lazy.hpp"
 #include "agent/lib/manifest.hpp"
 #include "common/error.hpp"
+#include "common/json.hpp"
 
 namespace berth::agent {
 namespace {
@@ -51,15 +52,7 @@ std::string KubeReply::reason() const {
 
 nlohmann::json parse_bounded_json(const std::string& text) {
   if (text.empty()) return nullptr;
-  nlohmann::json::parser_callback_t depth_check = [](int depth, nlohmann::json::parse_event_t, nlohmann::json&) {
-    if (depth > static_cast<int>(kMaxKubeJsonDepth)) fail("JSON nested deeper than {} levels", kMaxKubeJsonDepth);
-    return true;
-  };
-  try {
-    return nlohmann::json::parse(text, depth_check);
-  } catch (const nlohmann::json::exception& e) {
-    fail("not valid JSON: {}", e.what());
-  }
+  return parse_untrusted_json(text, "reply", kMaxKubeJsonDepth);
 }
 
 std::string url_escape(std::string_view s) {
